@@ -1,0 +1,94 @@
+"""The agent's global state: settings, the enabled flag and the recorder, in one object.
+
+Every instrumented call reads this object, so it is kept flat: the hot path does a couple of
+attribute reads (``STATE.enabled``, ``STATE.record``) and nothing else. All mutation goes
+through methods that hold ``STATE.lock``; ``_reset_for_tests()`` puts it back as a fresh
+process would have it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Callable, Optional
+
+from tasktrace.config import Settings
+
+if TYPE_CHECKING:
+    from tasktrace.recorder import Recorder
+    from tasktrace.records import TransactionRecord
+
+
+def _env_settings() -> Settings:
+    """Settings for a program that never calls ``initialize()``: defaults plus variables.
+
+    Reading the variables is cheap and imports nothing heavy; the config file is read only
+    by ``initialize()`` (or the bootstrap, which calls it).
+    """
+    try:
+        from tasktrace.config import settings_from_environment
+
+        settings: Settings = settings_from_environment(os.environ)
+        return settings
+    except Exception:  # a bad variable must not break an import of tasktrace
+        return Settings()
+
+
+class _AgentState:
+    """All mutable global state of the agent."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.settings: Settings = _env_settings()
+        #: Read on every instrumented call; mirrors ``settings.enabled``.
+        self.enabled: bool = self.settings.enabled
+        self.initialized = False
+        #: The recorder in use, created on the first record (None until then).
+        self.recorder: Optional[Recorder] = None
+        #: Called with each finished record. Until a recorder exists it is
+        #: ``_record_first``, which creates one; then it is the recorder's own ``record``.
+        self.record: Callable[[TransactionRecord], None] = self._record_first
+
+    def _record_first(self, record: TransactionRecord) -> None:
+        """Create the default recorder on the first finished transaction, then record."""
+        recorder = self.get_recorder()
+        recorder.record(record)
+
+    def get_recorder(self) -> Recorder:
+        """The recorder in use, creating the default one from the settings if needed."""
+        with self.lock:
+            if self.recorder is None:
+                from tasktrace.recorder import create_recorder
+
+                self.set_recorder(create_recorder(self.settings))
+            assert self.recorder is not None
+            return self.recorder
+
+    def set_recorder(self, recorder: Optional[Recorder]) -> None:
+        """Route finished records to ``recorder`` (None: create the default one lazily)."""
+        with self.lock:
+            self.recorder = recorder
+            self.record = self._record_first if recorder is None else recorder.record
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Make ``settings`` current; an existing recorder is told about them."""
+        with self.lock:
+            self.settings = settings
+            self.enabled = settings.enabled
+            recorder = self.recorder
+        if recorder is not None:
+            recorder.configure(settings)
+
+    def _reset_for_tests(self) -> None:
+        """Forget everything: settings from the environment, no recorder, not initialized."""
+        with self.lock:
+            recorder = self.recorder
+            self.__init__()  # type: ignore[misc]
+        if recorder is not None:
+            try:
+                recorder.shutdown(0.0)
+            except Exception:
+                pass
+
+
+STATE = _AgentState()

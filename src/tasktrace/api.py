@@ -1,0 +1,211 @@
+"""The public decorators and wrappers: the four forms of background tasks and function traces.
+
+Each kind comes in the four shapes users of New Relic's agent know:
+
+* ``background_task()`` / ``function_trace()``: decorators;
+* ``BackgroundTask`` / ``FunctionTrace``: context managers (in :mod:`tasktrace.transaction`
+  and :mod:`tasktrace.function_trace`);
+* ``BackgroundTaskWrapper`` / ``FunctionTraceWrapper``: wrap a callable you hold;
+* ``wrap_background_task`` / ``wrap_function_trace``: patch ``module.object_path`` in place.
+
+wrapt is imported here only when something is actually wrapped, so that ``import tasktrace``
+(which the bootstrap does in every process) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any, Callable, Tuple, TypeVar, Union, cast
+
+from tasktrace.exceptions import TargetError
+from tasktrace.transaction import resolve_app
+
+F = TypeVar("F", bound=Callable[..., Any])
+NameSpec = Union[str, Callable[..., Any], None]
+
+
+def callable_name(obj: Any) -> str:
+    """``"module:qualname"`` of a callable, e.g. ``"jobs:Exporter.run"``."""
+    from tasktrace.wrappers import callable_name as _callable_name
+
+    return _callable_name(obj)
+
+
+def BackgroundTaskWrapper(
+    wrapped: F,
+    application: Any = None,
+    name: NameSpec = None,
+    group: NameSpec = None,
+) -> F:
+    """Return ``wrapped`` wrapped so that each call is a background task.
+
+    Args:
+        wrapped: a function, method, classmethod/staticmethod object, coroutine function,
+            generator function or async generator function.
+        application: an app name or a handle from ``application()``; None: the
+            configured app name.
+        name: the transaction name, or a callable given the call's arguments (the
+            instance first for bound methods); default ``callable_name(wrapped)``.
+        group: the group, or a callable like ``name``; default ``"Function"``.
+
+    Returns:
+        A transparent proxy (``wrapped`` itself if it is already a background task).
+    """
+    from tasktrace.wrappers import TASK, TaskTraceWrapper, is_wrapped, make_task_wrapper
+
+    if is_wrapped(wrapped, TASK):
+        return wrapped
+    app = resolve_app(application)
+    wrapper = make_task_wrapper(wrapped, app, name, group, callable_name(wrapped))
+    return cast(F, TaskTraceWrapper(wrapped, wrapper, TASK))
+
+
+def background_task(
+    application: Any = None, name: NameSpec = None, group: NameSpec = None
+) -> Callable[[F], F]:
+    """Decorator: each call of the function is a background-task transaction.
+
+    ``@background_task()`` with the arguments of :func:`BackgroundTaskWrapper`; a bare
+    ``@background_task`` works too.
+    """
+    if callable(application) and not hasattr(application, "effective_name"):
+        # Used bare, as @background_task: the "application" is the function itself.
+        return cast(Callable[[F], F], BackgroundTaskWrapper(application, None, name, group))
+
+    def decorator(wrapped: F) -> F:
+        return BackgroundTaskWrapper(wrapped, application, name, group)
+
+    return decorator
+
+
+def FunctionTraceWrapper(
+    wrapped: F, name: NameSpec = None, group: NameSpec = None
+) -> F:
+    """Return ``wrapped`` wrapped so that each call inside a transaction is a segment.
+
+    Outside a transaction the call goes straight through. ``name``/``group`` as for
+    :func:`BackgroundTaskWrapper`.
+    """
+    from tasktrace.wrappers import TRACE, TaskTraceWrapper, is_wrapped, make_trace_wrapper
+
+    if is_wrapped(wrapped, TRACE):
+        return wrapped
+    wrapper = make_trace_wrapper(wrapped, name, group, callable_name(wrapped))
+    return cast(F, TaskTraceWrapper(wrapped, wrapper, TRACE))
+
+
+def function_trace(name: NameSpec = None, group: NameSpec = None) -> Callable[[F], F]:
+    """Decorator: each call inside a transaction is recorded as a function trace."""
+    if callable(name) and group is None and hasattr(name, "__code__"):
+        # Used bare, as @function_trace.
+        return cast(Callable[[F], F], FunctionTraceWrapper(name))
+
+    def decorator(wrapped: F) -> F:
+        return FunctionTraceWrapper(wrapped, name, group)
+
+    return decorator
+
+
+def resolve_path(module: Union[ModuleType, str], object_path: str) -> Tuple[Any, str, Any]:
+    """Find ``object_path`` in ``module``: ``(parent, attribute, original)``.
+
+    For a class attribute the raw object from the class ``__dict__`` (searched along the
+    MRO) is returned, so classmethod and staticmethod descriptors are wrapped as such.
+
+    Raises:
+        TargetError: the module cannot be imported or a segment does not exist.
+    """
+    if isinstance(module, str):
+        try:
+            module = importlib.import_module(module)
+        except ImportError as exc:
+            raise TargetError(f"cannot import module {module!r}: {exc}") from exc
+    parts = object_path.split(".")
+    if not object_path or not all(parts):
+        raise TargetError(f"invalid object path {object_path!r}: expected e.g. 'Class.method'")
+    parent: Any = module
+    for i, part in enumerate(parts[:-1]):
+        try:
+            parent = getattr(parent, part)
+        except AttributeError:
+            raise TargetError(_missing(module, parts, i, parent)) from None
+    attribute = parts[-1]
+    if isinstance(parent, type):
+        for klass in parent.__mro__:
+            if attribute in vars(klass):
+                return parent, attribute, vars(klass)[attribute]
+    try:
+        return parent, attribute, getattr(parent, attribute)
+    except AttributeError:
+        raise TargetError(_missing(module, parts, len(parts) - 1, parent)) from None
+
+
+def _missing(module: ModuleType, parts: Any, index: int, parent: Any) -> str:
+    import difflib
+
+    where = (
+        ".".join([module.__name__ + ":" + parts[0], *parts[1:index]]) if index else module.__name__
+    )
+    close = difflib.get_close_matches(parts[index], [n for n in dir(parent)], n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"{where} has no attribute {parts[index]!r}{hint}"
+
+
+def _wrap_in_place(
+    module: Union[ModuleType, str],
+    object_path: str,
+    factory: Callable[[Any, str], Any],
+) -> Any:
+    parent, attribute, original = resolve_path(module, object_path)
+    module_name = module if isinstance(module, str) else module.__name__
+    wrapper = factory(original, f"{module_name}:{object_path}")
+    if wrapper is not original:
+        setattr(parent, attribute, wrapper)
+    return wrapper
+
+
+def wrap_background_task(
+    module: Union[ModuleType, str],
+    object_path: str,
+    application: Any = None,
+    name: NameSpec = None,
+    group: NameSpec = None,
+) -> Any:
+    """Patch ``module.object_path`` in place so each call is a background task.
+
+    Args:
+        module: a module object or a dotted module name (imported if needed).
+        object_path: e.g. ``"send_invoices"`` or ``"Exporter.run"``.
+        application, name, group: as for :func:`BackgroundTaskWrapper`; the default name
+            is ``"module:object_path"``.
+
+    Returns:
+        The wrapper now stored at ``object_path`` (unchanged if it was already wrapped).
+
+    Raises:
+        TargetError: the module or an attribute on the path does not exist.
+    """
+    return _wrap_in_place(
+        module,
+        object_path,
+        lambda original, default: BackgroundTaskWrapper(
+            original, application, name if name is not None else default, group
+        ),
+    )
+
+
+def wrap_function_trace(
+    module: Union[ModuleType, str],
+    object_path: str,
+    name: NameSpec = None,
+    group: NameSpec = None,
+) -> Any:
+    """Patch ``module.object_path`` in place so each call is a function trace."""
+    return _wrap_in_place(
+        module,
+        object_path,
+        lambda original, default: FunctionTraceWrapper(
+            original, name if name is not None else default, group
+        ),
+    )

@@ -1,0 +1,806 @@
+"""When finished transactions are delivered: a bounded buffer, exact aggregation, a harvest
+thread, and the process-life hooks (exit, SIGTERM, fork, multiprocessing, ``os._exit``).
+
+The instrumented call only appends its record to a deque (:meth:`HarvestRecorder.record`);
+everything else happens in one daemon thread per process, named ``tasktrace-harvest``, which
+wakes every ``harvest_interval`` (or early, when the buffer is half full, or when ``flush()``
+or ``shutdown()`` asks), aggregates the records, and hands one :class:`~tasktrace.reporters.
+base.Batch` to each reporter in turn.
+
+Exactness. The buffer holds at most ``buffer_size`` records; beyond that the oldest record
+is evicted. Eviction happens on the overflow path of ``record()`` (never on the fast path),
+under a lock, and folds the evicted record into per-key aggregates and a per-app drop count
+before letting it go. The harvest thread drains the deque with ``popleft()`` (atomic, so a
+record appended concurrently is never lost between "read" and "clear") and then takes the
+folded aggregates under the same lock, so every record is counted in exactly one window,
+either as a kept record or as a dropped one. Metrics (count, errors, total, min, max, sum of
+squares) are therefore exact whatever is dropped.
+
+Process life:
+
+* ``atexit``: a final delivery, run by the harvest thread; the exiting thread waits for it
+  at most ``shutdown_timeout`` (the thread is a daemon, so a hanging collector cannot hold
+  the process).
+* SIGTERM: when the recorder starts in the main thread and SIGTERM still has its default
+  disposition, a handler delivers (within ``shutdown_timeout``), restores the default and
+  re-sends SIGTERM, so the exit status is what it would have been. A handler the program
+  installed earlier is chained (we deliver, then call it); one it installs later replaces
+  ours, and ``atexit`` still delivers if it exits normally.
+* ``os.fork()``: the child starts with an empty buffer, zero counters, no thread and fresh
+  reporters; the parent's pending records stay with the parent, which delivers them.
+* Children that end with ``os._exit()`` skip ``atexit``. ``multiprocessing`` children run
+  ``multiprocessing.util._exit_function()`` first, so a ``multiprocessing.util.Finalize``
+  is registered there (only if ``multiprocessing`` is already imported: this module never
+  imports it). Other forked children (RQ's fork-per-job, plain ``os.fork()``) get an
+  ``os._exit`` wrapper that delivers first; it is installed only in forked children.
+
+Every exit path shares one per-process deadline, so however many of them run, exit waits
+at most ``shutdown_timeout`` in total.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple
+
+from tasktrace.config import Settings
+from tasktrace.records import TransactionRecord
+from tasktrace.reporters.base import (
+    Batch,
+    DropCount,
+    ExportResult,
+    MetricKey,
+    MetricStats,
+    Reporter,
+)
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+__all__ = [
+    "HARVEST_THREAD_NAME",
+    "HarvestRecorder",
+    "Recorder",
+    "create_recorder",
+    "is_harvest_thread",
+]
+
+logger = logging.getLogger("tasktrace")
+
+#: The name of the harvest thread, so that it is easy to spot in thread dumps.
+HARVEST_THREAD_NAME = "tasktrace-harvest"
+
+#: Drop reason for records evicted because the buffer was full.
+REASON_BUFFER_FULL = "buffer_full"
+#: Drop reason for records recorded after the recorder was shut down.
+REASON_AFTER_SHUTDOWN = "after_shutdown"
+
+# Aggregates while they are being built: [count, errors, total, min, max, sumsq]. A list is
+# cheaper to update in place than rebuilding a NamedTuple per record.
+_Agg = List[Any]
+_AggMap = Dict[Tuple[str, str, str], _Agg]
+ReporterFactoryFn = Callable[[Settings], Sequence[Reporter]]
+
+
+class Recorder(Protocol):
+    """What ``tasktrace._state.STATE`` needs from a recorder."""
+
+    def record(self, record: TransactionRecord) -> None:
+        """Take one finished transaction. Called on the application's thread: must be cheap,
+        must not block, must not raise."""
+        ...
+
+    def configure(self, settings: Settings) -> None:
+        """Apply new settings (buffer size, interval, reporters)."""
+        ...
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Deliver everything recorded so far; True if all of it went out in time."""
+        ...
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Deliver everything, then stop; True if all of it went out in time."""
+        ...
+
+
+def _fold(aggs: _AggMap, record: TransactionRecord) -> None:
+    """Add one record to the aggregates ``aggs``."""
+    key = (record.app, record.name, record.group)
+    duration = record.duration
+    agg = aggs.get(key)
+    if agg is None:
+        aggs[key] = [1, 1 if record.errors else 0, duration, duration, duration, duration**2]
+        return
+    agg[0] += 1
+    if record.errors:
+        agg[1] += 1
+    agg[2] += duration
+    if duration < agg[3]:
+        agg[3] = duration
+    if duration > agg[4]:
+        agg[4] = duration
+    agg[5] += duration * duration
+
+
+def _merge_agg(into: _AggMap, other: _AggMap) -> None:
+    """Merge aggregates ``other`` into ``into``."""
+    for key, agg in other.items():
+        mine = into.get(key)
+        if mine is None:
+            into[key] = agg
+            continue
+        mine[0] += agg[0]
+        mine[1] += agg[1]
+        mine[2] += agg[2]
+        mine[3] = min(mine[3], agg[3])
+        mine[4] = max(mine[4], agg[4])
+        mine[5] += agg[5]
+
+
+def aggregate(records: Sequence[TransactionRecord]) -> Dict[MetricKey, MetricStats]:
+    """Exact per-key aggregates of ``records`` (a helper for reporters and tests)."""
+    aggs: _AggMap = {}
+    for record in records:
+        _fold(aggs, record)
+    return {MetricKey(*key): MetricStats(*agg) for key, agg in aggs.items()}
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+class HarvestRecorder:
+    """The default recorder: bounded buffer, exact aggregates, one harvest thread per process.
+
+    Args:
+        settings: The agent settings (buffer size, interval, reporters, shutdown budget).
+        reporters: Reporters to use instead of building them from ``settings.reporter``
+            (tests, or a program that wires its own). They are reused in forked children.
+        reporter_factory: Builds the reporters from settings; defaults to
+            :func:`tasktrace.reporters.registry.create_reporters`. Called in the harvest
+            thread, so that importing ``sqlite3`` or ``httpx`` never happens on the
+            application's thread, and again in each forked child.
+        install_process_hooks: Install the ``atexit``/SIGTERM/multiprocessing hooks when the
+            harvest thread starts (default True; tests of the buffer turn it off).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reporters: Optional[Sequence[Reporter]] = None,
+        reporter_factory: Optional[ReporterFactoryFn] = None,
+        install_process_hooks: bool = True,
+    ) -> None:
+        self._settings = settings
+        self._limit = max(1, int(settings.buffer_size))
+        self._interval = max(0.001, float(settings.harvest_interval))
+        if reporters is not None:
+            fixed = list(reporters)
+            self._factory: ReporterFactoryFn = lambda _settings: fixed
+        elif reporter_factory is not None:
+            self._factory = reporter_factory
+        else:
+            self._factory = _default_reporters
+        self._hooks = install_process_hooks
+        self._reporters: Optional[List[Reporter]] = None
+        self._reporters_stale = False
+        self._reset_process_state()
+        _LIVE.add(self)
+
+    # -- per-process state ------------------------------------------------------------
+
+    def _reset_process_state(self) -> None:
+        """Make this object look as a fresh process would have it (used after fork too)."""
+        self._pid = os.getpid()
+        self._buffer: deque[TransactionRecord] = deque()
+        # Until the thread runs, the fast path is closed (len(buffer) < 0 never holds), so
+        # the first record in the process takes the slow path, which starts the thread.
+        # This keeps the "started?" check out of the fast path.
+        self._high_water = 0
+        # Guards eviction, the folded aggregates, the drop counters and thread start. An
+        # RLock so that a signal handler running on a thread that holds it cannot deadlock.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(threading.Lock())
+        self._wake = threading.Event()
+        self._wake_pending = False
+        self._thread: Optional[threading.Thread] = None
+        self._evicted: _AggMap = {}
+        self._pending_drops: Dict[Tuple[str, str], int] = {}
+        self._drop_totals: Dict[str, int] = {}
+        self._window_start = time.time()
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._flush_ok = True
+        self._flush_deadline: Optional[float] = None
+        self._stopping = False
+        self._stopped = False
+        self._in_flight = 0
+        self._logged: set[Tuple[str, str]] = set()
+        self._warned = False
+        if self._reporters is not None and self._factory is _default_reporters:
+            # Connections and files belong to the parent; build new ones lazily.
+            self._reporters = None
+
+    # -- the hot path -----------------------------------------------------------------
+
+    def record(self, record: TransactionRecord) -> None:
+        """Buffer one finished transaction: an attribute read, a ``len`` and an append.
+
+        Never blocks, never does I/O, never raises. When the buffer is half full the
+        slow path wakes the harvest thread; when it is full, it evicts the oldest record
+        (counted, and kept in the metrics).
+        """
+        buffer = self._buffer
+        if len(buffer) < self._high_water:
+            buffer.append(record)
+        else:
+            self._record_slow(record)
+
+    def _record_slow(self, record: TransactionRecord) -> None:
+        """First record in this process, buffer half full, or buffer full."""
+        try:
+            if self._stopped:
+                self._count_drop(record, REASON_AFTER_SHUTDOWN)
+                return
+            if (self._thread is None or self._pid != os.getpid()) and not self._start():
+                self._count_drop(record, REASON_AFTER_SHUTDOWN)
+                return
+            buffer = self._buffer
+            if len(buffer) < self._limit:
+                buffer.append(record)
+                if not self._wake_pending:
+                    self._wake_pending = True
+                    self._wake.set()
+                return
+            with self._lock:
+                try:
+                    evicted: Optional[TransactionRecord] = buffer.popleft()
+                except IndexError:  # the harvest thread emptied it meanwhile
+                    evicted = None
+                buffer.append(record)
+                if evicted is not None:
+                    _fold(self._evicted, evicted)
+                    self._add_drop(evicted.app, REASON_BUFFER_FULL, 1)
+        except Exception:  # SPEC 2.8: never raise into the instrumented code
+            pass
+
+    def _count_drop(self, record: TransactionRecord, reason: str) -> None:
+        with self._lock:
+            self._add_drop(record.app, reason, 1)
+
+    def _add_drop(self, app: str, reason: str, count: int) -> None:
+        """Count a drop; the caller holds ``self._lock``."""
+        key = (app, reason)
+        self._pending_drops[key] = self._pending_drops.get(key, 0) + count
+        self._drop_totals[reason] = self._drop_totals.get(reason, 0) + count
+
+    # -- thread start -----------------------------------------------------------------
+
+    def _start(self) -> bool:
+        """Start the harvest thread in this process; False if the recorder is shut down."""
+        with self._lock:
+            if self._pid != os.getpid():
+                # Forked without our at-fork hook (a fork from C code): start afresh.
+                self._reset_process_state()
+            if self._stopped:
+                return False
+            if self._thread is not None or self._stopping:
+                return True
+            thread = threading.Thread(target=self._run, name=HARVEST_THREAD_NAME, daemon=True)
+            self._window_start = time.time()
+            try:
+                thread.start()
+            except RuntimeError:
+                # Interpreter shutdown: no new threads. Keep buffering; the exit flush
+                # delivers inline.
+                self._high_water = 0
+                return True
+            self._thread = thread
+            self._high_water = max(1, self._limit // 2)
+        if self._hooks:
+            _install_process_hooks(self._settings)
+        return True
+
+    # -- configuration ----------------------------------------------------------------
+
+    def configure(self, settings: Settings) -> None:
+        """Apply new settings; new reporter settings take effect at the next harvest."""
+        with self._lock:
+            old = self._settings
+            self._settings = settings
+            self._limit = max(1, int(settings.buffer_size))
+            self._interval = max(0.001, float(settings.harvest_interval))
+            if self._thread is not None:
+                self._high_water = max(1, self._limit // 2)
+            if settings.reporter != old.reporter:
+                self._reporters_stale = True
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use."""
+        return self._settings
+
+    # -- flush and shutdown -----------------------------------------------------------
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Deliver everything recorded before this call; True if it all went out in time.
+
+        Args:
+            timeout: Seconds to wait at most (None: as long as the reporters take, which
+                their own timeouts bound).
+        """
+        return self._request(timeout, stop=False)
+
+    def shutdown(self, timeout: Optional[float] = None) -> bool:
+        """Deliver everything, shut the reporters down and stop the thread.
+
+        Records arriving afterwards are counted as dropped (``after_shutdown``). Returns
+        True if everything went out within ``timeout``.
+        """
+        return self._request(timeout, stop=True)
+
+    def _request(self, timeout: Optional[float], *, stop: bool) -> bool:
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        ticket = self._post(deadline, stop=stop)
+        return self._wait(ticket, deadline)
+
+    def _post(self, deadline: Optional[float], *, stop: bool) -> int:
+        """Ask the harvest thread for a cycle; returns the ticket to wait for."""
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._reset_process_state()
+        with self._cond:
+            if stop:
+                self._stopping = True
+            self._flush_requested += 1
+            ticket = self._flush_requested
+            if deadline is not None and (
+                self._flush_deadline is None or deadline < self._flush_deadline
+            ):
+                self._flush_deadline = deadline
+        self._wake.set()
+        return ticket
+
+    def _wait(self, ticket: int, deadline: Optional[float]) -> bool:
+        """Wait until the cycle serving ``ticket`` is done, or the deadline passes."""
+        thread = self._thread
+        if thread is threading.current_thread():
+            return False  # a reporter calling flush() would wait for itself
+        if thread is None or not thread.is_alive():
+            # Never started in this process (nothing recorded), or could not start (exit):
+            # run the cycle here. The reporters honour the batch deadline.
+            if self._stopped and not self._buffer:
+                return True
+            return self._cycle()
+        with self._cond:
+            while self._flush_done < ticket:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+            return self._flush_ok
+
+    # -- the harvest thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        """The harvest loop: wait, drain, aggregate, export; until shut down."""
+        while True:
+            self._wake.wait(self._interval)
+            try:
+                if self._cycle():
+                    return
+            except Exception:  # never let the thread die; log once
+                self._log_once("recorder", "harvest failed", exc_info=True)
+
+    def _cycle(self) -> bool:
+        """One harvest; returns True when the recorder has stopped."""
+        self._wake.clear()
+        self._wake_pending = False
+        with self._cond:
+            ticket = self._flush_requested
+            deadline = self._flush_deadline
+            self._flush_deadline = None
+            stopping = self._stopping
+        served = ticket > self._flush_done
+        ok = self._harvest(deadline)
+        if served or stopping:
+            reporters = self._reporters or []
+            for reporter in reporters:
+                ok = self._call(reporter, "force_flush", deadline) and ok
+            if stopping:
+                for reporter in reporters:
+                    self._call(reporter, "shutdown", deadline)
+        with self._cond:
+            if ticket > self._flush_done:
+                self._flush_done = ticket
+            self._flush_ok = ok
+            if stopping:
+                self._stopped = True
+                # Anything recorded from now on takes the slow path and is counted.
+                self._high_water = 0
+            self._cond.notify_all()
+        if stopping:
+            # Records that raced with the final drain are counted, not silently lost.
+            late, _evicted, _drops = self._take()
+            with self._lock:
+                for record in late:
+                    self._add_drop(record.app, REASON_AFTER_SHUTDOWN, 1)
+                for key, n in _drops.items():
+                    self._pending_drops[key] = self._pending_drops.get(key, 0) + n
+        return stopping
+
+    def _call(self, reporter: Reporter, method: str, deadline: Optional[float]) -> bool:
+        """Call ``reporter.force_flush`` or ``.shutdown`` in isolation."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            result = getattr(reporter, method)(timeout)
+        except Exception as exc:
+            self._log_once(_name(reporter), f"{method} failed: {type(exc).__name__}: {exc}")
+            return False
+        return result is not False
+
+    def _take(self) -> Tuple[List[TransactionRecord], _AggMap, Dict[Tuple[str, str], int]]:
+        """Drain the buffer; take the evicted aggregates and drop counters."""
+        buffer = self._buffer
+        records: List[TransactionRecord] = []
+        append = records.append
+        popleft = buffer.popleft
+        # popleft() one by one, never swap or clear: an append racing with us then lands
+        # either in this batch or in the next one, never nowhere.
+        for _ in range(len(buffer)):
+            try:
+                append(popleft())
+            except IndexError:
+                break
+        with self._lock:
+            evicted, self._evicted = self._evicted, {}
+            drops, self._pending_drops = self._pending_drops, {}
+        return records, evicted, drops
+
+    def _harvest(self, deadline: Optional[float]) -> bool:
+        """Build one batch and hand it to every reporter; True if all of them took it."""
+        records, evicted, drops = self._take()
+        now = time.time()
+        window_start, self._window_start = self._window_start, now
+        if not records and not evicted and not drops:
+            return True
+        aggs: _AggMap = {}
+        for record in records:
+            _fold(aggs, record)
+        _merge_agg(aggs, evicted)
+        batch = Batch(
+            records=tuple(records),
+            metrics={MetricKey(*key): MetricStats(*agg) for key, agg in aggs.items()},
+            window_start=window_start,
+            window_end=now,
+            drops=tuple(DropCount(app, reason, n) for (app, reason), n in drops.items()),
+            pid=self._pid,
+            deadline=deadline,
+        )
+        self._in_flight = len(records)
+        try:
+            reporters = self._current_reporters()
+            ok = True
+            for reporter in reporters:
+                ok = self._export(reporter, batch) and ok
+            if not reporters and records:
+                with self._lock:
+                    self._add_drops_for(batch, "no_reporter", len(records))
+                ok = False
+            return ok
+        finally:
+            self._in_flight = 0
+
+    def _export(self, reporter: Reporter, batch: Batch) -> bool:
+        """Hand ``batch`` to one reporter; count and log (once) what it could not take."""
+        name = _name(reporter)
+        try:
+            result = reporter.export(batch)
+        except Exception as exc:
+            result = ExportResult(
+                success=False,
+                dropped=len(batch.records),
+                message=f"export raised {type(exc).__name__}: {exc}",
+            )
+        if not isinstance(result, ExportResult):
+            return True  # a plugin returning None: assume it took the batch
+        if result.dropped:
+            reason = f"{name}:{'rejected' if result.success else 'export_failed'}"
+            with self._lock:
+                self._add_drops_for(batch, reason, result.dropped)
+        if not result.success or result.dropped:
+            self._log_once(name, result.message or "export failed")
+        return result.success and not result.dropped
+
+    def _add_drops_for(self, batch: Batch, reason: str, count: int) -> None:
+        """Attribute ``count`` dropped records of ``batch`` to their apps."""
+        apps: Dict[str, int] = {}
+        for record in batch.records:
+            apps[record.app] = apps.get(record.app, 0) + 1
+        if count >= len(batch.records) and apps:
+            for app, n in apps.items():
+                self._add_drop(app, reason, n)
+        else:
+            # A partial refusal does not say which spans; with several apps in the
+            # batch, the count is kept under the first.
+            app = next(iter(apps), self._settings.app_name)
+            self._add_drop(app, reason, count)
+
+    def _current_reporters(self) -> List[Reporter]:
+        """The reporters, built lazily in this thread (so heavy imports happen here)."""
+        if self._reporters_stale and self._reporters is not None:
+            old, self._reporters = self._reporters, None
+            for reporter in old:
+                self._call(reporter, "shutdown", time.monotonic() + 1.0)
+        self._reporters_stale = False
+        if self._reporters is None:
+            try:
+                self._reporters = list(self._factory(self._settings))
+            except Exception as exc:
+                self._log_once("recorder", f"cannot create reporters: {exc}")
+                self._reporters = []
+        return self._reporters
+
+    def _log_once(self, who: str, message: str, *, exc_info: bool = False) -> None:
+        """Log a delivery problem once per distinct (reporter, message shape)."""
+        key = (who, _DIGITS.sub("N", message))
+        if key in self._logged:
+            return
+        self._logged.add(key)
+        logger.warning("tasktrace: %s: %s", who, message, exc_info=exc_info)
+
+    # -- accounting -------------------------------------------------------------------
+
+    def drop_totals(self) -> Dict[str, int]:
+        """Records dropped in this process so far, by reason."""
+        with self._lock:
+            return dict(self._drop_totals)
+
+    def pending(self) -> int:
+        """Records buffered or being exported right now."""
+        return len(self._buffer) + self._in_flight
+
+    def _warn_at_exit(self, finished: bool) -> None:
+        """Say on stderr (through logging) what this process did not deliver."""
+        if self._warned:
+            return
+        self._warned = True
+        totals = self.drop_totals()
+        pending = 0 if finished else self.pending()
+        if pending:
+            logger.warning(
+                "tasktrace: delivery did not finish within shutdown_timeout=%ss; "
+                "%d transactions of process %d were not delivered",
+                self._settings.shutdown_timeout,
+                pending,
+                self._pid,
+            )
+        if totals:
+            details = ", ".join(f"{reason}: {n}" for reason, n in sorted(totals.items()))
+            logger.warning("tasktrace: process %d dropped transactions (%s)", self._pid, details)
+
+    def __repr__(self) -> str:
+        return (
+            f"<HarvestRecorder pid={self._pid} buffered={len(self._buffer)} "
+            f"limit={self._limit} interval={self._interval}>"
+        )
+
+
+def _name(reporter: Reporter) -> str:
+    return str(getattr(reporter, "name", type(reporter).__name__))
+
+
+def _default_reporters(settings: Settings) -> Sequence[Reporter]:
+    from tasktrace.reporters.registry import create_reporters
+
+    return create_reporters(settings)
+
+
+def create_recorder(settings: Settings) -> HarvestRecorder:
+    """The default recorder for ``settings`` (reporters are built on the first harvest)."""
+    return HarvestRecorder(settings)
+
+
+def is_harvest_thread() -> bool:
+    """True on a tasktrace harvest thread (whose work must never be instrumented)."""
+    return threading.current_thread().name == HARVEST_THREAD_NAME
+
+
+# -- process hooks --------------------------------------------------------------------------
+
+#: Every recorder alive in this process; the exit, signal and fork hooks walk it.
+_LIVE: weakref.WeakSet[HarvestRecorder] = weakref.WeakSet()
+
+_hooks_lock = threading.Lock()
+#: pid in which atexit/SIGTERM/multiprocessing hooks were installed (one set per process).
+_hooks_pid = 0
+_atexit_registered = False
+#: (pid, deadline): the shared exit budget of this process, once an exit path began.
+_exit_deadline: Optional[Tuple[int, float]] = None
+#: The program's SIGTERM handler that ours replaced (callable: we chain to it).
+_previous_sigterm: Any = None
+_sigterm_installed = False
+_real_os_exit: Callable[[int], Any] = os._exit
+
+
+def _install_process_hooks(settings: Settings) -> None:
+    """atexit, SIGTERM and multiprocessing hooks, once per process."""
+    global _hooks_pid, _atexit_registered
+    pid = os.getpid()
+    with _hooks_lock:
+        if _hooks_pid == pid:
+            return
+        _hooks_pid = pid
+        if not _atexit_registered:
+            # atexit registrations survive fork, so one is enough for parent and children.
+            atexit.register(_exit_flush_all)
+            _atexit_registered = True
+    _install_sigterm_handler()
+    _register_multiprocessing_finalizer()
+
+
+def _install_sigterm_handler() -> None:
+    """Deliver on SIGTERM, if it can be done without changing what SIGTERM does."""
+    global _previous_sigterm, _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    import signal
+
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+    except (ValueError, AttributeError):
+        return
+    if current is _on_sigterm:
+        _sigterm_installed = True
+        return
+    # SIG_IGN: the program wants to survive SIGTERM; None: a handler installed from C
+    # that we cannot call. Leave both alone.
+    if current is not signal.SIG_DFL and not callable(current):
+        return
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        return
+    _previous_sigterm = None if current is signal.SIG_DFL else current
+    _sigterm_installed = True
+
+
+def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    """SIGTERM: deliver, then behave exactly as the previous disposition would have."""
+    import signal
+
+    previous = _previous_sigterm
+    if callable(previous):
+        # The program has its own graceful shutdown: deliver what we have, let it run,
+        # and atexit delivers the rest if it exits normally.
+        _flush_all(_max_shutdown_timeout())
+        previous(signum, frame)
+        return
+    _exit_flush_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _register_multiprocessing_finalizer() -> None:
+    """In a multiprocessing child, deliver from ``util._exit_function`` (before os._exit)."""
+    mp_process = sys.modules.get("multiprocessing.process")
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_process is None or mp_util is None:
+        return  # never import multiprocessing ourselves: it costs startup time
+    try:
+        if mp_process.parent_process() is None:
+            return  # the main process: atexit covers it
+        # Finalize(None, ..., exitpriority=0) runs in _exit_function's first pass, which
+        # Process._bootstrap calls in every child (fork, forkserver, spawn) before the
+        # child ends with os._exit. Registered in the child itself: the registry is
+        # cleared when a child starts, and a Finalize is ignored in another pid.
+        mp_util.Finalize(None, _exit_flush_all, exitpriority=0)
+    except Exception:
+        pass
+
+
+def _max_shutdown_timeout() -> float:
+    pid = os.getpid()
+    timeouts = [r._settings.shutdown_timeout for r in list(_LIVE) if r._pid == pid]
+    return max(timeouts, default=0.0)
+
+
+def _flush_all(timeout: float) -> None:
+    """Flush every recorder of this process, together, within ``timeout``."""
+    pid = os.getpid()
+    recorders = [r for r in list(_LIVE) if r._pid == pid and r._thread is not None]
+    deadline = time.monotonic() + timeout
+    tickets = [(r, r._post(deadline, stop=False)) for r in recorders]
+    for recorder, ticket in tickets:
+        try:
+            recorder._wait(ticket, deadline)
+        except Exception:
+            pass
+
+
+def _exit_flush_all() -> None:
+    """The final delivery of this process, shared by every exit path, within one budget.
+
+    Safe to call several times (atexit, multiprocessing's exit function, the ``os._exit``
+    wrapper, SIGTERM): later calls only use what is left of the first call's budget.
+    """
+    global _exit_deadline
+    try:
+        pid = os.getpid()
+        recorders = [r for r in list(_LIVE) if r._pid == pid]
+        if not recorders:
+            return
+        if _exit_deadline is None or _exit_deadline[0] != pid:
+            _exit_deadline = (pid, time.monotonic() + _max_shutdown_timeout())
+        deadline = _exit_deadline[1]
+        tickets = []
+        for recorder in recorders:
+            if recorder._stopped or (recorder._thread is None and not recorder._buffer):
+                continue
+            tickets.append((recorder, recorder._post(deadline, stop=True)))
+        for recorder, ticket in tickets:
+            finished = recorder._wait(ticket, deadline)
+            recorder._warn_at_exit(finished)
+        for recorder in recorders:
+            if not recorder._warned and recorder._drop_totals:
+                recorder._warn_at_exit(True)
+    except Exception:  # exit must go on whatever happens here
+        pass
+
+
+def _exit_after_delivery(status: int) -> Any:
+    """``os._exit`` in forked children: deliver this process's records, then exit."""
+    _exit_flush_all()
+    return _real_os_exit(status)
+
+
+def _before_fork() -> None:
+    # Hold every recorder's lock across fork() so the child never copies a half-done
+    # eviction; the harvest thread holds it only for short, I/O-free sections.
+    for recorder in list(_LIVE):
+        recorder._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for recorder in list(_LIVE):
+        try:
+            recorder._lock.release()
+        except RuntimeError:
+            pass
+
+
+def _after_fork_in_child() -> None:
+    global _hooks_pid, _exit_deadline, _sigterm_installed
+    for recorder in list(_LIVE):
+        # Fresh state: the parent's pending records are the parent's to deliver. The old
+        # lock is abandoned (never released): new objects replace everything.
+        recorder._reset_process_state()
+    _hooks_pid = 0
+    _exit_deadline = None
+    # The Python-level SIGTERM handler is inherited, so ours (if any) is still in place.
+    if os._exit is not _exit_after_delivery:
+        os._exit = _exit_after_delivery
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+def _reset_for_tests() -> None:
+    """Forget the exit deadline (tests simulate several exits in one process)."""
+    global _exit_deadline
+    _exit_deadline = None

@@ -1,0 +1,100 @@
+"""The immutable records of finished work that reporters receive.
+
+A live :class:`~tasktrace.transaction.Transaction` is mutable while it runs; when it ends it
+is frozen into a :class:`TransactionRecord`. Records are named tuples: immutable, slotted
+(``__slots__ = ()``) and cheap to build, which matters because one is built per task on the
+instrumented call's own thread. Everything that costs more (hex ids, JSON, SQL) is computed
+later, in the harvest thread.
+
+Times are seconds as floats: ``start`` is epoch time (``time.time()``), durations come from
+``time.perf_counter()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Optional, Tuple, Union
+
+#: The value types a custom attribute may hold.
+AttributeValue = Union[str, int, float, bool]
+
+#: An empty read-only mapping shared by every record without custom attributes.
+EMPTY_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})
+
+
+class ErrorRecord(NamedTuple):
+    """An exception recorded in a transaction."""
+
+    #: ``"module:Class"``, e.g. ``"builtins:ValueError"``.
+    type: str
+    #: ``str(exception)``.
+    message: str
+    #: The formatted traceback, as ``traceback.format_exception`` prints it.
+    traceback: str
+    #: Epoch seconds at which the error was recorded.
+    timestamp: float
+
+
+class SegmentRecord(NamedTuple):
+    """A finished function trace inside a transaction."""
+
+    name: str
+    group: str
+    #: Seconds from the transaction's start to the segment's start.
+    start: float
+    #: Seconds the segment lasted.
+    duration: float
+    #: Index of the parent segment in ``TransactionRecord.segments``; -1 for the
+    #: transaction itself.
+    parent: int
+
+
+class TransactionRecord(NamedTuple):
+    """A finished transaction, as handed to the recorder and the reporters."""
+
+    app: str
+    name: str
+    group: str
+    #: True for background tasks; False for a web transaction that stayed one.
+    background: bool
+    #: Epoch seconds at which the transaction began.
+    start: float
+    #: Seconds from start to end.
+    duration: float
+    #: ``duration`` minus the durations of the direct child segments.
+    exclusive: float
+    #: CPU seconds spent by the thread that ran the transaction, between start and end.
+    cpu_time: float
+    pid: int
+    thread_id: int
+    #: Every error recorded, in order; the one that ended the transaction is last.
+    errors: Tuple[ErrorRecord, ...]
+    attributes: Mapping[str, AttributeValue]
+    segments: Tuple[SegmentRecord, ...]
+    #: W3C trace id: a random non-zero 128-bit integer.
+    trace_id: int
+    #: W3C span id of the transaction's root span: a random non-zero 64-bit integer.
+    span_id: int
+    #: Segments not kept because the transaction reached its segment limit.
+    dropped_segments: int = 0
+
+    @property
+    def error(self) -> Optional[ErrorRecord]:
+        """The last recorded error (the one that ended the transaction), or None."""
+        return self.errors[-1] if self.errors else None
+
+    @property
+    def trace_id_hex(self) -> str:
+        """The trace id as 32 lowercase hex digits (W3C / OTLP JSON form)."""
+        return f"{self.trace_id:032x}"
+
+    @property
+    def span_id_hex(self) -> str:
+        """The span id as 16 lowercase hex digits (W3C / OTLP JSON form)."""
+        return f"{self.span_id:016x}"
+
+    @property
+    def metric_name(self) -> str:
+        """``"<group>/<name>"``, the key tasktrace aggregates by within an app."""
+        return f"{self.group}/{self.name}"

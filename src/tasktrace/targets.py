@@ -1,0 +1,299 @@
+"""Parsing, globbing and resolution of ``"module:object.path"`` targets.
+
+A target names a module and a dotted path inside it, e.g. ``billing.jobs:Exporter.run``.
+Each segment of the object path may be a glob (``*``, ``?``, ``[abc]``, ``[!abc]``,
+matched case-sensitively with :func:`fnmatch.fnmatchcase`); the module part may not, as
+modules are found by import hooks that need an exact name.
+
+:func:`parse_target` checks the text (it is called when the config is parsed, so mistakes
+are reported with the file and key); :func:`resolve` finds the concrete objects in an
+imported module. Neither imports anything heavy: this module must stay importable without
+wrapt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from fnmatch import fnmatchcase
+from typing import Any, List, Tuple
+
+from tasktrace.exceptions import ConfigurationError, TargetError
+
+__all__ = ["Resolved", "Target", "is_glob", "parse_target", "resolve"]
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(segment: str) -> bool:
+    """Whether ``segment`` contains a glob character (``*``, ``?`` or ``[``)."""
+    return not _GLOB_CHARS.isdisjoint(segment)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A parsed ``module:object.path``."""
+
+    #: The dotted module name, e.g. ``billing.jobs``.
+    module: str
+    #: The dotted object path, e.g. ``Exporter.run`` (may contain globs).
+    object_path: str
+    #: ``object_path`` split on dots, e.g. ``("Exporter", "run")``.
+    segments: Tuple[str, ...]
+
+    @property
+    def has_glob(self) -> bool:
+        """Whether any segment of the object path is a glob."""
+        return any(is_glob(segment) for segment in self.segments)
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.object_path}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """One concrete object a target resolves to."""
+
+    #: The module or class that holds the attribute.
+    parent: Any
+    #: The attribute's name in ``parent``.
+    attribute: str
+    #: The concrete dotted path from the module, e.g. ``Exporter.run``.
+    path: str
+    #: The raw object: from the class ``__dict__`` (along the MRO) when ``parent`` is a
+    #: class, so ``classmethod``/``staticmethod`` descriptors are seen as such.
+    value: Any
+
+
+def _check_glob(segment: str) -> str | None:
+    """Return what is wrong with a glob segment, or None if it is well formed."""
+    index = 0
+    while index < len(segment):
+        char = segment[index]
+        if char == "]":
+            return "has ']' without a matching '['"
+        if char == "[":
+            close = segment.find("]", index + 1)
+            if close == -1:
+                return "has '[' without a closing ']'"
+            body = segment[index + 1 : close]
+            if body.startswith("!"):
+                body = body[1:]
+            if not body:
+                return "has an empty character set '[]'"
+            for inner in body:
+                if inner == "[":
+                    return "has '[' inside a character set"
+                if not (inner.isalnum() or inner in "_-"):
+                    return f"has {inner!r} inside a character set"
+            index = close + 1
+            continue
+        if not (char.isalnum() or char in "_*?"):
+            return f"has {char!r}, which cannot be part of a Python name or a glob"
+        index += 1
+    return None
+
+
+def _fail(text: str, problem: str, fix: str) -> ConfigurationError:
+    return ConfigurationError(f"target {text!r} {problem}; {fix}")
+
+
+def parse_target(text: str) -> Target:
+    """Parse and check a ``"module:object.path"`` target.
+
+    Args:
+        text: e.g. ``"billing.jobs:send_invoices"`` or ``"billing.jobs:Exporter.*"``.
+
+    Returns:
+        The parsed target.
+
+    Raises:
+        ConfigurationError: with one message saying what is wrong and how to write it:
+            no ``:``, more than one ``:``, an empty module or object path, an empty
+            segment, a segment that is neither a Python name nor a well-formed glob,
+            or a glob in the module part.
+    """
+    example = "write it as 'module:object.path', e.g. 'billing.jobs:send_invoices'"
+    if not isinstance(text, str):
+        raise ConfigurationError(f"target {text!r} is not a string; {example}")
+    stripped = text.strip()
+    if ":" not in stripped:
+        raise _fail(text, "has no ':' between the module and the object path", example)
+    if stripped.count(":") > 1:
+        raise _fail(text, "has more than one ':'", example)
+    module, _, object_path = stripped.partition(":")
+    module, object_path = module.strip(), object_path.strip()
+    if not module:
+        raise _fail(text, "has an empty module part before ':'", example)
+    if not object_path:
+        raise _fail(text, "has an empty object path after ':'", example)
+    for part in module.split("."):
+        if not part:
+            raise _fail(text, f"has an empty segment in the module name {module!r}", example)
+        if is_glob(part):
+            raise _fail(
+                text,
+                f"has a glob in the module name {module!r}",
+                "globs are allowed only after ':'; list each module in its own entry",
+            )
+        if not part.isidentifier():
+            raise _fail(
+                text,
+                f"has an invalid module name {module!r} ({part!r} is not a Python name)",
+                "use the dotted name you would write after 'import'",
+            )
+    segments = tuple(segment.strip() for segment in object_path.split("."))
+    for segment in segments:
+        if not segment:
+            raise _fail(text, f"has an empty segment in the object path {object_path!r}", example)
+        if is_glob(segment):
+            problem = _check_glob(segment)
+            if problem is not None:
+                raise _fail(
+                    text,
+                    f"has a bad glob {segment!r}: it {problem}",
+                    "globs use *, ? and [chars] within one dotted segment",
+                )
+        elif not segment.isidentifier():
+            raise _fail(
+                text,
+                f"has {segment!r} in its object path, which is not a Python name",
+                "name a function, a class or a method, e.g. 'Exporter.run'",
+            )
+    return Target(module=module, object_path=".".join(segments), segments=segments)
+
+
+def _is_class(value: object) -> bool:
+    return isinstance(value, type)
+
+
+def _lookup(parent: Any, name: str) -> Tuple[bool, Any]:
+    """Find ``name`` in ``parent`` without running descriptors when parent is a class."""
+    if _is_class(parent):
+        for klass in parent.__mro__:
+            namespace = vars(klass)
+            if name in namespace:
+                return True, namespace[name]
+        return False, None
+    try:
+        return True, getattr(parent, name)
+    except AttributeError:
+        return False, None
+
+
+def _matches_final(value: object) -> bool:
+    """Whether a glob's final segment may match ``value``: things that can be wrapped."""
+    return callable(value) or isinstance(value, (classmethod, staticmethod))
+
+
+def _candidates(parent: Any, pattern: str, final: bool) -> List[Tuple[str, Any]]:
+    """The members of ``parent`` matching the glob ``pattern``, in definition order."""
+    is_module = isinstance(parent, types.ModuleType)
+    module_name = getattr(parent, "__name__", None)
+    found = []
+    # A snapshot: the namespace may change under us while a module is importing.
+    for name, value in list(vars(parent).items()):
+        if not isinstance(name, str) or not fnmatchcase(name, pattern):
+            continue
+        # Private and dunder names only when asked for: "*" must not wrap __init__ or
+        # a module's _helpers by surprise.
+        if name.startswith("_") and not pattern.startswith("_"):
+            continue
+        if final:
+            if not _matches_final(value):
+                continue
+        elif not _is_class(value):
+            continue
+        # In a module, a glob means "what this module defines": skip names it imported
+        # (``from os import path``, ``from typing import Any``).
+        if is_module and getattr(value, "__module__", module_name) != module_name:
+            continue
+        found.append((name, value))
+    return found
+
+
+def _suggest(parent: Any, name: str) -> str:
+    """A " did you mean ...?" hint from the names of ``parent``, or an empty string."""
+    import difflib  # late: only needed when something is misspelt
+
+    try:
+        names = [n for n in dir(parent) if isinstance(n, str)]
+    except Exception:  # a hostile __dir__ must not hide the real error
+        names = []
+    if not name.startswith("_"):
+        names = [n for n in names if not n.startswith("_")]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def _describe_parent(parent: Any) -> str:
+    if isinstance(parent, types.ModuleType):
+        return f"module {parent.__name__!r}"
+    if _is_class(parent):
+        return f"class {parent.__qualname__!r}"
+    return f"{type(parent).__name__} {getattr(parent, '__qualname__', parent)!r}"
+
+
+def resolve(module_obj: Any, object_path: str) -> List[Resolved]:
+    """Find every object ``object_path`` names in ``module_obj``.
+
+    Resolution walks classes and nested classes (and submodules held as attributes); a
+    glob segment expands over the parent's own ``__dict__`` in definition order. Names
+    starting with ``_`` match a glob only if the glob starts with ``_``; in a module a glob
+    matches only objects defined there (by ``__module__``); a final glob segment matches
+    only functions, classes, other callables and ``classmethod``/``staticmethod``
+    objects; an inner one only classes. A plain (non-glob) attribute of a class may be
+    inherited; the returned ``parent`` is still the class named in the path, so patching
+    it affects only that class.
+
+    Args:
+        module_obj: the imported module (or any object to start from).
+        object_path: the dotted path, e.g. ``"Exporter.run"`` or ``"Exporter.*"``.
+
+    Returns:
+        The matches, in order; empty when a glob matches nothing.
+
+    Raises:
+        TargetError: a non-glob segment does not exist (the message names it and
+            suggests close names) or a path goes through something that is not a class
+            or a module. Missing segments below a glob are skipped instead: the glob
+            simply did not match there.
+    """
+    segments = object_path.split(".")
+    # Each frontier entry is (object, its concrete dotted path so far, its parent).
+    frontier: List[Tuple[Any, str, Any]] = [(module_obj, "", None)]
+    globbed = False
+    for index, segment in enumerate(segments):
+        final = index == len(segments) - 1
+        next_frontier: List[Tuple[Any, str, Any]] = []
+        for parent, path, _ in frontier:
+            prefix = f"{path}." if path else ""
+            if is_glob(segment):
+                for name, value in _candidates(parent, segment, final):
+                    next_frontier.append((value, prefix + name, parent))
+                continue
+            found, value = _lookup(parent, segment)
+            if not found:
+                if globbed:
+                    continue
+                where = _describe_parent(parent)
+                raise TargetError(
+                    f"{where} has no attribute {segment!r}{_suggest(parent, segment)}"
+                )
+            if not final and not (_is_class(value) or isinstance(value, types.ModuleType)):
+                if globbed:
+                    continue
+                raise TargetError(
+                    f"{prefix + segment!r} is a {type(value).__name__}, not a class, so "
+                    f"{object_path!r} cannot go through it; name a function, a class or "
+                    "a method of a class"
+                )
+            next_frontier.append((value, prefix + segment, parent))
+        globbed = globbed or is_glob(segment)
+        frontier = next_frontier
+    return [
+        Resolved(parent=parent, attribute=path.rpartition(".")[2], path=path, value=value)
+        for value, path, parent in frontier
+    ]

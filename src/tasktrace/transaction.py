@@ -1,0 +1,578 @@
+"""Live transactions and segments, the context that tracks them, and the transaction API.
+
+A :class:`Transaction` is one unit of work being timed. Which one is *current* is kept in a
+:class:`contextvars.ContextVar`, so every thread and every asyncio task has its own. The
+variable holds a *node*: either the transaction itself or the innermost active
+:class:`Segment` (function trace) inside it; both expose ``txn`` and ``index`` so a new
+segment knows its transaction and its parent in one read.
+
+Nothing here imports wrapt: the context managers (``BackgroundTask``, ``WebTransaction``,
+``FunctionTrace``) and the functions that act on the current transaction work without it.
+The decorators and wrappers live in :mod:`tasktrace.wrappers` and :mod:`tasktrace.api`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from contextvars import ContextVar, Token
+from random import getrandbits
+from types import MappingProxyType, TracebackType
+from typing import Any, Dict, List, Optional, Tuple, Type, Union
+
+from tasktrace._state import STATE
+from tasktrace.records import (
+    EMPTY_ATTRIBUTES,
+    AttributeValue,
+    ErrorRecord,
+    SegmentRecord,
+    TransactionRecord,
+)
+
+_log = logging.getLogger("tasktrace")
+
+#: Limits on custom attributes (the same as the common APM agents use).
+MAX_ATTRIBUTES = 128
+MAX_ATTRIBUTE_KEY_LENGTH = 255
+MAX_ATTRIBUTE_VALUE_LENGTH = 255
+#: Most characters of a formatted traceback kept per error.
+MAX_TRACEBACK_LENGTH = 32_768
+
+_perf_counter = time.perf_counter
+_thread_time = time.thread_time
+_time = time.time
+_get_ident = threading.get_ident
+#: Builds a named tuple from a plain tuple in C, skipping the generated Python __new__.
+_new_tuple = tuple.__new__
+
+#: The process id, refreshed in forked children, so the hot path need not call getpid().
+_PID = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+ExcInfo = Tuple[Type[BaseException], BaseException, Optional[TracebackType]]
+
+
+class Segment:
+    """A function trace in progress inside a transaction."""
+
+    __slots__ = ("duration", "group", "index", "name", "parent", "start", "txn")
+
+    def __init__(
+        self, txn: Transaction, index: int, name: str, group: str, parent: int, start: float
+    ) -> None:
+        self.txn = txn
+        self.index = index
+        self.name = name
+        self.group = group
+        self.parent = parent
+        self.start = start
+        #: Seconds, set when the segment ends; -1.0 while it runs.
+        self.duration = -1.0
+
+
+Node = Union["Transaction", Segment]
+
+#: The innermost active transaction or segment of this thread / asyncio task.
+_CURRENT: ContextVar[Optional[Node]] = ContextVar("tasktrace_current", default=None)
+
+
+class Transaction:
+    """A transaction in progress: a background task or a web transaction.
+
+    Created and finished by the wrappers and context managers; user code gets one from
+    :func:`current_transaction` and may rename it, add attributes, record errors or ignore
+    it. Every method is safe to call after the transaction finished (it does nothing).
+    """
+
+    __slots__ = (
+        "_cpu0",
+        "_exc_ids",
+        "_t0",
+        "app",
+        "attributes",
+        "background",
+        "dropped_attributes",
+        "dropped_segments",
+        "errors",
+        "finished",
+        "group",
+        "ignored",
+        "name",
+        "segments",
+        "span_id",
+        "start",
+        "thread_id",
+        "trace_id",
+        "txn",
+    )
+
+    #: A transaction is the root node: segments directly under it have parent -1.
+    index = -1
+
+    def __init__(self, app: Optional[str], name: str, group: str, background: bool = True) -> None:
+        # This runs once per task on the caller's thread: plain attribute stores only.
+        # Rarely used fields (errors, attributes, segments) stay None until first use.
+        self.txn = self
+        self.app = app
+        self.name = name
+        self.group = group
+        self.background = background
+        self.finished = False
+        self.ignored = False
+        self.errors: Optional[List[ErrorRecord]] = None
+        self._exc_ids: Optional[List[int]] = None
+        self.attributes: Optional[Dict[str, AttributeValue]] = None
+        self.dropped_attributes = 0
+        self.segments: Optional[List[Segment]] = None
+        self.dropped_segments = 0
+        self.trace_id = getrandbits(128) or 1
+        self.span_id = getrandbits(64) or 1
+        self.thread_id = _get_ident()
+        self.start = _time()
+        self._cpu0 = _thread_time()
+        self._t0 = _perf_counter()
+
+    def __repr__(self) -> str:
+        kind = "background" if self.background else "web"
+        return f"<Transaction {kind} {self.group}/{self.name} app={self.app_name!r}>"
+
+    @property
+    def app_name(self) -> str:
+        """The application this transaction reports to."""
+        return self.app or STATE.settings.app_name
+
+    # -- what user code may do with the current transaction ----------------------------
+
+    def set_name(self, name: str, group: Optional[str] = None) -> None:
+        """Rename the transaction (and optionally regroup it)."""
+        if not self.finished:
+            self.name = str(name)
+            if group is not None:
+                self.group = str(group)
+
+    def ignore(self, flag: bool = True) -> None:
+        """Do not report this transaction (``flag=False`` undoes it)."""
+        self.ignored = bool(flag)
+
+    def add_custom_attribute(self, key: str, value: Any) -> bool:
+        """Attach ``key=value``; returns whether it was kept.
+
+        Keys are strings of at most 255 characters; values are str, int, float or bool,
+        strings cut to 255 characters; at most 128 attributes per transaction. Anything
+        else is ignored with a debug log, never an exception.
+        """
+        if self.finished:
+            return False
+        if not isinstance(key, str) or not key or len(key) > MAX_ATTRIBUTE_KEY_LENGTH:
+            _log.debug("custom attribute ignored: key must be a str of 1-255 characters")
+            return False
+        if isinstance(value, str):
+            if len(value) > MAX_ATTRIBUTE_VALUE_LENGTH:
+                value = value[:MAX_ATTRIBUTE_VALUE_LENGTH]
+        elif not isinstance(value, (bool, int, float)):
+            _log.debug(
+                "custom attribute %r ignored: value of type %s is not str, int, float or bool",
+                key[:64],
+                type(value).__name__,
+            )
+            return False
+        attrs = self.attributes
+        if attrs is None:
+            attrs = self.attributes = {}
+        if key not in attrs and len(attrs) >= MAX_ATTRIBUTES:
+            self.dropped_attributes += 1
+            _log.debug("custom attribute %r ignored: limit of %d reached", key[:64], MAX_ATTRIBUTES)
+            return False
+        attrs[key] = value
+        return True
+
+    def notice_error(self, error: Union[BaseException, ExcInfo, None] = None) -> None:
+        """Record an exception (default: the one being handled) without raising it."""
+        if self.finished:
+            return
+        exc: Optional[BaseException]
+        if error is None:
+            exc = sys.exc_info()[1]
+        elif isinstance(error, tuple):
+            exc = error[1]
+        else:
+            exc = error
+        if exc is None:
+            return
+        self._record_exception(exc)
+
+    # -- used by the wrappers ----------------------------------------------------------
+
+    def _record_exception(self, exc: BaseException) -> None:
+        """Record ``exc`` once (the same object seen again by an outer scope is skipped)."""
+        ids = self._exc_ids
+        if ids is None:
+            ids = self._exc_ids = []
+        elif id(exc) in ids:
+            return
+        ids.append(id(exc))
+        if self.errors is None:
+            self.errors = []
+        self.errors.append(error_record(exc))
+
+    def _finish(self) -> None:
+        """Stop the clock, freeze the transaction into a record and hand it on.
+
+        Never raises: a failure here is tasktrace's own and must not reach user code.
+        """
+        t1 = _perf_counter()
+        cpu = _thread_time() - self._cpu0
+        if self.finished:
+            return
+        self.finished = True
+        if self.ignored:
+            return
+        try:
+            duration = t1 - self._t0
+            segments = self.segments
+            if segments:
+                seg_records, children = _freeze_segments(segments, self._t0, t1)
+                exclusive = duration - children
+                if exclusive < 0.0:  # overlapping async children can sum past the total
+                    exclusive = 0.0
+            else:
+                seg_records = ()
+                exclusive = duration
+            attrs = self.attributes
+            errors = self.errors
+            STATE.record(
+                _new_tuple(
+                    TransactionRecord,
+                    (
+                        self.app or STATE.settings.app_name,
+                        self.name,
+                        self.group,
+                        self.background,
+                        self.start,
+                        duration,
+                        exclusive,
+                        cpu,
+                        _PID,
+                        self.thread_id,
+                        tuple(errors) if errors else (),
+                        MappingProxyType(attrs) if attrs else EMPTY_ATTRIBUTES,
+                        seg_records,
+                        self.trace_id,
+                        self.span_id,
+                        self.dropped_segments,
+                    ),
+                )
+            )
+        except Exception:  # pragma: no cover - defensive: never raise into user code
+            _log.debug("tasktrace failed to record a transaction", exc_info=True)
+
+
+def _freeze_segments(
+    segments: List[Segment], t0: float, t1: float
+) -> Tuple[Tuple[SegmentRecord, ...], float]:
+    """The segments as records (start relative to ``t0``) and their direct children's total."""
+    children = 0.0
+    frozen = []
+    for seg in segments:
+        duration = seg.duration
+        if duration < 0.0:  # still open (e.g. an abandoned generator): ends with the txn
+            duration = t1 - seg.start
+        if seg.parent == -1:
+            children += duration
+        frozen.append(
+            _new_tuple(SegmentRecord, (seg.name, seg.group, seg.start - t0, duration, seg.parent))
+        )
+    return tuple(frozen), children
+
+
+def is_error(exc: BaseException) -> bool:
+    """Whether ``exc`` ending a task counts as an error (SPEC 2, rule 3)."""
+    if isinstance(exc, GeneratorExit):
+        return False
+    if isinstance(exc, SystemExit):
+        return exc.code not in (0, None)
+    cls = type(exc)
+    # Checked by name so that asyncio need not be imported; concurrent.futures has its own.
+    return not (
+        cls.__name__ == "CancelledError"
+        and cls.__module__ in ("asyncio.exceptions", "concurrent.futures._base", "asyncio")
+    )
+
+
+def error_record(exc: BaseException) -> ErrorRecord:
+    """Describe ``exc`` as an :class:`ErrorRecord`; never raises."""
+    cls = type(exc)
+    type_name = f"{cls.__module__}:{cls.__qualname__}"
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<unprintable {cls.__qualname__} object>"
+    try:
+        text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
+    except Exception:
+        text = ""
+    if len(text) > MAX_TRACEBACK_LENGTH:
+        text = text[-MAX_TRACEBACK_LENGTH:]
+    return ErrorRecord(type_name, message, text, _time())
+
+
+# -- scopes: what a wrapper or context manager opened, and how to close it -------------
+
+
+class _Scope:
+    """What one task or function trace opened: a new transaction, a segment, or both.
+
+    ``node`` is what becomes current while the scope is active; ``txn`` is set only when
+    the scope created the transaction (and so must finish it).
+    """
+
+    __slots__ = ("node", "token", "txn")
+
+    def __init__(self, node: Node, txn: Optional[Transaction]) -> None:
+        self.node = node
+        self.txn = txn
+        self.token: Optional[Token[Optional[Node]]] = None
+
+    def activate(self) -> None:
+        self.token = _CURRENT.set(self.node)
+
+    def deactivate(self) -> None:
+        token = self.token
+        if token is not None:
+            self.token = None
+            try:
+                _CURRENT.reset(token)
+            except ValueError:
+                # Reset from another context (a generator stepped elsewhere): restore the
+                # parent node instead of failing the user's code.
+                node = self.node
+                _CURRENT.set(node.txn if isinstance(node, Segment) else None)
+
+    def close(self, exc: Optional[BaseException]) -> None:
+        """End the scope: record ``exc`` if it is an error, stop segment and transaction."""
+        try:
+            node = self.node
+            if exc is not None and is_error(exc):
+                node.txn._record_exception(exc)
+            if isinstance(node, Segment):
+                node.duration = _perf_counter() - node.start
+            txn = self.txn
+            if txn is not None:
+                txn._finish()
+        except Exception:  # pragma: no cover - defensive: never raise into user code
+            _log.debug("tasktrace failed to close a scope", exc_info=True)
+
+
+def current_node() -> Optional[Node]:
+    """The innermost active transaction or segment, ignoring finished transactions."""
+    node = _CURRENT.get()
+    if node is None or node.txn.finished:
+        return None
+    return node
+
+
+def open_segment(node: Node, name: str, group: str) -> Optional[Segment]:
+    """Start a segment under ``node``; None when the transaction's segment limit is reached."""
+    txn = node.txn
+    segments = txn.segments
+    if segments is None:
+        segments = txn.segments = []
+    index = len(segments)
+    if index >= STATE.settings.max_segments:
+        txn.dropped_segments += 1
+        return None
+    seg = Segment(txn, index, name, group, node.index, _perf_counter())
+    segments.append(seg)
+    return seg
+
+
+def open_task_scope(app: Optional[str], name: str, group: str) -> Optional[_Scope]:
+    """Open a background task (not yet active): a new transaction, or a segment when nested.
+
+    Inside a background transaction no new transaction starts: the task becomes a segment
+    of it. Inside a web transaction, that transaction becomes a background task with this
+    task's name and group (its start time is kept) and the task is a segment of it.
+    Returns None when the agent is disabled or the segment limit is reached.
+    """
+    if not STATE.enabled:
+        return None
+    node = current_node()
+    if node is None:
+        txn = Transaction(app, name, group, True)
+        return _Scope(txn, txn)
+    txn = node.txn
+    if not txn.background:
+        txn.background = True
+        txn.name = name
+        txn.group = group
+    seg = open_segment(node, name, group)
+    return None if seg is None else _Scope(seg, None)
+
+
+def open_trace_scope(name: str, group: str) -> Optional[_Scope]:
+    """Open a function trace (not yet active); None outside a transaction."""
+    node = current_node()
+    if node is None:
+        return None
+    seg = open_segment(node, name, group)
+    return None if seg is None else _Scope(seg, None)
+
+
+def open_web_scope(app: Optional[str], name: str, group: str) -> Optional[_Scope]:
+    """Open a web transaction (not yet active); a segment when already inside one."""
+    if not STATE.enabled:
+        return None
+    node = current_node()
+    if node is None:
+        txn = Transaction(app, name, group, False)
+        return _Scope(txn, txn)
+    seg = open_segment(node, name, group)
+    return None if seg is None else _Scope(seg, None)
+
+
+def caller_name(depth: int = 2) -> str:
+    """``"module:function"`` of the code ``depth`` frames up, for unnamed context managers."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:  # pragma: no cover - shallower stack than expected
+        return "<unknown>"
+    code = frame.f_code
+    qualname = getattr(code, "co_qualname", code.co_name)
+    return f"{frame.f_globals.get('__name__', '?')}:{qualname}"
+
+
+def resolve_app(application: Any) -> Optional[str]:
+    """An ``application=`` argument (None, a name or a handle) as a name or None (default)."""
+    if application is None:
+        return None
+    if isinstance(application, str):
+        return application
+    name = getattr(application, "name", None)
+    if name is None or isinstance(name, str):
+        return name
+    raise TypeError(
+        f"application must be None, an app name or a handle from tasktrace.application(), "
+        f"not {type(application).__name__}"
+    )
+
+
+class _ContextScope:
+    """Shared machinery of the transaction and trace context managers."""
+
+    _scope: Optional[_Scope]
+
+    def _open(self) -> Optional[_Scope]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        try:
+            scope = self._scope = self._open()
+            if scope is not None:
+                scope.activate()
+        except Exception:  # pragma: no cover - defensive
+            self._scope = None
+            _log.debug("tasktrace failed to open a scope", exc_info=True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        scope = self._scope
+        if scope is not None:
+            self._scope = None
+            scope.deactivate()
+            scope.close(exc)
+
+    @property
+    def transaction(self) -> Optional[Transaction]:
+        """The transaction this block runs in (None when disabled or outside one)."""
+        scope = self._scope
+        return None if scope is None else scope.node.txn
+
+
+class BackgroundTask(_ContextScope):
+    """Time a block as a background task: ``with BackgroundTask(app, "nightly", "Task"):``.
+
+    Follows the same nesting rules as :func:`~tasktrace.background_task`. ``name``
+    defaults to the function the block is in.
+    """
+
+    def __init__(
+        self, application: Any = None, name: Optional[str] = None, group: Optional[str] = None
+    ) -> None:
+        self.app = resolve_app(application)
+        self.name = str(name) if name is not None else caller_name()
+        self.group = str(group) if group is not None else "Function"
+        self._scope = None
+
+    def _open(self) -> Optional[_Scope]:
+        return open_task_scope(self.app, self.name, self.group)
+
+
+class WebTransaction(_ContextScope):
+    """Time a block as a web (non-background) transaction, e.g. a request handler.
+
+    A background task started inside it turns it into a background task (SPEC 2, rule 2).
+    """
+
+    def __init__(
+        self, application: Any = None, name: Optional[str] = None, group: Optional[str] = "Uri"
+    ) -> None:
+        self.app = resolve_app(application)
+        self.name = str(name) if name is not None else caller_name()
+        self.group = str(group) if group is not None else "Uri"
+        self._scope = None
+
+    def _open(self) -> Optional[_Scope]:
+        return open_web_scope(self.app, self.name, self.group)
+
+
+# -- functions acting on the current transaction ---------------------------------------
+
+
+def current_transaction() -> Optional[Transaction]:
+    """The transaction active in this thread / asyncio task, or None."""
+    node = current_node()
+    return None if node is None else node.txn
+
+
+def add_custom_attribute(key: str, value: Any) -> bool:
+    """Attach an attribute to the current transaction; returns whether it was kept."""
+    txn = current_transaction()
+    return False if txn is None else txn.add_custom_attribute(key, value)
+
+
+def notice_error(error: Union[BaseException, ExcInfo, None] = None) -> None:
+    """Record an exception in the current transaction (default: the one being handled)."""
+    txn = current_transaction()
+    if txn is not None:
+        txn.notice_error(error)
+
+
+def set_transaction_name(name: str, group: Optional[str] = None) -> None:
+    """Rename the current transaction (and optionally regroup it)."""
+    txn = current_transaction()
+    if txn is not None:
+        txn.set_name(name, group)
+
+
+def ignore_transaction(flag: bool = True) -> None:
+    """Do not report the current transaction (``flag=False`` undoes it)."""
+    txn = current_transaction()
+    if txn is not None:
+        txn.ignore(flag)

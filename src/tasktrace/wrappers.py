@@ -1,0 +1,428 @@
+"""The wrapt-based proxies that turn a callable into a background task or a function trace.
+
+Everything that can be decided once is decided here, at wrap time: the default name, the
+application, and whether the target is a plain function, a coroutine function, a generator
+function or an async generator function. Each case gets its own small wrapper function, so
+a call does a few attribute reads, creates the transaction and calls through.
+
+The proxies are ``wrapt.FunctionWrapper`` subclasses, which keeps ``__name__``, ``__doc__``,
+``__wrapped__``, the signature and descriptor binding intact; they add pickling by reference
+(wrapt's proxies refuse to pickle), so ``multiprocessing`` with ``spawn`` can send them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+import time
+from collections.abc import AsyncGenerator, Coroutine, Generator
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import wrapt
+
+from tasktrace._state import STATE
+from tasktrace.transaction import (
+    _CURRENT,
+    Segment,
+    Transaction,
+    _Scope,
+    is_error,
+    open_task_scope,
+    open_trace_scope,
+)
+
+_log = logging.getLogger("tasktrace")
+_perf_counter = time.perf_counter
+
+#: A name or group: a string, or a callable given the call's arguments.
+NameSpec = Union[str, Callable[..., Any], None]
+
+TASK = "background_task"
+TRACE = "function_trace"
+
+
+def _resolve_reference(module: str, qualname: str) -> Any:
+    """Find ``module.qualname`` again when unpickling a wrapped function."""
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _reference(obj: Any) -> Tuple[Any, Tuple[str, str]]:
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None)
+    if not module or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
+        raise TypeError(f"cannot pickle {obj!r}: only module-level functions and methods can")
+    return _resolve_reference, (module, qualname)
+
+
+class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+    """A tasktrace wrapper bound to an instance or class; pickles like a bound method."""
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        instance = self._self_instance
+        if instance is None:
+            return _reference(self)
+        return getattr, (instance, self.__name__)
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+
+class TaskTraceWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
+    """The proxy tasktrace puts around a function; ``kind`` says what it records."""
+
+    __bound_function_wrapper__ = _BoundWrapper
+
+    def __init__(self, wrapped: Any, wrapper: Any, kind: str) -> None:
+        super().__init__(wrapped, wrapper)
+        self._self_tasktrace_kind = kind
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return _reference(self)
+
+    def __reduce__(self) -> Any:
+        return self.__reduce_ex__(2)
+
+
+def is_wrapped(obj: Any, kind: str) -> bool:
+    """Whether ``obj`` is already wrapped by tasktrace as ``kind`` (at any depth)."""
+    seen = 0
+    while seen < 32:  # bounded: a proxy chain is never this deep in practice
+        seen += 1
+        if isinstance(obj, TaskTraceWrapper):
+            if obj._self_tasktrace_kind == kind:
+                return True
+            obj = obj.__wrapped__
+        elif isinstance(obj, (classmethod, staticmethod)):
+            obj = obj.__func__
+        else:
+            return False
+    return False
+
+
+def callable_name(obj: Any) -> str:
+    """``"module:qualname"`` of a callable, e.g. ``"jobs:Exporter.run"``.
+
+    Handles functions, bound and unbound methods, classmethods, staticmethods, nested
+    classes, ``functools.partial`` and objects already wrapped by tasktrace or wrapt.
+    A callable instance is named after its class.
+    """
+    for _ in range(32):
+        if isinstance(obj, functools.partial):
+            obj = obj.func
+        elif isinstance(obj, (classmethod, staticmethod)):
+            obj = obj.__func__
+        elif isinstance(obj, wrapt.ObjectProxy):
+            obj = obj.__wrapped__
+        else:
+            break
+    if inspect.ismethod(obj):
+        obj = obj.__func__
+    qualname = getattr(obj, "__qualname__", None)
+    module = getattr(obj, "__module__", None)
+    if not isinstance(qualname, str):
+        cls = type(obj)
+        qualname = cls.__qualname__
+        module = cls.__module__
+    return f"{module or '<unknown>'}:{qualname}"
+
+
+def _flavour(wrapped: Any) -> str:
+    """``"sync"``, ``"coroutine"``, ``"generator"`` or ``"asyncgen"`` for a wrapped target."""
+    func = wrapped
+    for _ in range(32):
+        if isinstance(func, (classmethod, staticmethod)):
+            func = func.__func__
+        elif isinstance(func, functools.partial):
+            func = func.func
+        elif isinstance(func, TaskTraceWrapper):
+            func = func.__wrapped__
+        else:
+            break
+    if inspect.isasyncgenfunction(func):
+        return "asyncgen"
+    if inspect.iscoroutinefunction(func):
+        return "coroutine"
+    if inspect.isgeneratorfunction(func):
+        return "generator"
+    return "sync"
+
+
+# -- drivers for coroutines and iterators: one scope over their whole life -------------
+
+Opener = Callable[[], Optional[_Scope]]
+
+
+async def _drive_coroutine(coro: Coroutine[Any, Any, Any], opener: Opener) -> Any:
+    scope = opener()  # runs at the first step, so an unstarted coroutine records nothing
+    if scope is None:
+        return await coro
+    error: Optional[BaseException] = None
+    scope.activate()
+    try:
+        return await coro
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        scope.deactivate()
+        scope.close(error)
+        error = None
+
+
+def _drive_generator(gen: Generator[Any, Any, Any], opener: Opener) -> Generator[Any, Any, Any]:
+    scope = opener()
+    if scope is None:
+        return (yield from gen)
+    error: Optional[BaseException] = None
+    try:
+        to_send: Any = None
+        to_throw: Optional[BaseException] = None
+        while True:
+            # The scope is current only while the wrapped generator runs: each step may be
+            # taken from a different thread or task, whose own context must not change.
+            scope.activate()
+            try:
+                if to_throw is None:
+                    item = gen.send(to_send)
+                else:
+                    exc, to_throw = to_throw, None
+                    item = gen.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                scope.deactivate()
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as exc:
+                to_throw = exc
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        scope.close(error)
+        error = None
+
+
+async def _drive_async_generator(
+    agen: AsyncGenerator[Any, Any], opener: Opener
+) -> AsyncGenerator[Any, Any]:
+    scope = opener()
+    error: Optional[BaseException] = None
+    try:
+        to_send: Any = None
+        to_throw: Optional[BaseException] = None
+        while True:
+            if scope is not None:
+                scope.activate()
+            try:
+                if to_throw is None:
+                    item = await agen.asend(to_send)
+                else:
+                    exc, to_throw = to_throw, None
+                    item = await agen.athrow(exc)
+            except StopAsyncIteration:
+                return
+            finally:
+                if scope is not None:
+                    scope.deactivate()
+            try:
+                to_send = yield item
+            except GeneratorExit:
+                await agen.aclose()
+                raise
+            except BaseException as exc:
+                to_throw = exc
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        if scope is not None:
+            scope.close(error)
+        error = None
+
+
+# -- building the per-call wrapper functions -------------------------------------------
+
+
+def _namer(spec: NameSpec, default: str, what: str) -> Callable[[Any, Any, Any], str]:
+    """A function computing a name or group per call from a callable ``spec``."""
+    assert callable(spec)
+    compute = spec
+
+    def name_for(instance: Any, args: Any, kwargs: Any) -> str:
+        try:
+            if instance is not None:
+                return str(compute(instance, *args, **kwargs))
+            return str(compute(*args, **kwargs))
+        except Exception:
+            _log.debug("tasktrace: the %s callable failed; using %r", what, default, exc_info=True)
+            return default
+
+    return name_for
+
+
+def _static(spec: NameSpec, default: str) -> Optional[str]:
+    """The fixed string for ``spec``, or None when it is a callable computed per call."""
+    if spec is None:
+        return default
+    if callable(spec):
+        return None
+    return str(spec)
+
+
+WrapperFunction = Callable[[Any, Any, Tuple[Any, ...], Dict[str, Any]], Any]
+
+
+def make_task_wrapper(
+    wrapped: Any, app: Optional[str], name: NameSpec, group: NameSpec, default_name: str
+) -> WrapperFunction:
+    """The wrapt wrapper function that makes each call of ``wrapped`` a background task."""
+    flavour = _flavour(wrapped)
+    fixed_name = _static(name, default_name)
+    fixed_group = _static(group, "Function")
+
+    if flavour == "sync" and fixed_name is not None and fixed_group is not None:
+        task_name: str = fixed_name
+        task_group: str = fixed_group
+
+        # The hot path: the common case of a plain function with a fixed name, inlined.
+        def task_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            if not STATE.enabled:
+                return wrapped(*args, **kwargs)
+            node = _CURRENT.get()
+            if node is None or node.txn.finished:
+                txn = Transaction(app, task_name, task_group, True)
+                token = _CURRENT.set(txn)
+                try:
+                    return wrapped(*args, **kwargs)
+                except BaseException as exc:
+                    if is_error(exc):
+                        txn._record_exception(exc)
+                    raise
+                finally:
+                    _CURRENT.reset(token)
+                    txn._finish()
+            return _call_in_scope(
+                open_task_scope(app, task_name, task_group), wrapped, args, kwargs
+            )
+
+        return task_call
+
+    name_for = _namer(name, default_name, "name") if fixed_name is None else None
+    group_for = _namer(group, "Function", "group") if fixed_group is None else None
+
+    def names(instance: Any, args: Any, kwargs: Any) -> Tuple[str, str]:
+        n = fixed_name if name_for is None else name_for(instance, args, kwargs)
+        g = fixed_group if group_for is None else group_for(instance, args, kwargs)
+        assert n is not None and g is not None
+        return n, g
+
+    def opener_for(instance: Any, args: Any, kwargs: Any) -> Opener:
+        n, g = names(instance, args, kwargs)
+        return lambda: open_task_scope(app, n, g)
+
+    return _make_flavoured(flavour, opener_for)
+
+
+def make_trace_wrapper(
+    wrapped: Any, name: NameSpec, group: NameSpec, default_name: str
+) -> WrapperFunction:
+    """The wrapt wrapper function that makes each call of ``wrapped`` a function trace."""
+    flavour = _flavour(wrapped)
+    fixed_name = _static(name, default_name)
+    fixed_group = _static(group, "Function")
+
+    if flavour == "sync" and fixed_name is not None and fixed_group is not None:
+        trace_name: str = fixed_name
+        trace_group: str = fixed_group
+
+        # The hot path for traces: open_segment() and a scope, inlined.
+        def trace_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            node = _CURRENT.get()
+            if node is None:
+                return wrapped(*args, **kwargs)
+            txn = node.txn
+            if txn.finished:
+                return wrapped(*args, **kwargs)
+            segments = txn.segments
+            if segments is None:
+                segments = txn.segments = []
+            index = len(segments)
+            if index >= STATE.settings.max_segments:
+                txn.dropped_segments += 1
+                return wrapped(*args, **kwargs)
+            seg = Segment(txn, index, trace_name, trace_group, node.index, _perf_counter())
+            segments.append(seg)
+            token = _CURRENT.set(seg)
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                seg.duration = _perf_counter() - seg.start
+                _CURRENT.reset(token)
+
+        return trace_call
+
+    name_for = _namer(name, default_name, "name") if fixed_name is None else None
+    group_for = _namer(group, "Function", "group") if fixed_group is None else None
+
+    def opener_for(instance: Any, args: Any, kwargs: Any) -> Opener:
+        n = fixed_name if name_for is None else name_for(instance, args, kwargs)
+        g = fixed_group if group_for is None else group_for(instance, args, kwargs)
+        assert n is not None and g is not None
+        return lambda: open_trace_scope(n, g)
+
+    return _make_flavoured(flavour, opener_for)
+
+
+def _call_in_scope(scope: Optional[_Scope], wrapped: Any, args: Any, kwargs: Any) -> Any:
+    if scope is None:
+        return wrapped(*args, **kwargs)
+    error: Optional[BaseException] = None
+    scope.activate()
+    try:
+        return wrapped(*args, **kwargs)
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        scope.deactivate()
+        scope.close(error)
+        error = None
+
+
+def _make_flavoured(flavour: str, opener_for: Callable[[Any, Any, Any], Opener]) -> WrapperFunction:
+    if flavour == "coroutine":
+
+        def coroutine_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            coro = wrapped(*args, **kwargs)
+            return _drive_coroutine(coro, opener_for(instance, args, kwargs))
+
+        return coroutine_call
+    if flavour == "generator":
+
+        def generator_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            gen = wrapped(*args, **kwargs)
+            return _drive_generator(gen, opener_for(instance, args, kwargs))
+
+        return generator_call
+    if flavour == "asyncgen":
+
+        def asyncgen_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            agen = wrapped(*args, **kwargs)
+            return _drive_async_generator(agen, opener_for(instance, args, kwargs))
+
+        return asyncgen_call
+
+    def sync_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        opener = opener_for(instance, args, kwargs)
+        return _call_in_scope(opener(), wrapped, args, kwargs)
+
+    return sync_call
