@@ -4,33 +4,73 @@ Every listed or decorated function becomes a *background-task transaction*: time
 with its errors and inner function traces, delivered to a reporter (a local SQLite store by
 default, or any OpenTelemetry collector over OTLP/HTTP). The API follows New Relic's
 ``background_task`` family. This module only re-exports; see the submodules for the code.
+
+The names are loaded on first use (PEP 562), so ``import tasktrace``, which the bootstrap
+does in every Python process a program starts, costs next to nothing until the API is used.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tasktrace._version import __version__
-from tasktrace.agent import flush, initialize, shutdown_agent
-from tasktrace.api import (
-    BackgroundTaskWrapper,
-    FunctionTraceWrapper,
-    background_task,
-    callable_name,
-    function_trace,
-    wrap_background_task,
-    wrap_function_trace,
-)
-from tasktrace.application import Application, application, register_application
-from tasktrace.exceptions import ConfigurationError, TaskTraceError
-from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
-from tasktrace.segments import FunctionTrace
-from tasktrace.transaction import (
-    BackgroundTask,
-    Transaction,
-    WebTransaction,
-    add_custom_attribute,
-    current_transaction,
-    ignore_transaction,
-    notice_error,
-    set_transaction_name,
-)
+
+if TYPE_CHECKING:
+    from tasktrace.agent import flush, initialize, shutdown_agent
+    from tasktrace.api import (
+        BackgroundTaskWrapper,
+        FunctionTraceWrapper,
+        background_task,
+        callable_name,
+        function_trace,
+        wrap_background_task,
+        wrap_function_trace,
+    )
+    from tasktrace.apps import Application, application, register_application
+    from tasktrace.exceptions import ConfigurationError, TaskTraceError
+    from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
+    from tasktrace.segments import FunctionTrace
+    from tasktrace.transaction import (
+        BackgroundTask,
+        Transaction,
+        WebTransaction,
+        add_custom_attribute,
+        current_transaction,
+        ignore_transaction,
+        notice_error,
+        set_transaction_name,
+    )
+
+_EXPORTS = {
+    "Application": "tasktrace.apps",
+    "BackgroundTask": "tasktrace.transaction",
+    "BackgroundTaskWrapper": "tasktrace.api",
+    "ConfigurationError": "tasktrace.exceptions",
+    "ErrorRecord": "tasktrace.records",
+    "FunctionTrace": "tasktrace.segments",
+    "FunctionTraceWrapper": "tasktrace.api",
+    "SegmentRecord": "tasktrace.records",
+    "TaskTraceError": "tasktrace.exceptions",
+    "Transaction": "tasktrace.transaction",
+    "TransactionRecord": "tasktrace.records",
+    "WebTransaction": "tasktrace.transaction",
+    "add_custom_attribute": "tasktrace.transaction",
+    "application": "tasktrace.apps",
+    "background_task": "tasktrace.api",
+    "callable_name": "tasktrace.api",
+    "current_transaction": "tasktrace.transaction",
+    "flush": "tasktrace.agent",
+    "function_trace": "tasktrace.api",
+    "ignore_transaction": "tasktrace.transaction",
+    "initialize": "tasktrace.agent",
+    "notice_error": "tasktrace.transaction",
+    "register_application": "tasktrace.apps",
+    "set_transaction_name": "tasktrace.transaction",
+    "shutdown_agent": "tasktrace.agent",
+    "wrap_background_task": "tasktrace.api",
+    "wrap_function_trace": "tasktrace.api",
+}
 
 __all__ = [
     "Application",
@@ -62,3 +102,16 @@ __all__ = [
     "wrap_background_task",
     "wrap_function_trace",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tasktrace' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -27,7 +27,9 @@ def _tomllib() -> Any:
         import tomllib
 
         return tomllib
-    import tomli  # the declared dependency on Python < 3.11
+    # The declared dependency on Python < 3.11; mypy checks this branch for 3.9 where the
+    # stubs may be absent from the checking environment.
+    import tomli  # type: ignore[import-not-found, unused-ignore]
 
     return tomli
 
@@ -55,7 +57,7 @@ def entry_points(group: str) -> List[EntryPoint]:
         from importlib.metadata import entry_points as _entry_points
 
         return list(_entry_points(group=group))
-    import importlib_metadata  # the declared dependency on Python < 3.10
+    import importlib_metadata  # type: ignore[import-not-found, unused-ignore]  # < 3.10 dep
 
     return list(importlib_metadata.entry_points(group=group))
 

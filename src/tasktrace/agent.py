@@ -2,50 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from typing import Any, Optional
 
+from tasktrace import _logging
 from tasktrace._state import STATE
 from tasktrace.config import Settings
 from tasktrace.exceptions import ConfigurationError
 
-_log = logging.getLogger("tasktrace")
-
-#: The handler ``initialize()`` installed on the "tasktrace" logger, so a second call
-#: can replace it instead of adding another.
-_handler: Optional[logging.Handler] = None
+_log = _logging.get_logger()
 
 
 def configure_logging(settings: Settings) -> None:
-    """Send the "tasktrace" logger to ``settings.log_file`` at ``settings.log_level``.
-
-    The logger stops propagating to the root logger so the program's own logging setup
-    neither duplicates nor swallows tasktrace's messages. Never stdout unless the user
-    explicitly asked for ``log_file = "stdout"``.
-    """
-    global _handler
-    target = settings.log_file
-    handler: logging.Handler
-    if target == "stderr":
-        handler = logging.StreamHandler(sys.stderr)
-    elif target == "stdout":
-        handler = logging.StreamHandler(sys.stdout)
-    else:
-        try:
-            handler = logging.FileHandler(os.path.expanduser(target), encoding="utf-8")
-        except OSError as exc:
-            handler = logging.StreamHandler(sys.stderr)
-            _log.warning("tasktrace: cannot open log file %r (%s); logging to stderr", target, exc)
-    handler.setFormatter(logging.Formatter("tasktrace %(levelname)s [pid %(process)d] %(message)s"))
-    if _handler is not None:
-        _log.removeHandler(_handler)
-        _handler.close()
-    _handler = handler
-    _log.addHandler(handler)
-    _log.setLevel(settings.log_level.upper())
-    _log.propagate = False
+    """Send tasktrace's log to ``settings.log_file`` at ``settings.log_level`` (lazily)."""
+    _logging.configure(settings.log_level, settings.log_file)
 
 
 def initialize(

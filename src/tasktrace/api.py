@@ -79,9 +79,7 @@ def background_task(
     return decorator
 
 
-def FunctionTraceWrapper(
-    wrapped: F, name: NameSpec = None, group: NameSpec = None
-) -> F:
+def FunctionTraceWrapper(wrapped: F, name: NameSpec = None, group: NameSpec = None) -> F:
     """Return ``wrapped`` wrapped so that each call inside a transaction is a segment.
 
     Outside a transaction the call goes straight through. ``name``/``group`` as for

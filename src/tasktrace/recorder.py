@@ -397,13 +397,14 @@ class HarvestRecorder:
         while True:
             self._wake.wait(self._interval)
             try:
-                if self._cycle():
-                    return
+                self._cycle()
             except Exception:  # never let the thread die; log once
                 self._log_once("recorder", "harvest failed", exc_info=True)
+            if self._stopped:
+                return
 
     def _cycle(self) -> bool:
-        """One harvest; returns True when the recorder has stopped."""
+        """One harvest (and the flush or shutdown asked for); True if all was delivered."""
         self._wake.clear()
         self._wake_pending = False
         with self._cond:
@@ -437,7 +438,7 @@ class HarvestRecorder:
                     self._add_drop(record.app, REASON_AFTER_SHUTDOWN, 1)
                 for key, n in _drops.items():
                     self._pending_drops[key] = self._pending_drops.get(key, 0) + n
-        return stopping
+        return ok
 
     def _call(self, reporter: Reporter, method: str, deadline: Optional[float]) -> bool:
         """Call ``reporter.force_flush`` or ``.shutdown`` in isolation."""
@@ -557,7 +558,10 @@ class HarvestRecorder:
         if key in self._logged:
             return
         self._logged.add(key)
-        logger.warning("tasktrace: %s: %s", who, message, exc_info=exc_info)
+        # Reporter problems go to "tasktrace.<reporter>" (e.g. "tasktrace.otlp") so they
+        # can be filtered per reporter; the agent routes all "tasktrace" loggers to stderr.
+        log = logger if who == "recorder" else logging.getLogger(f"tasktrace.{who}")
+        log.warning("tasktrace: %s: %s", who, message, exc_info=exc_info)
 
     # -- accounting -------------------------------------------------------------------
 

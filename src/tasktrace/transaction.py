@@ -13,7 +13,6 @@ The decorators and wrappers live in :mod:`tasktrace.wrappers` and :mod:`tasktrac
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -24,6 +23,7 @@ from random import getrandbits
 from types import MappingProxyType, TracebackType
 from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
+from tasktrace._logging import get_logger
 from tasktrace._state import STATE
 from tasktrace.records import (
     EMPTY_ATTRIBUTES,
@@ -33,7 +33,7 @@ from tasktrace.records import (
     TransactionRecord,
 )
 
-_log = logging.getLogger("tasktrace")
+_log = get_logger()
 
 #: Limits on custom attributes (the same as the common APM agents use).
 MAX_ATTRIBUTES = 128

@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import logging
 import time
 from collections.abc import AsyncGenerator, Coroutine, Generator
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import wrapt
 
+from tasktrace._logging import get_logger
 from tasktrace._state import STATE
 from tasktrace.transaction import (
     _CURRENT,
@@ -33,7 +33,7 @@ from tasktrace.transaction import (
     open_trace_scope,
 )
 
-_log = logging.getLogger("tasktrace")
+_log = get_logger()
 _perf_counter = time.perf_counter
 
 #: A name or group: a string, or a callable given the call's arguments.

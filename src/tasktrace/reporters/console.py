@@ -60,9 +60,7 @@ class ConsoleReporter:
             stream.write("\n".join(lines) + "\n")
             stream.flush()
         except (OSError, ValueError) as exc:  # closed or broken stream
-            return ExportResult(
-                False, dropped=len(lines), message=f"cannot write to stderr: {exc}"
-            )
+            return ExportResult(False, dropped=len(lines), message=f"cannot write to stderr: {exc}")
         return ExportResult(True, exported=len(lines))
 
     def force_flush(self, timeout: Optional[float] = None) -> bool:

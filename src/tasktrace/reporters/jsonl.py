@@ -79,10 +79,7 @@ class JsonlReporter:
 
     def __init__(self, settings: Optional[Settings] = None, *, path: Optional[str] = None):
         if path is None:
-            if settings is None:
-                path = os.path.abspath(DEFAULT_JSONL_PATH)
-            else:
-                path = jsonl_path(settings)
+            path = os.path.abspath(DEFAULT_JSONL_PATH) if settings is None else jsonl_path(settings)
         self.path = path
 
     def export(self, batch: Batch) -> ExportResult:

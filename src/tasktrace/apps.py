@@ -1,5 +1,7 @@
 """Application handles: the name a transaction reports under.
 
+(Named `apps` so the module does not shadow the `tasktrace.application` function.)
+
 tasktrace has no remote registration step: an application is just a name, resolved when
 a transaction finishes. Handles exist so that code written for New Relic's API
 (``application()``, ``register_application()``) works unchanged.
@@ -83,9 +85,9 @@ def register_application(
     try:
         handle.activate(timeout)
     except Exception:  # starting delivery must never break the caller
-        import logging
+        from tasktrace._logging import get_logger
 
-        logging.getLogger("tasktrace").warning(
+        get_logger().warning(
             "tasktrace: could not start delivery for %r", handle.effective_name, exc_info=True
         )
     return handle

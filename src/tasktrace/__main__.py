@@ -1,0 +1,7 @@
+"""``python -m tasktrace`` is ``tasktrace-admin``."""
+
+import sys
+
+from tasktrace.admin import main
+
+sys.exit(main())

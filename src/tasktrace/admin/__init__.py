@@ -1,0 +1,137 @@
+"""``tasktrace-admin``: run programs instrumented, check and show the config, report.
+
+Each command lives in its own module and is imported only when it runs, so that
+``run-program`` (which execs the program at once) stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Dict, List, Optional
+
+from tasktrace._version import __version__
+
+_DESCRIPTIONS: Dict[str, str] = {
+    "run-program": "run PROGRAM instrumented (exec: same PID, same exit status)",
+    "run-python": "run this Python interpreter instrumented, with ARGS",
+    "validate-config": "check the config and resolve every target; exit 1 on any error",
+    "generate-config": "write a commented starter config to FILE (or stdout)",
+    "show-config": "show the effective settings and where each came from",
+    "report": "summarise recorded tasks from the SQLite store",
+    "help": "show help for a command",
+}
+
+_EPILOG = """\
+examples:
+  TASKTRACE_APP_NAME=billing tasktrace-admin run-program python job.py
+  tasktrace-admin validate-config tasktrace.toml
+  tasktrace-admin report --since 1h
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tasktrace-admin",
+        description="Instrument Python background work and look at what it did.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tasktrace {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    from tasktrace.admin import run
+
+    for name, python in (("run-program", False), ("run-python", True)):
+        sub = commands.add_parser(name, help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name])
+        run.add_arguments(sub, python=python)
+
+    from tasktrace.admin import config_cmds
+
+    for name in ("validate-config", "show-config"):
+        sub = commands.add_parser(name, help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name])
+        config_cmds.add_file_argument(sub)
+    sub = commands.add_parser(
+        "generate-config",
+        help=_DESCRIPTIONS["generate-config"],
+        description=_DESCRIPTIONS["generate-config"],
+    )
+    sub.add_argument("file", nargs="?", help="where to write (default: stdout)")
+    sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+
+    sub = commands.add_parser(
+        "report", help=_DESCRIPTIONS["report"], description=_DESCRIPTIONS["report"]
+    )
+    try:  # TEMP until report lands
+        from tasktrace.admin import report
+
+        report.add_arguments(sub)
+    except ImportError:
+        pass
+
+    sub = commands.add_parser("help", help=_DESCRIPTIONS["help"], description=_DESCRIPTIONS["help"])
+    sub.add_argument("topic", nargs="?", metavar="COMMAND")
+    return parser
+
+
+def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
+    if name == "run-program":
+        from tasktrace.admin.run import run_program
+
+        return run_program
+    if name == "run-python":
+        from tasktrace.admin.run import run_python
+
+        return run_python
+    if name == "report":
+        from tasktrace.admin.report import run
+
+        return run
+    from tasktrace.admin import config_cmds
+
+    return {
+        "validate-config": config_cmds.validate_config,
+        "generate-config": config_cmds.generate_config,
+        "show-config": config_cmds.show_config,
+    }[name]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``tasktrace-admin`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list and args_list[0] in ("run-program", "run-python"):
+        # The launcher's fast path: parse only what it needs and exec, importing nothing
+        # else of tasktrace (start-up time is paid by every instrumented program).
+        from tasktrace.admin import run
+
+        name = args_list[0]
+        sub = argparse.ArgumentParser(
+            prog=f"tasktrace-admin {name}", description=_DESCRIPTIONS[name]
+        )
+        run.add_arguments(sub, python=name == "run-python")
+        args = sub.parse_args(args_list[1:])
+        return (run.run_python if name == "run-python" else run.run_program)(args)
+    parser = _parser()
+    if not args_list:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(
+            "tasktrace-admin: error: a command is required (try 'tasktrace-admin help')\n"
+        )
+        return 2
+    args = parser.parse_args(args_list)
+    if args.command == "help":
+        topic = args.topic
+        if topic is None:
+            parser.print_help()
+            return 0
+        if topic not in _DESCRIPTIONS:
+            sys.stderr.write(f"tasktrace-admin: unknown command {topic!r}\n")
+            return 2
+        parser.parse_args([topic, "--help"])
+        return 0  # pragma: no cover - --help exits
+    try:
+        return _dispatch(args.command)(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `tasktrace-admin report | head`
+        return 0

@@ -1,0 +1,130 @@
+"""``validate-config``, ``generate-config`` and ``show-config``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any, Dict, List
+
+from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load
+from tasktrace.exceptions import ConfigurationError, TaskTraceError
+
+
+def add_file_argument(parser: argparse.ArgumentParser) -> None:
+    """``[FILE]`` plus ``--environment``, shared by validate-config and show-config."""
+    parser.add_argument(
+        "file",
+        nargs="?",
+        help="the config file (default: TASKTRACE_CONFIG_FILE, ./tasktrace.toml, "
+        "[tool.tasktrace] in ./pyproject.toml)",
+    )
+    parser.add_argument("--environment", metavar="ENV", help="apply the [env.ENV] table")
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    overrides: Dict[str, Any] = {}
+    if getattr(args, "environment", None):
+        overrides["environment"] = args.environment
+    return load(args.file, environment=args.environment, overrides=overrides)
+
+
+def _print_problems(exc: ConfigurationError) -> None:
+    for problem in exc.problems:
+        print(f"error: {problem}")
+
+
+def _check_target(target: TargetSettings) -> List[str]:
+    """Import the target's module and resolve its object path; a line per outcome."""
+    from tasktrace.targets import parse_target, resolve
+
+    label = f"{target.kind:15s} {target.function}"
+    if not target.enabled:
+        return [f"skip  {label}  (enabled = false)"]
+    try:
+        parsed = parse_target(target.function)
+    except ConfigurationError as exc:
+        return [f"FAIL  {label}  {exc}"]
+    if parsed.module == "__main__":
+        return [f"ok    {label}  (applied to the program's main script when it runs)"]
+    try:
+        module = importlib.import_module(parsed.module)
+    except ModuleNotFoundError as exc:
+        if exc.name and parsed.module.startswith(exc.name):
+            return [f"FAIL  {label}  module not found: {parsed.module!r} (is it on sys.path?)"]
+        return [f"FAIL  {label}  importing {parsed.module!r} failed: {exc}"]
+    except BaseException as exc:  # a module that raises on import, even SystemExit
+        return [f"FAIL  {label}  importing {parsed.module!r} failed: {type(exc).__name__}: {exc}"]
+    try:
+        resolved = resolve(module, parsed.object_path)
+    except TaskTraceError as exc:
+        return [f"FAIL  {label}  {exc}"]
+    if not resolved:
+        return [f"FAIL  {label}  the pattern matches nothing in {parsed.module!r}"]
+    paths = ", ".join(r.path for r in resolved[:8])
+    more = f" and {len(resolved) - 8} more" if len(resolved) > 8 else ""
+    return [f"ok    {label}  -> {parsed.module}:{paths}{more}"]
+
+
+def validate_config(args: argparse.Namespace) -> int:
+    """Parse, validate, import every target module and resolve every target."""
+    # Console scripts do not put the current directory on sys.path; the program would
+    # (python job.py puts the script's directory there), so do the same for its modules.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        settings = _load(args)
+    except ConfigurationError as exc:
+        _print_problems(exc)
+        print(f"{len(exc.problems)} problem(s) found")
+        return 1
+    source = settings.config_file or "no config file (defaults and variables only)"
+    print(f"config: {source}")
+    targets = list(settings.background_tasks) + list(settings.function_traces)
+    if not targets:
+        print("no [[background_task]] or [[function_trace]] entries: nothing will be instrumented")
+    failures = 0
+    for target in targets:
+        for line in _check_target(target):
+            print(line)
+            failures += line.startswith("FAIL")
+    print(f"{len(targets)} target(s), {failures} error(s)")
+    return 1 if failures else 0
+
+
+def generate_config(args: argparse.Namespace) -> int:
+    """Write the commented starter config to FILE or stdout."""
+    if not args.file or args.file == "-":
+        sys.stdout.write(STARTER_CONFIG)
+        return 0
+    if os.path.exists(args.file) and not args.force:
+        sys.stderr.write(
+            f"tasktrace-admin: {args.file} already exists; use --force to overwrite it\n"
+        )
+        return 1
+    try:
+        with open(args.file, "w", encoding="utf-8") as handle:
+            handle.write(STARTER_CONFIG)
+    except OSError as exc:
+        sys.stderr.write(f"tasktrace-admin: cannot write {args.file}: {exc.strerror}\n")
+        return 1
+    sys.stderr.write(
+        f"wrote {args.file}; check it with: tasktrace-admin validate-config {args.file}\n"
+    )
+    return 0
+
+
+def show_config(args: argparse.Namespace) -> int:
+    """Print every effective setting and where it came from (secrets redacted)."""
+    try:
+        settings = _load(args)
+    except ConfigurationError as exc:
+        _print_problems(exc)
+        return 1
+    rows = describe(settings)
+    width = max((len(key) for key, _, _ in rows), default=10)
+    value_width = min(max((len(value) for _, value, _ in rows), default=10), 48)
+    for key, value, source in rows:
+        print(f"{key:{width}s}  {value:{value_width}s}  ({source})")
+    return 0

@@ -1,0 +1,168 @@
+"""``tasktrace-admin report``: per task, calls, errors, p50, p95, max and total time.
+
+The database is, in order: ``--db``, ``TASKTRACE_DB``, ``[reporter] path`` of the config
+file found the usual way, then the default store path. Output goes to stdout (the table,
+or ``--format json``: a list of objects with exactly the keys ``app``, ``name``,
+``group``, ``calls``, ``errors``, ``p50_ms``, ``p95_ms``, ``max_ms``, ``total_ms``).
+
+Exit status: 0 with data (also when the filters match nothing: an empty table says so on
+stderr, JSON prints ``[]``); 1 when there is no data at all (the file is missing or holds
+nothing yet), with one line on stderr saying how to get some; 2 for bad arguments or a
+file that is not a tasktrace database. Never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+__all__ = ["add_arguments", "format_table", "run"]
+
+_COLUMNS = (
+    # (key, heading, right-aligned)
+    ("app", "APP", False),
+    ("group", "GROUP", False),
+    ("name", "NAME", False),
+    ("calls", "CALLS", True),
+    ("errors", "ERRORS", True),
+    ("p50_ms", "P50 MS", True),
+    ("p95_ms", "P95 MS", True),
+    ("max_ms", "MAX MS", True),
+    ("total_ms", "TOTAL MS", True),
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``report`` options to ``parser``."""
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the SQLite store (default: TASKTRACE_DB, the config's [reporter] path, "
+        "or ~/.local/share/tasktrace/tasktrace.db)",
+    )
+    parser.add_argument("--app", metavar="NAME", help="only this application")
+    parser.add_argument(
+        "--since",
+        metavar="AGE",
+        help="only the last AGE, e.g. 45s, 30m, 2h, 7d (default: all data)",
+    )
+    parser.add_argument(
+        "--name", metavar="GLOB", help="only task names matching GLOB (*, ?, [..]; case-sensitive)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="a table for people (default) or JSON for programs",
+    )
+
+
+def _db_path(explicit: Optional[str]) -> str:
+    from tasktrace import store
+
+    if explicit:
+        return store.resolve_db_path(explicit)
+    if os.environ.get(store.DB_ENV_VAR):
+        return store.resolve_db_path(None)
+    try:
+        from tasktrace.config import load
+
+        configured = load().reporter.path
+    except Exception:  # a broken config must not stop a report of what is there
+        configured = None
+    return store.resolve_db_path(configured)
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key.endswith("_ms"):
+        return f"{value:,.3f}" if value < 1 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """``rows`` (from :func:`tasktrace.store.report_rows`) as an aligned text table."""
+    cells = [[heading for _, heading, _ in _COLUMNS]]
+    cells += [[_cell(key, row[key]) for key, _, _ in _COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    lines = []
+    for line in cells:
+        parts = [
+            text.rjust(width) if right else text.ljust(width)
+            for text, width, (_, _, right) in zip(line, widths, _COLUMNS)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``report``; returns the exit status (see the module docstring)."""
+    import sqlite3
+
+    from tasktrace import store
+    from tasktrace.exceptions import TaskTraceError
+
+    since: Optional[float] = None
+    if args.since:
+        try:
+            since = store.parse_since(args.since)
+        except ValueError as exc:
+            sys.stderr.write(f"tasktrace-admin report: --since: {exc}\n")
+            return 2
+    path = _db_path(args.db)
+    if not os.path.exists(path) or not store.has_data(path):
+        if os.path.exists(path) and not _is_readable_store(path):
+            sys.stderr.write(f"tasktrace-admin report: {path} is not a tasktrace database\n")
+            return 2
+        sys.stderr.write(
+            f"no tasktrace data in {path}: run a program under tasktrace-admin run-program first\n"
+        )
+        return 1
+    try:
+        rows = store.report_rows(path, app=args.app, since_seconds=since, name_glob=args.name)
+        drops = store.drop_totals(path, app=args.app, since_seconds=since)
+    except (sqlite3.Error, TaskTraceError, OSError) as exc:
+        sys.stderr.write(f"tasktrace-admin report: cannot read {path}: {exc}\n")
+        return 2
+    if args.format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    if not rows:
+        sys.stderr.write(f"no tasks in {path} match the filters\n")
+        return 0
+    sys.stdout.write(format_table(rows))
+    if drops:
+        details = ", ".join(f"{reason}: {count:,}" for reason, count in drops.items())
+        sys.stdout.write(
+            f"\nnote: transactions were dropped ({details}); calls, errors, max and total "
+            "include those dropped for a full buffer, p50/p95 only the stored ones\n"
+        )
+    return 0
+
+
+def _is_readable_store(path: str) -> bool:
+    import sqlite3
+
+    from tasktrace import store
+
+    try:
+        conn = store.connect(path, readonly=True)
+    except (sqlite3.Error, OSError):
+        return False
+    try:
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        names: List[str] = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    # An empty file is a valid (empty) database; anything else must have our tables.
+    return not names or "metrics" in names

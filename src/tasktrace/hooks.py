@@ -1,0 +1,738 @@
+"""Post-import hooks that apply the configured targets when their modules are imported.
+
+How it works
+------------
+``register_post_import_hook(name, callback)`` records the callback in a registry and puts a
+small finder at ``sys.meta_path[0]``. The finder's ``find_spec`` returns None at once for
+every module not in the registry (one dict lookup, which is all most imports pay). For a
+registered module it asks the other finders for the real spec and swaps the spec's loader
+for a proxy. The proxy puts the real loader back on the module and spec, lets the real
+loader execute the module, then runs the module's callbacks. Everything else a loader
+offers (``get_code``, ``get_source``, ``is_package``, ``get_resource_reader``, ``get_data``,
+...) is delegated, so ``python -m``, zip imports, ``importlib.resources`` and namespace
+packages behave as before. A module already imported when its hook is registered gets the
+callback at once. Callbacks stay registered: ``importlib.reload`` finds the spec again,
+goes through the proxy and re-applies them to the fresh functions of the reloaded module
+(the wrappers make applying a target twice to the same object a no-op).
+
+Targets
+-------
+``install(settings)`` registers every enabled ``[[background_task]]`` and
+``[[function_trace]]`` entry. When the module is imported the entry's object path is
+resolved with :func:`tasktrace.targets.resolve` (globs expanded) and each match is patched
+with ``tasktrace.api.wrap_background_task``/``wrap_function_trace`` (imported only then, as
+they pull in wrapt). A target that does not resolve logs one warning naming the config
+entry and the closest names, and the import goes on; with ``settings.strict`` the hook
+raises :class:`~tasktrace.exceptions.TargetError` instead, failing that import.
+
+``__main__`` targets
+--------------------
+The script (or ``-m`` module) runs as ``__main__``, which is never imported through the
+finders, so hooks cannot see it. Since the bootstrap's sitecustomize runs before the script,
+``install`` arms a tracer instead (:func:`install_main_hook`, called by ``install``; the
+bootstrap need not call it itself):
+
+* ``sys.settrace`` is set to a global trace function that returns None (no tracing) for
+  every frame except the ``<module>`` frame of ``__main__`` (same globals dict: CPython
+  creates ``sys.modules["__main__"]`` before sitecustomize runs and both ``python script.py``
+  and ``runpy`` for ``-m`` execute the code in that dict);
+* that one frame gets a line tracer: before each top-level line runs it checks whether a
+  target name has been bound (by ``def``, ``class``, an assignment or an import) and wraps it
+  in ``__main__.__dict__`` right away -- so ``main`` is wrapped before
+  ``if __name__ == "__main__": main()`` calls it;
+* tracing stops (``sys.settrace(None)``) as soon as every plain target is wrapped and there
+  is no glob target; with glob targets it stops when the script first calls one of its own
+  functions (the definitions are then done) or when its module code ends.
+
+Costs and limits, measured on CPython 3.11: while armed, every new Python frame costs one
+call of the global trace function (a few tenths of a microsecond), so the overhead is
+proportional to the work the script does at module level *before* its targets are defined
+(mostly its imports: a few milliseconds for a script that imports the standard library's
+``asyncio`` and ``http.client``); none after. Limits: a target name bound only after the
+script's first call of one of its own functions is still wrapped if it is a plain name, but a
+glob sees only what exists at that call; a target bound and called on the same line is called
+unwrapped once; functions the script defines inside ``main()`` are not module-level and are
+not found. If a trace function is already installed (a debugger, coverage) the tracer is not
+armed and a warning says so. Calling ``install`` from inside a running script (e.g.
+``tasktrace.initialize()`` at the top of ``main()``) applies ``__main__`` targets at once,
+to whatever the script has defined by then (see :func:`apply_main_targets`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import threading
+from types import FrameType, ModuleType
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+
+from tasktrace.config import Settings, TargetSettings
+from tasktrace.exceptions import TargetError, TaskTraceError
+from tasktrace.targets import Resolved, is_glob, resolve
+
+__all__ = [
+    "AppliedTarget",
+    "applied",
+    "apply_main_targets",
+    "install",
+    "install_main_hook",
+    "register_post_import_hook",
+    "resolve_target",
+]
+
+_log = logging.getLogger("tasktrace")
+
+PostImportHook = Callable[[ModuleType], Any]
+
+_MAIN = "__main__"
+
+# The one piece of global state, behind one lock. Callbacks are always run *outside* the
+# lock: they import modules (``tasktrace.api`` pulls in wrapt) and may register further
+# hooks, so holding the lock there would deadlock against another thread importing a
+# registered module, or against the callback itself.
+_lock = threading.Lock()
+#: Module name -> its callbacks, in registration order; kept after the module is imported
+#: so that ``importlib.reload`` re-applies them.
+_registry: Dict[str, List[PostImportHook]] = {}
+#: Names whose module a proxy loader is executing right now: a hook registered meanwhile is
+#: run by that proxy when execution finishes, not at once on the half-built module.
+_executing: Set[str] = set()
+#: Targets already registered by ``install`` (which is idempotent).
+_installed: Set[TargetSettings] = set()
+#: ``__main__`` targets with the strictness they were installed with.
+_main_targets: List[Tuple[TargetSettings, bool]] = []
+#: What got wrapped (or failed), keyed so that a reload replaces instead of adding.
+_applied: Dict[Tuple[TargetSettings, str, Optional[str]], AppliedTarget] = {}
+_finder: Optional[_PostImportFinder] = None
+_main_tracer: Optional[_MainTracer] = None
+#: Per thread, the names this thread's finder is looking up (see ``find_spec``).
+_lookups = threading.local()
+
+
+@dataclasses.dataclass(frozen=True)
+class AppliedTarget:
+    """One outcome of applying a target, for ``validate-config`` and tests."""
+
+    #: The config entry.
+    target: TargetSettings
+    #: The module it was applied to (``"__main__"`` for the script).
+    module: str
+    #: The concrete dotted path wrapped, e.g. ``"Exporter.run"``; None when nothing was.
+    path: Optional[str]
+    #: Why nothing was wrapped, or None when ``path`` was.
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether ``path`` was wrapped."""
+        return self.error is None
+
+
+# --------------------------------------------------------------------------------------
+# The finder and the loader proxies
+# --------------------------------------------------------------------------------------
+
+
+class _PostImportFinder:
+    """A ``sys.meta_path`` finder that only ever acts for modules with registered hooks."""
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in _registry:  # the fast path: one dict lookup
+            return None
+        # Another finder may itself call importlib.util.find_spec() for the same name
+        # (wrapt's and New Relic's hook finders do); without this guard we would recurse.
+        active: Optional[Set[str]] = getattr(_lookups, "names", None)
+        if active is None:
+            active = _lookups.names = set()
+        if fullname in active:
+            return None
+        active.add(fullname)
+        try:
+            spec = _find_real_spec(self, fullname, path, target)
+        finally:
+            active.discard(fullname)
+        if spec is None:
+            return None
+        return _hook_spec(spec)
+
+    def invalidate_caches(self) -> None:
+        """Nothing cached here (``importlib.invalidate_caches`` calls every finder)."""
+
+
+def _find_real_spec(me: object, fullname: str, path: Any, target: Any) -> Any:
+    """The spec the rest of ``sys.meta_path`` finds for ``fullname``, or None."""
+    for finder in list(sys.meta_path):
+        if finder is me or isinstance(finder, _PostImportFinder):
+            continue
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is not None:
+            spec = find_spec(fullname, path, target)
+        else:  # a legacy finder (find_module only), still honoured on Python < 3.12
+            find_module = getattr(finder, "find_module", None)
+            if find_module is None:
+                continue
+            loader = find_module(fullname, path)
+            if loader is None:
+                continue
+            import importlib.util
+
+            spec = importlib.util.spec_from_loader(fullname, loader)
+        if spec is not None:
+            return spec
+    return None
+
+
+def _hook_spec(spec: Any) -> Any:
+    """Put a proxy loader in ``spec`` that runs the hooks once the module has executed."""
+    loader = spec.loader
+    namespace = False
+    if loader is None:
+        if spec.submodule_search_locations is None:
+            return spec  # no loader at all: nothing we can hook, the import fails anyway
+        from tasktrace._compat import namespace_loader_for
+
+        loader, namespace = namespace_loader_for(spec), True
+    if isinstance(loader, (_LoaderProxy, _LegacyLoaderProxy)):
+        return spec
+    if hasattr(loader, "exec_module"):
+        spec.loader = _LoaderProxy(loader, spec.name, namespace)
+    elif hasattr(loader, "load_module"):
+        spec.loader = _LegacyLoaderProxy(loader, spec.name)
+    return spec
+
+
+class _LoaderProxy:
+    """Delegates to the real loader; after ``exec_module`` runs the module's hooks."""
+
+    def __init__(self, loader: Any, name: str, namespace: bool) -> None:
+        self._tasktrace_loader = loader
+        self._tasktrace_name = name
+        self._tasktrace_namespace = namespace
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Only called for what this class does not define: get_code, get_source,
+        # is_package, get_resource_reader, get_data, get_filename, archive, path, ...
+        return getattr(self._tasktrace_loader, attribute)
+
+    def __repr__(self) -> str:
+        return f"<tasktrace hook loader for {self._tasktrace_loader!r}>"
+
+    def create_module(self, spec: Any) -> Any:
+        create = getattr(self._tasktrace_loader, "create_module", None)
+        return None if create is None else create(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        loader, name = self._tasktrace_loader, self._tasktrace_name
+        # Put the real loader back before the module runs: the module and everything
+        # afterwards (inspect, pkgutil, importlib.resources, isinstance checks) see exactly
+        # what they would have seen without us.
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = loader
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and spec.loader is self:
+            spec.loader = loader
+        if self._tasktrace_namespace and not hasattr(module, "__file__"):
+            module.__file__ = None  # as importlib sets it for namespace packages
+        before = sys.modules.get(name)
+        with _lock:
+            _executing.add(name)
+        try:
+            loader.exec_module(module)
+        finally:
+            with _lock:
+                _executing.discard(name)
+                callbacks = list(_registry.get(name, ()))
+        # A module may replace itself in sys.modules while executing; hook the replacement.
+        after = sys.modules.get(name)
+        target = after if after is not None and after is not before else module
+        _run_callbacks(callbacks, target)
+
+
+class _LegacyLoaderProxy:
+    """For loaders with only ``load_module`` (Python 3.9's zipimporter, old plugins)."""
+
+    def __init__(self, loader: Any, name: str) -> None:
+        self._tasktrace_loader = loader
+        self._tasktrace_name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._tasktrace_loader, attribute)
+
+    def load_module(self, fullname: str) -> ModuleType:
+        module: ModuleType = self._tasktrace_loader.load_module(fullname)
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = self._tasktrace_loader
+        with _lock:
+            callbacks = list(_registry.get(self._tasktrace_name, ()))
+        _run_callbacks(callbacks, module)
+        return module
+
+
+def _run_callbacks(callbacks: Sequence[PostImportHook], module: ModuleType) -> None:
+    """Run ``callbacks`` on ``module``; never while holding ``_lock``.
+
+    A callback raising a ``TaskTraceError`` (strict mode) fails the import after the other
+    callbacks have run; any other exception is logged and the import goes on.
+    """
+    fatal: Optional[TaskTraceError] = None
+    for callback in callbacks:
+        try:
+            callback(module)
+        except TaskTraceError as exc:
+            fatal = fatal or exc
+        except Exception:
+            _log.warning(
+                "tasktrace: post-import hook %r for module %r failed; the module is "
+                "imported without it",
+                callback,
+                getattr(module, "__name__", "?"),
+                exc_info=True,
+            )
+    if fatal is not None:
+        raise fatal
+
+
+def register_post_import_hook(module_name: str, callback: PostImportHook) -> None:
+    """Call ``callback(module)`` when ``module_name`` has been imported (and re-imported).
+
+    If the module is already in ``sys.modules`` the callback runs at once, in this thread.
+    Otherwise it runs right after the module's code has executed, in the importing thread,
+    and again after every ``importlib.reload`` of it. Callbacks of one module run in
+    registration order.
+
+    Raises:
+        TaskTraceError: only what the callback raises when run at once; a callback that
+            raises a ``TaskTraceError`` during an import fails that import (strict mode),
+            any other exception is logged.
+    """
+    global _finder
+    with _lock:
+        if _finder is None:
+            _finder = _PostImportFinder()
+        if _finder not in sys.meta_path:
+            sys.meta_path.insert(0, _finder)
+        _registry.setdefault(module_name, []).append(callback)
+        module = sys.modules.get(module_name)
+        run_now = module is not None and module_name not in _executing
+    if run_now:
+        assert module is not None
+        _run_callbacks([callback], module)
+
+
+# --------------------------------------------------------------------------------------
+# Applying targets
+# --------------------------------------------------------------------------------------
+
+
+def _record(result: AppliedTarget) -> None:
+    with _lock:
+        _applied[(result.target, result.module, result.path)] = result
+
+
+def _wrap(target: TargetSettings, module: ModuleType, path: str) -> Any:
+    from tasktrace import api  # late: pulls in wrapt, only once a target module is imported
+
+    if target.kind == "function_trace":
+        return api.wrap_function_trace(module, path, name=target.name, group=target.group)
+    return api.wrap_background_task(
+        module, path, application=target.application, name=target.name, group=target.group
+    )
+
+
+def _fail(target: TargetSettings, module_name: str, message: str, strict: bool) -> None:
+    _record(AppliedTarget(target, module_name, None, message))
+    if strict:
+        raise TargetError(message)
+    _log.warning("tasktrace: %s; continuing without it", message)
+
+
+def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> List[str]:
+    """Resolve ``target`` in ``module`` and wrap every match; returns the paths wrapped.
+
+    Problems are logged once (or raised as ``TargetError`` when ``strict``).
+    """
+    module_name = getattr(module, "__name__", target.module)
+    where = f"{target.source}: {target.function!r}" if target.source else repr(target.function)
+    try:
+        matches = resolve(module, target.object_path)
+    except TargetError as exc:
+        _fail(target, module_name, f"{where}: {exc}", strict)
+        return []
+    except Exception as exc:  # a hostile module (odd __getattr__, __dir__); never break it
+        _fail(target, module_name, f"{where}: cannot resolve: {exc!r}", strict)
+        return []
+    if not matches:
+        _record(AppliedTarget(target, module_name, None, "the glob matched nothing"))
+        _log.warning("tasktrace: %s: the glob matched nothing in %r", where, module_name)
+        return []
+    wrapped: List[str] = []
+    for match in matches:
+        try:
+            _wrap(target, module, match.path)
+        except Exception as exc:
+            message = f"{where}: cannot wrap {match.path!r}: {exc}"
+            _record(AppliedTarget(target, module_name, match.path, message))
+            if strict:
+                raise TargetError(message) from exc
+            _log.warning("tasktrace: %s; continuing without it", message)
+            continue
+        _record(AppliedTarget(target, module_name, match.path))
+        wrapped.append(match.path)
+    return wrapped
+
+
+class _TargetHook:
+    """The post-import hook of one target (a class so its repr names the target)."""
+
+    def __init__(self, target: TargetSettings, strict: bool) -> None:
+        self.target = target
+        self.strict = strict
+
+    def __call__(self, module: ModuleType) -> None:
+        _apply_target(self.target, self.strict, module)
+
+    def __repr__(self) -> str:
+        return f"<tasktrace target {self.target.function!r} from {self.target.source!r}>"
+
+
+def install(settings: Settings) -> None:
+    """Register every enabled target of ``settings``; idempotent.
+
+    Targets whose module is already imported are applied at once; the others when their
+    module is imported. ``__main__`` targets arm the tracer of :func:`install_main_hook`
+    (or apply at once when called from inside the running script). Nothing happens when
+    ``settings.enabled`` is false.
+
+    Raises:
+        TargetError: with ``settings.strict``, a target of an already imported module does
+            not resolve.
+    """
+    if not settings.enabled:
+        return
+    new: List[TargetSettings] = []
+    with _lock:
+        for target in (*settings.background_tasks, *settings.function_traces):
+            if target.enabled and target not in _installed:
+                _installed.add(target)
+                new.append(target)
+    has_main = False
+    for target in new:
+        if target.module == _MAIN:
+            with _lock:
+                _main_targets.append((target, settings.strict))
+            has_main = True
+        else:
+            register_post_import_hook(target.module, _TargetHook(target, settings.strict))
+    if has_main:
+        install_main_hook()
+
+
+def applied() -> List[AppliedTarget]:
+    """What the hooks have done so far, in order: one entry per target and concrete path
+    (a reload replaces its entries rather than adding to them)."""
+    with _lock:
+        return list(_applied.values())
+
+
+def resolve_target(target: TargetSettings) -> List[Resolved]:
+    """Import ``target``'s module and resolve its object path, without wrapping anything.
+
+    For ``validate-config``. ``__main__`` targets resolve against the running
+    ``__main__`` module.
+
+    Raises:
+        TargetError: the module cannot be imported (the cause is chained) or a segment
+            does not exist (with close names).
+    """
+    import importlib
+
+    try:
+        module = importlib.import_module(target.module)
+    except Exception as exc:
+        raise TargetError(f"cannot import module {target.module!r}: {exc}") from exc
+    return resolve(module, target.object_path)
+
+
+# --------------------------------------------------------------------------------------
+# __main__ targets
+# --------------------------------------------------------------------------------------
+
+
+def apply_main_targets() -> List[str]:
+    """Apply every installed ``__main__`` target to ``sys.modules["__main__"]`` now.
+
+    For a script that is already running (the tracer of :func:`install_main_hook` is not
+    needed then). Returns the concrete paths wrapped.
+    """
+    main = sys.modules.get(_MAIN)
+    if main is None:
+        return []
+    with _lock:
+        targets = list(_main_targets)
+    wrapped: List[str] = []
+    for target, strict in targets:
+        wrapped.extend(_apply_target(target, strict, main))
+    return wrapped
+
+
+def _running_main_frame() -> Optional[FrameType]:
+    """The ``<module>`` frame of ``__main__`` if it is on this thread's stack."""
+    main = sys.modules.get(_MAIN)
+    if main is None:
+        return None
+    main_dict = vars(main)
+    frame: Optional[FrameType] = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals is main_dict and frame.f_code.co_name == "<module>":
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def install_main_hook() -> bool:
+    """Arrange for the installed ``__main__`` targets to be applied to the script.
+
+    Called by :func:`install`. From sitecustomize (before the script runs) it arms the
+    top-level tracer described in the module docstring; from inside the running script it
+    applies the targets at once. Idempotent.
+
+    Returns:
+        Whether the targets were armed or applied (False: none installed, no
+        ``__main__`` module, or another trace function is active).
+    """
+    global _main_tracer
+    with _lock:
+        targets = list(_main_targets)
+        tracer = _main_tracer
+    if not targets:
+        return False
+    if tracer is not None and tracer.armed:
+        tracer.add_targets(targets)
+        return True
+    main = sys.modules.get(_MAIN)
+    if main is None:
+        return False
+    if _running_main_frame() is not None:
+        apply_main_targets()
+        return True
+    if sys.gettrace() is not None:
+        _log.warning(
+            "tasktrace: a trace function (debugger or coverage?) is active, so the "
+            "__main__ targets %s cannot be applied; decorate them with "
+            "@tasktrace.background_task instead",
+            ", ".join(repr(t.function) for t, _ in targets),
+        )
+        return False
+    tracer = _MainTracer(vars(main), targets)
+    with _lock:
+        _main_tracer = tracer
+    tracer.arm()
+    return True
+
+
+_UNSET = object()
+
+
+class _MainTracer:
+    """Wraps ``__main__`` targets as the script's top-level code binds them.
+
+    The global trace function is called for each new frame while armed; it ignores all
+    but the ``<module>`` frame of ``__main__``, to which it gives the line tracer.
+    """
+
+    def __init__(self, main_dict: Dict[str, Any], targets: List[Tuple[TargetSettings, bool]]):
+        self.main_dict = main_dict
+        self.module_frame: Optional[FrameType] = None
+        #: First object-path segment -> the plain targets starting with it.
+        self.pending: Dict[str, List[Tuple[TargetSettings, bool]]] = {}
+        #: What each pending name was bound to when last applied.
+        self.seen: Dict[str, Any] = {}
+        self.globs: List[Tuple[TargetSettings, bool]] = []
+        self.dict_size = -1
+        self.armed = False
+        #: Plain targets the script can never bind, reported when tracing stops.
+        self.missing: List[Tuple[TargetSettings, bool]] = []
+        self.real_import: Callable[..., Any] = __import__
+        # Bound methods are created anew on each attribute access; keep one of each so
+        # that ``sys.gettrace() is self.tracer`` can tell whether our tracer is the one set.
+        self.tracer: Callable[[FrameType, str, Any], Any] = self.global_trace
+        self.importer: Callable[..., Any] = self.untraced_import
+        self.add_targets(targets)
+
+    def add_targets(self, targets: List[Tuple[TargetSettings, bool]]) -> None:
+        for target, strict in targets:
+            if any(is_glob(part) for part in target.object_path.split(".")):
+                if (target, strict) not in self.globs:
+                    self.globs.append((target, strict))
+            else:
+                entries = self.pending.setdefault(target.object_path.split(".")[0], [])
+                if (target, strict) not in entries:
+                    entries.append((target, strict))
+
+    def arm(self) -> None:
+        import builtins
+
+        self.armed = True
+        # Tracing slows every frame, and a script's top level is mostly imports of code we
+        # never need to see; so while armed, import statements run with tracing paused.
+        self.real_import = builtins.__import__
+        builtins.__import__ = self.importer
+        sys.settrace(self.tracer)
+
+    def untraced_import(self, *args: Any, **kwargs: Any) -> Any:
+        """``builtins.__import__`` while armed: the import itself runs untraced."""
+        if sys.gettrace() is not self.tracer:
+            return self.real_import(*args, **kwargs)
+        sys.settrace(None)
+        try:
+            return self.real_import(*args, **kwargs)
+        finally:
+            if self.armed:
+                # The module frame keeps its f_trace, so its line events resume.
+                sys.settrace(self.tracer)
+
+    def disarm(self) -> None:
+        """Stop tracing; leaves a trace function set by someone else alone."""
+        if not self.armed:
+            return
+        self.armed = False
+        if sys.gettrace() is self.tracer:
+            sys.settrace(None)
+        import builtins
+
+        if builtins.__import__ is self.importer:
+            builtins.__import__ = self.real_import
+        if self.module_frame is not None:
+            self.module_frame.f_trace = None
+            self.module_frame = None
+
+    def stop(self) -> None:
+        """Stop tracing and report the targets the script never bound."""
+        self.disarm()
+        missing, self.missing = self.missing, []
+        for target, strict in missing:
+            self.report_missing(target, strict)
+
+    # The two trace functions run for every frame while armed: keep them tiny.
+
+    def global_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_globals is not self.main_dict:
+            return None
+        code = frame.f_code
+        if self.module_frame is None:
+            if code.co_name == "<module>":
+                self.start(frame)
+                return self.line_trace if self.armed else None
+            return None
+        # The script calls one of its own functions: its top-level definitions are done,
+        # unless a plain target has not been bound yet.
+        if code.co_flags & 0x1 and not code.co_name.startswith("<"):  # CO_OPTIMIZED
+            self.check()
+            if not self.pending and self.armed:
+                self.sweep_globs()
+                self.stop()
+        return None
+
+    def line_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if not self.armed:
+            return None
+        self.check()
+        if event == "return":
+            self.finish()
+            return None
+        return self.line_trace if self.armed else None
+
+    # ---------------------------------------------------------------------------------
+
+    def start(self, frame: FrameType) -> None:
+        self.module_frame = frame
+        names = frame.f_code.co_names
+        # A plain target whose first name the script's top-level code never mentions can
+        # never be bound by it: report it now instead of tracing to the end in vain.
+        # It is reported when tracing stops, when the names it may be a typo of exist.
+        for name in [n for n in self.pending if n not in names and n not in self.main_dict]:
+            self.missing.extend(self.pending.pop(name))
+        self.check()
+
+    def check(self) -> None:
+        main_dict = self.main_dict
+        for name in list(self.pending):
+            value = main_dict.get(name, _UNSET)
+            if value is _UNSET or value is self.seen.get(name, _UNSET):
+                continue
+            main = sys.modules.get(_MAIN)
+            if main is None or vars(main) is not main_dict:
+                continue
+            for target, strict in self.pending.pop(name):
+                _apply_target(target, strict, main)
+            self.seen[name] = main_dict.get(name)
+        if self.globs and len(main_dict) != self.dict_size:
+            self.sweep_globs()
+        elif not self.globs and not self.pending:
+            self.stop()
+
+    def sweep_globs(self) -> None:
+        main = sys.modules.get(_MAIN)
+        if main is None or vars(main) is not self.main_dict:
+            return
+        for target, strict in self.globs:
+            try:
+                matches = resolve(main, target.object_path)
+            except TargetError:
+                continue  # reported by finish() if it never resolves
+            # Wrapping an already wrapped object is a no-op in tasktrace.api.
+            for match in matches:
+                _apply_target_path(target, strict, main, match.path)
+        self.dict_size = len(self.main_dict)
+
+    def finish(self) -> None:
+        """The script's top-level code has ended: report what never appeared."""
+        self.sweep_globs()
+        for entries in self.pending.values():
+            self.missing.extend(entries)
+        self.pending = {}
+        self.stop()
+        main = sys.modules.get(_MAIN)
+        for target, strict in self.globs:
+            if main is not None and not any(a.target == target and a.ok for a in applied()):
+                _apply_target(target, strict, main)  # logs "matched nothing" or the error
+
+    def report_missing(self, target: TargetSettings, strict: bool) -> None:
+        main = sys.modules.get(_MAIN)
+        if main is not None:
+            _apply_target(target, strict, main)  # resolve() phrases the "did you mean"
+
+
+def _apply_target_path(target: TargetSettings, strict: bool, module: ModuleType, path: str) -> None:
+    """Wrap one concrete ``path`` of a glob target."""
+    module_name = getattr(module, "__name__", target.module)
+    try:
+        _wrap(target, module, path)
+    except Exception as exc:
+        message = f"{target.source}: {target.function!r}: cannot wrap {path!r}: {exc}"
+        _record(AppliedTarget(target, module_name, path, message))
+        if strict:
+            raise TargetError(message) from exc
+        _log.warning("tasktrace: %s; continuing without it", message)
+        return
+    _record(AppliedTarget(target, module_name, path))
+
+
+def _reset_for_tests() -> None:
+    """Forget every hook, target and outcome; remove the finder; disarm the tracer."""
+    global _finder, _main_tracer
+    with _lock:
+        finder, tracer = _finder, _main_tracer
+        _registry.clear()
+        _executing.clear()
+        _installed.clear()
+        _main_targets.clear()
+        _applied.clear()
+        _finder = None
+        _main_tracer = None
+    if tracer is not None:
+        tracer.disarm()
+    if finder is not None:
+        while finder in sys.meta_path:
+            sys.meta_path.remove(finder)

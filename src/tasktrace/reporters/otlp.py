@@ -1,0 +1,531 @@
+"""The OTLP reporter: transactions as OpenTelemetry traces, sent as OTLP/HTTP JSON.
+
+Each transaction becomes a root span (named with the transaction's name, kind INTERNAL)
+and each of its function traces a child span, grouped in one ``resourceSpans`` entry per
+application (``service.name`` = app name). Errors set the span status to ERROR and add an
+``exception`` event per recorded error. Requests go to ``<endpoint>/v1/traces``, gzipped
+unless ``compression = "none"``.
+
+Retries follow the OTLP/HTTP specification: only 429, 502, 503 and 504 responses and
+connection errors or timeouts are retried, honouring ``Retry-After`` (seconds or an HTTP
+date), with exponential backoff and jitter, all within the export's time budget: the
+reporter never sleeps past it. A 200 response with ``partialSuccess.rejectedSpans``
+counts those spans as dropped and is not retried; any other error status drops the batch.
+Responses are read up to :data:`MAX_RESPONSE_BYTES` only.
+
+``httpx`` is imported when the first export happens (in the harvest thread), and one
+``httpx.Client`` is kept per process (a forked child makes its own). Headers are never
+logged, and URLs in messages have their credentials and query removed.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import math
+import os
+import random
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+from tasktrace._version import __version__
+from tasktrace.records import AttributeValue, TransactionRecord
+from tasktrace.reporters.base import Batch, ExportResult
+
+if TYPE_CHECKING:
+    import httpx
+
+    from tasktrace.config import Settings
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "MAX_SPANS_PER_REQUEST",
+    "RETRYABLE_STATUS",
+    "OtlpReporter",
+    "build_request",
+    "redact_url",
+    "traces_url",
+]
+
+#: Status codes the OTLP/HTTP specification says to retry.
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+#: At most this many response bytes are read (a collector's reply is small; anything
+#: larger is not worth the memory).
+MAX_RESPONSE_BYTES = 64 * 1024
+#: Transactions per request: large batches are split so no request grows past what
+#: collectors commonly accept.
+MAX_SPANS_PER_REQUEST = 1000
+#: First backoff delay and its cap, seconds.
+INITIAL_BACKOFF = 0.5
+MAX_BACKOFF = 8.0
+
+_SPAN_KIND_INTERNAL = 1
+_STATUS_CODE_ERROR = 2
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_RESERVED_ATTRIBUTES = frozenset(
+    {
+        "tasktrace.group",
+        "tasktrace.background",
+        "tasktrace.cpu_time",
+        "tasktrace.exclusive_time",
+        "tasktrace.dropped_segments",
+        "code.function",
+        "code.namespace",
+        "thread.id",
+    }
+)
+
+
+def traces_url(endpoint: str) -> str:
+    """``endpoint`` with ``/v1/traces`` appended, unless it already ends with it."""
+    base = endpoint.strip()
+    if base.rstrip("/").endswith("/v1/traces"):
+        return base.rstrip("/")
+    return base.rstrip("/") + "/v1/traces"
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info (``user:pass@``) and without its query, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _value(value: AttributeValue) -> Dict[str, Any]:
+    """An OTLP ``AnyValue`` (bool before int: bool is an int in Python)."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return {"intValue": str(value)}  # int64 is a string in OTLP JSON
+        return {"stringValue": str(value)}
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return {"doubleValue": value}
+        # JSON has no NaN/Infinity literals; protobuf JSON spells them as strings.
+        return {
+            "doubleValue": "NaN"
+            if math.isnan(value)
+            else ("Infinity" if value > 0 else "-Infinity")
+        }
+    return {"stringValue": str(value)}
+
+
+def _kv(key: str, value: AttributeValue) -> Dict[str, Any]:
+    return {"key": key, "value": _value(value)}
+
+
+def _nanos(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+def _span_id(getrandbits: Callable[[int], int]) -> str:
+    span_id = 0
+    while span_id == 0:  # an all-zero id is invalid
+        span_id = getrandbits(64)
+    return f"{span_id:016x}"
+
+
+def _spans(record: TransactionRecord, getrandbits: Callable[[int], int]) -> List[Dict[str, Any]]:
+    """The root span of ``record`` followed by one child span per segment."""
+    trace_id = f"{record.trace_id:032x}"
+    root_id = f"{record.span_id:016x}"
+    start_ns = _nanos(record.start)
+    attributes = [
+        _kv("tasktrace.group", record.group),
+        _kv("tasktrace.background", record.background),
+        _kv("thread.id", record.thread_id),
+        _kv("tasktrace.cpu_time", float(record.cpu_time)),
+        _kv("tasktrace.exclusive_time", float(record.exclusive)),
+    ]
+    namespace, sep, function = record.name.partition(":")
+    if sep and namespace and function:
+        attributes.append(_kv("code.namespace", namespace))
+        attributes.append(_kv("code.function", function))
+    if record.dropped_segments:
+        attributes.append(_kv("tasktrace.dropped_segments", record.dropped_segments))
+    for key, value in record.attributes.items():
+        if key not in _RESERVED_ATTRIBUTES:
+            attributes.append(_kv(str(key), value))
+    root: Dict[str, Any] = {
+        "traceId": trace_id,
+        "spanId": root_id,
+        "name": record.name,
+        "kind": _SPAN_KIND_INTERNAL,
+        "startTimeUnixNano": str(start_ns),
+        "endTimeUnixNano": str(start_ns + _nanos(record.duration)),
+        "attributes": attributes,
+    }
+    if record.errors:
+        last = record.errors[-1]
+        root["status"] = {"code": _STATUS_CODE_ERROR, "message": f"{last.type}: {last.message}"}
+        root["events"] = [
+            {
+                "name": "exception",
+                "timeUnixNano": str(_nanos(error.timestamp)),
+                "attributes": [
+                    _kv("exception.type", error.type),
+                    _kv("exception.message", error.message),
+                    _kv("exception.stacktrace", error.traceback),
+                ],
+            }
+            for error in record.errors
+        ]
+    spans = [root]
+    # Ids first: a parent may come after its children (segments are kept as they end).
+    ids = [_span_id(getrandbits) for _ in record.segments]
+    for span_id, segment in zip(ids, record.segments):
+        parent_index = segment.parent
+        parent = ids[parent_index] if 0 <= parent_index < len(ids) else root_id
+        seg_start = start_ns + _nanos(segment.start)
+        spans.append(
+            {
+                "traceId": trace_id,
+                "spanId": span_id,
+                "parentSpanId": parent,
+                "name": segment.name,
+                "kind": _SPAN_KIND_INTERNAL,
+                "startTimeUnixNano": str(seg_start),
+                "endTimeUnixNano": str(seg_start + _nanos(segment.duration)),
+                "attributes": [_kv("tasktrace.group", segment.group)],
+            }
+        )
+    return spans
+
+
+def build_request(
+    records: Sequence[TransactionRecord],
+    *,
+    pid: Optional[int] = None,
+    host: Optional[str] = None,
+    getrandbits: Callable[[int], int] = random.getrandbits,
+) -> Dict[str, Any]:
+    """The ``ExportTraceServiceRequest`` for ``records``, as OTLP JSON (a dict).
+
+    Args:
+        records: The transactions; one ``resourceSpans`` entry is made per app.
+        pid: ``process.pid`` (default: the records' pid, else this process).
+        host: ``host.name`` (default: ``socket.gethostname()``).
+        getrandbits: Source of the segments' span ids (the module ``random``, which
+            Python reseeds in forked children).
+    """
+    host = socket.gethostname() if host is None else host
+    by_app: Dict[str, List[Dict[str, Any]]] = {}
+    pids: Dict[str, int] = {}
+    for record in records:
+        by_app.setdefault(record.app, []).extend(_spans(record, getrandbits))
+        pids.setdefault(record.app, record.pid)
+    resource_spans = []
+    for app, spans in by_app.items():
+        resource = [
+            _kv("service.name", app),
+            _kv("process.pid", pids[app] if pid is None else pid),
+            _kv("host.name", host),
+            _kv("telemetry.sdk.name", "tasktrace"),
+            _kv("telemetry.sdk.language", "python"),
+            _kv("telemetry.sdk.version", __version__),
+        ]
+        resource_spans.append(
+            {
+                "resource": {"attributes": resource},
+                "scopeSpans": [
+                    {"scope": {"name": "tasktrace", "version": __version__}, "spans": spans}
+                ],
+            }
+        )
+    return {"resourceSpans": resource_spans}
+
+
+def _retry_after(value: Optional[str], now: float) -> Optional[float]:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _rejected(body: bytes) -> Tuple[int, str]:
+    """``partialSuccess.rejectedSpans`` and its message from a response body (0 if none)."""
+    if not body:
+        return 0, ""
+    try:
+        data = json.loads(body)
+        partial = data.get("partialSuccess") or {}
+        rejected = int(partial.get("rejectedSpans") or 0)
+        message = str(partial.get("errorMessage") or "")
+    except (ValueError, TypeError, AttributeError):
+        return 0, ""  # not JSON (or a protobuf body): nothing we can read
+    return max(0, rejected), message[:200]
+
+
+class OtlpReporter:
+    """Sends batches to an OTLP/HTTP collector as JSON.
+
+    Args:
+        settings: Supplies ``[reporter]`` endpoint, headers, timeout, CA bundle and
+            compression; keyword arguments override them.
+        transport: An ``httpx.BaseTransport`` to send through (tests:
+            ``httpx.MockTransport``).
+        client: An ``httpx.Client`` to use as is (it is not closed by ``shutdown``).
+        sleep: How to wait between retries (injectable clock for tests).
+    """
+
+    name = "otlp"
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        *,
+        endpoint: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+        ca_bundle: Optional[str] = None,
+        compression: Optional[str] = None,
+        transport: Optional[httpx.BaseTransport] = None,
+        client: Optional[httpx.Client] = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        reporter = settings.reporter if settings is not None else None
+        if endpoint is None:
+            endpoint = reporter.endpoint if reporter is not None else "http://127.0.0.1:4318"
+        self.url = traces_url(endpoint)
+        self._headers: Dict[str, str] = dict(
+            headers if headers is not None else (reporter.headers if reporter else {})
+        )
+        self._timeout = float(
+            timeout if timeout is not None else (reporter.timeout if reporter else 10.0)
+        )
+        self._ca_bundle = (
+            ca_bundle if ca_bundle is not None else (reporter.ca_bundle if reporter else None)
+        )
+        compression = compression or (reporter.compression if reporter else "gzip")
+        self._gzip = compression.lower() != "none"
+        self._transport = transport
+        self._given_client = client
+        self._client: Optional[httpx.Client] = None
+        self._client_pid = 0
+        self._sleep = sleep
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<OtlpReporter {redact_url(self.url)}>"
+
+    # -- the HTTP client ----------------------------------------------------------------
+
+    def _get_client(self) -> httpx.Client:
+        if self._given_client is not None:
+            return self._given_client
+        if self._client is not None and self._client_pid != os.getpid():
+            # Inherited through fork: its sockets (and TLS sessions) are the parent's.
+            # Dropped, not closed, so nothing is sent on the parent's connections.
+            self._client = None
+        if self._client is None:
+            import httpx
+
+            verify: Any = True
+            if self._ca_bundle:
+                verify = ssl.create_default_context(cafile=os.path.expanduser(self._ca_bundle))
+            self._client = httpx.Client(
+                transport=self._transport,
+                verify=verify,
+                trust_env=True,
+                timeout=self._timeout,
+                headers={"User-Agent": f"tasktrace/{__version__}"},
+            )
+            self._client_pid = os.getpid()
+        return self._client
+
+    # -- export -------------------------------------------------------------------------
+
+    def export(self, batch: Batch) -> ExportResult:
+        """Send ``batch`` (split into requests of :data:`MAX_SPANS_PER_REQUEST`)."""
+        records = batch.records
+        if not records:
+            return ExportResult(True)
+        if self._closed:
+            return ExportResult(False, dropped=len(records), message="reporter shut down")
+        deadline = time.monotonic() + batch.time_left(self._timeout)
+        exported = dropped = 0
+        messages: List[str] = []
+        retryable = False
+        for offset in range(0, len(records), MAX_SPANS_PER_REQUEST):
+            chunk = records[offset : offset + MAX_SPANS_PER_REQUEST]
+            result = self._send(chunk, deadline, batch.pid or None)
+            exported += result.exported
+            dropped += result.dropped
+            retryable = retryable or result.retryable
+            if result.message and result.message not in messages:
+                messages.append(result.message)
+        return ExportResult(
+            success=dropped == 0,
+            exported=exported,
+            dropped=dropped,
+            retryable=retryable,
+            message="; ".join(messages),
+        )
+
+    def _send(
+        self, records: Sequence[TransactionRecord], deadline: float, pid: Optional[int]
+    ) -> ExportResult:
+        """One request, retried as the specification allows, until ``deadline``."""
+        span_count = sum(1 + len(r.segments) for r in records)
+        try:
+            body = json.dumps(
+                build_request(records, pid=pid), separators=(",", ":"), allow_nan=False
+            ).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            return ExportResult(False, dropped=len(records), message=f"cannot encode: {exc}")
+        headers = dict(self._headers)
+        headers["Content-Type"] = "application/json"
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        url = redact_url(self.url)
+        attempt = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return ExportResult(
+                    False,
+                    dropped=len(records),
+                    retryable=True,
+                    message=f"POST {url}: no time left to retry",
+                )
+            retry_after: Optional[float] = None
+            try:
+                status, reply, retry_header = self._post(body, headers, left)
+            except _Retryable as exc:
+                problem = f"POST {url}: {exc}"
+            except _Fatal as exc:
+                return ExportResult(False, dropped=len(records), message=f"POST {url}: {exc}")
+            else:
+                if 200 <= status < 300:
+                    rejected, why = _rejected(reply)
+                    if rejected:
+                        # Proportionally, since rejections are per span and a dropped
+                        # transaction is the unit counted; at least one.
+                        lost = min(len(records), max(1, rejected * len(records) // span_count))
+                        return ExportResult(
+                            True,
+                            exported=len(records) - lost,
+                            dropped=lost,
+                            message=(
+                                f"collector at {url} rejected {rejected} spans"
+                                + (f": {why}" if why else "")
+                            ),
+                        )
+                    return ExportResult(True, exported=len(records))
+                if status not in RETRYABLE_STATUS:
+                    return ExportResult(
+                        False,
+                        dropped=len(records),
+                        message=f"POST {url}: HTTP {status}{_snippet(reply)}",
+                    )
+                problem = f"POST {url}: HTTP {status}"
+                retry_after = _retry_after(retry_header, time.time())
+            # Retryable: wait as told (Retry-After) or back off, but never past the deadline.
+            if retry_after is None:
+                retry_after = min(MAX_BACKOFF, INITIAL_BACKOFF * (2**attempt))
+                retry_after *= 0.5 + random.random()  # jitter: spread retries of many processes
+            attempt += 1
+            if time.monotonic() + retry_after >= deadline:
+                return ExportResult(
+                    False,
+                    dropped=len(records),
+                    retryable=True,
+                    message=f"{problem} (gave up after {attempt} attempts within the timeout)",
+                )
+            self._sleep(retry_after)
+
+    def _post(
+        self, body: bytes, headers: Dict[str, str], timeout: float
+    ) -> Tuple[int, bytes, Optional[str]]:
+        """POST once; returns status, at most MAX_RESPONSE_BYTES of body, Retry-After."""
+        import httpx
+
+        try:
+            client = self._get_client()
+            with client.stream(
+                "POST", self.url, content=body, headers=headers, timeout=timeout
+            ) as response:
+                raw = bytearray()
+                for chunk in response.iter_raw():
+                    raw += chunk
+                    if len(raw) >= MAX_RESPONSE_BYTES:
+                        break
+                reply = _decode(bytes(raw[:MAX_RESPONSE_BYTES]), response.headers)
+                return response.status_code, reply, response.headers.get("Retry-After")
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            raise _Retryable(_describe(exc)) from None
+        except httpx.HTTPError as exc:
+            raise _Fatal(_describe(exc)) from None
+        except (OSError, ValueError, ssl.SSLError) as exc:
+            raise _Fatal(_describe(exc)) from None
+
+    def force_flush(self, timeout: Optional[float] = None) -> bool:
+        """Nothing is held between exports."""
+        return True
+
+    def shutdown(self, timeout: Optional[float] = None) -> None:
+        """Close this process's HTTP client; later exports are dropped."""
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None and self._client_pid == os.getpid():
+            try:
+                client.close()
+            except Exception:
+                pass
+
+
+class _Retryable(Exception):
+    """A connection error or timeout: retry if time allows."""
+
+
+class _Fatal(Exception):
+    """A request that cannot succeed as configured (bad URL, TLS setup...)."""
+
+
+def _describe(exc: BaseException) -> str:
+    """The class and message of ``exc``, with URLs in it redacted."""
+    text = str(exc)
+    words = [redact_url(word) if "://" in word else word for word in text.split()]
+    return f"{type(exc).__name__}: {' '.join(words)}" if words else type(exc).__name__
+
+
+def _decode(raw: bytes, headers: Mapping[str, str]) -> bytes:
+    """Undo gzip/deflate content encoding, producing at most MAX_RESPONSE_BYTES."""
+    encoding = headers.get("Content-Encoding", "").lower()
+    if encoding not in ("gzip", "deflate"):
+        return raw
+    try:
+        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+        return zlib.decompressobj(wbits).decompress(raw, MAX_RESPONSE_BYTES)
+    except zlib.error:
+        return b""
+
+
+def _snippet(reply: bytes) -> str:
+    """The start of an error response, one line, for the log."""
+    text = " ".join(reply[:200].decode("utf-8", "replace").split())
+    return f": {text}" if text else ""

@@ -1,0 +1,174 @@
+"""The default reporter: writes every harvest into the local SQLite store (``store.py``).
+
+One connection per process, opened lazily in the harvest thread and reopened after
+``fork()``. Many processes may write the same file: each harvest is one ``BEGIN
+IMMEDIATE`` transaction that waits for the others on SQLite's busy handler, within the
+batch's time budget. If the database stays locked past that budget, the batch is *kept*
+and written with the next harvest (up to ``buffer_size`` kept transactions; beyond that
+the oldest kept rows are dropped, counted, while their metrics and drop counts are still
+written).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import TYPE_CHECKING, List, Optional
+
+from tasktrace import store
+from tasktrace.reporters.base import Batch, ExportResult
+
+if TYPE_CHECKING:
+    from tasktrace.config import Settings
+
+__all__ = ["SqliteReporter", "db_path_for"]
+
+#: Seconds one export may wait for the write lock when the batch sets no deadline.
+DEFAULT_EXPORT_TIMEOUT = 5.0
+
+
+def db_path_for(settings: Settings) -> str:
+    """``[reporter] path`` (which ``TASKTRACE_DB`` sets) or the default store path."""
+    return store.resolve_db_path(settings.reporter.path, environ={})
+
+
+class SqliteReporter:
+    """Writes batches to the SQLite store at ``path``.
+
+    Args:
+        settings: Supplies the path (see :func:`db_path_for`) and the bound on kept
+            transactions (``buffer_size``).
+        path: The database file, overriding the settings.
+        timeout: Seconds an export may wait for other writers when the batch has no
+            deadline of its own.
+    """
+
+    name = "sqlite"
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        *,
+        path: Optional[str] = None,
+        timeout: float = DEFAULT_EXPORT_TIMEOUT,
+        max_kept: Optional[int] = None,
+    ) -> None:
+        if path is None:
+            path = db_path_for(settings) if settings is not None else store.resolve_db_path(None)
+        self.path = os.path.abspath(os.path.expanduser(path))
+        self._timeout = timeout
+        if max_kept is None:
+            max_kept = settings.buffer_size if settings is not None else 10_000
+        self._max_kept = max(0, max_kept)
+        self._conn: Optional[sqlite3.Connection] = None
+        self._conn_pid = 0
+        #: Batches kept because the database was locked, oldest first.
+        self._kept: List[Batch] = []
+        self._closed = False
+
+    def _connection(self, budget_ms: int) -> sqlite3.Connection:
+        if self._conn is not None and self._conn_pid != os.getpid():
+            # Inherited through fork: never touch (or close) the parent's connection.
+            self._conn = None
+        if self._conn is None:
+            self._conn = store.connect(self.path, busy_timeout_ms=budget_ms)
+            self._conn_pid = os.getpid()
+        else:
+            self._conn.execute(f"PRAGMA busy_timeout = {budget_ms}")
+        return self._conn
+
+    def export(self, batch: Batch) -> ExportResult:
+        """Write ``batch`` (and any kept ones) in one transaction."""
+        if self._closed:
+            return ExportResult(False, dropped=len(batch.records), message="reporter shut down")
+        self._kept.append(batch)
+        return self._write(batch.time_left(self._timeout))
+
+    def _write(self, budget: float) -> ExportResult:
+        """Write every kept batch within ``budget`` seconds."""
+        if not self._kept:
+            return ExportResult(True)
+        deadline = time.monotonic() + budget
+        count = sum(len(b.records) for b in self._kept)
+        last_error: Optional[BaseException] = None
+        while True:
+            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            try:
+                conn = self._connection(max(1, left_ms))
+                store.write_batches(conn, self._kept)
+            except sqlite3.OperationalError as exc:
+                last_error = exc
+                if _is_busy(exc) and deadline - time.monotonic() > 0.01:
+                    continue  # the busy handler gave up early (e.g. a deadlock guard)
+                if _is_busy(exc):
+                    dropped = self._trim()
+                    return ExportResult(
+                        False,
+                        dropped=dropped,
+                        retryable=True,
+                        message=(
+                            f"database {self.path} is locked by other writers; kept "
+                            f"{sum(len(b.records) for b in self._kept)} transactions for "
+                            "the next harvest"
+                        ),
+                    )
+                break
+            except (sqlite3.Error, OSError, ValueError) as exc:
+                last_error = exc
+                break
+            except Exception as exc:  # e.g. TaskTraceError: schema too new
+                last_error = exc
+                break
+            self._kept = []
+            return ExportResult(True, exported=count)
+        # A lasting failure (disk full, not a database, no permission): give up on these.
+        self._close_connection()
+        self._kept = []
+        return ExportResult(
+            False,
+            dropped=count,
+            message=f"cannot write {self.path}: {type(last_error).__name__}: {last_error}",
+        )
+
+    def _trim(self) -> int:
+        """Bound the kept batches; returns the transaction rows given up on."""
+        total = sum(len(b.records) for b in self._kept)
+        dropped = 0
+        index = 0
+        while total > self._max_kept and index < len(self._kept):
+            batch = self._kept[index]
+            if batch.records:
+                total -= len(batch.records)
+                dropped += len(batch.records)
+                # The rows go; the exact metrics and drop counts of the window stay.
+                self._kept[index] = batch._replace(records=())
+            index += 1
+        return dropped
+
+    def force_flush(self, timeout: Optional[float] = None) -> bool:
+        """Try once more to write kept batches; True if none is left."""
+        if not self._kept:
+            return True
+        budget = self._timeout if timeout is None else timeout
+        return self._write(budget).success
+
+    def shutdown(self, timeout: Optional[float] = None) -> None:
+        """Write kept batches if possible, then close the connection."""
+        if not self._closed:
+            self.force_flush(timeout)
+            self._closed = True
+        self._close_connection()
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._conn_pid == os.getpid():
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message

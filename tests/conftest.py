@@ -1,0 +1,43 @@
+"""Shared fixtures: every test starts and ends with a fresh agent and its own environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import List
+
+import pytest
+
+import tasktrace.application
+from tasktrace._state import STATE
+from tasktrace.records import TransactionRecord
+from tasktrace.testing import capture_transactions
+
+
+@pytest.fixture(autouse=True)
+def _fresh_agent() -> Iterator[None]:
+    """Reset the agent's global state and application handles, and restore ``os.environ``.
+
+    ``TASKTRACE_*`` variables set in the shell that runs pytest are removed for the test, so
+    that a developer's own settings cannot change what the tests see.
+    """
+    saved = dict(os.environ)
+    for key in list(os.environ):
+        if key.startswith("TASKTRACE_"):
+            del os.environ[key]
+    STATE._reset_for_tests()
+    tasktrace.application._reset_for_tests()
+    try:
+        yield
+    finally:
+        STATE._reset_for_tests()
+        tasktrace.application._reset_for_tests()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def records() -> Iterator[List[TransactionRecord]]:
+    """The transactions finished during the test, in finishing order."""
+    with capture_transactions() as captured:
+        yield captured

@@ -1,0 +1,324 @@
+"""Tests for tasktrace.recorder: buffer, exact aggregation, isolation, timeouts, fork."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Iterator, List, Optional
+
+import pytest
+
+from tasktrace import recorder as recorder_mod
+from tasktrace.config import Settings
+from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
+from tasktrace.recorder import HARVEST_THREAD_NAME, HarvestRecorder, aggregate
+from tasktrace.reporters.base import Batch, ExportResult, MetricKey
+from tasktrace.reporters.memory import MemoryReporter
+from tasktrace.reporters.sqlite import SqliteReporter
+
+
+def _record(
+    duration: float = 0.001, *, app: str = "app", name: str = "jobs:run", error: bool = False
+) -> TransactionRecord:
+    errors = (ErrorRecord("builtins:ValueError", "bad", "tb", time.time()),) if error else ()
+    return TransactionRecord(
+        app=app,
+        name=name,
+        group="Function",
+        background=True,
+        start=time.time(),
+        duration=duration,
+        exclusive=duration,
+        cpu_time=0.0,
+        pid=os.getpid(),
+        thread_id=threading.get_ident(),
+        errors=errors,
+        attributes={},
+        segments=(SegmentRecord("inner", "Function", 0.0, duration / 2, -1),),
+        trace_id=1,
+        span_id=1,
+    )
+
+
+class BlockingReporter:
+    """Blocks in export until released: holds the harvest thread where a test wants it."""
+
+    name = "blocking"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.batches: List[Batch] = []
+
+    def export(self, batch: Batch) -> ExportResult:
+        self.entered.set()
+        self.release.wait(10)
+        self.batches.append(batch)
+        return ExportResult(True, exported=len(batch.records))
+
+    def force_flush(self, timeout: Optional[float] = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: Optional[float] = None) -> None:
+        self.release.set()
+
+
+class FailingReporter:
+    """Raises on every export."""
+
+    name = "failing"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def export(self, batch: Batch) -> ExportResult:
+        self.calls += 1
+        raise RuntimeError("collector on fire")
+
+    def force_flush(self, timeout: Optional[float] = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: Optional[float] = None) -> None:
+        pass
+
+
+@pytest.fixture
+def recorders() -> Iterator[List[HarvestRecorder]]:
+    """Recorders made by a test, shut down afterwards."""
+    made: List[HarvestRecorder] = []
+    yield made
+    for rec in made:
+        rec.shutdown(0.5)
+    recorder_mod._reset_for_tests()
+
+
+def _make(recorders: List[HarvestRecorder], reporters: list, **settings: object) -> HarvestRecorder:
+    values = {"harvest_interval": 60.0, "buffer_size": 100, "shutdown_timeout": 1.0}
+    values.update(settings)
+    rec = HarvestRecorder(Settings(**values), reporters=reporters, install_process_hooks=False)  # type: ignore[arg-type]
+    recorders.append(rec)
+    return rec
+
+
+def test_record_is_delivered_on_flush(recorders: List[HarvestRecorder]) -> None:
+    """flush() delivers every buffered record to the reporter and returns True."""
+    memory = MemoryReporter()
+    rec = _make(recorders, [memory])
+    for _ in range(10):
+        rec.record(_record())
+    assert rec.flush(5.0) is True
+    assert len(memory.records) == 10
+    assert memory.flushes >= 1
+
+
+def test_harvest_thread_is_named_and_daemon(recorders: List[HarvestRecorder]) -> None:
+    """The harvest thread starts on the first record, as a daemon named tasktrace-harvest."""
+    rec = _make(recorders, [MemoryReporter()])
+    assert rec._thread is None
+    rec.record(_record())
+    thread = rec._thread
+    assert thread is not None and thread.daemon and thread.name == HARVEST_THREAD_NAME
+
+
+def test_buffer_bound_and_exact_drop_count(recorders: List[HarvestRecorder]) -> None:
+    """A full buffer evicts the oldest records; kept + dropped equals recorded, exactly."""
+    blocking = BlockingReporter()
+    rec = _make(recorders, [blocking], buffer_size=10)
+    rec.record(_record(name="first"))
+    rec._wake.set()
+    assert blocking.entered.wait(5)  # the harvest thread is now stuck in export
+    for i in range(1000):
+        rec.record(_record(duration=0.001 * (i + 1), name=f"n{i % 3}"))
+    assert len(rec._buffer) == 10
+    assert rec.drop_totals() == {"buffer_full": 990}
+    blocking.release.set()
+    assert rec.flush(5.0)
+    kept = [r for b in blocking.batches for r in b.records]
+    assert len(kept) == 1 + 10
+    # The newest records are the ones kept.
+    assert [r.duration for r in kept[1:]] == pytest.approx([0.001 * i for i in range(991, 1001)])
+    calls = sum(s.calls for b in blocking.batches for s in b.metrics.values())
+    assert calls == 1001
+    drops = sum(d.dropped for b in blocking.batches for d in b.drops)
+    assert drops == 990
+
+
+def test_exact_counts_with_concurrent_writers(recorders: List[HarvestRecorder]) -> None:
+    """With several threads overflowing a small buffer, metrics still count every record."""
+    memory = MemoryReporter()
+    rec = _make(recorders, [memory], buffer_size=50, harvest_interval=0.01)
+    per_thread, threads = 5000, 4
+
+    def work() -> None:
+        for _ in range(per_thread):
+            rec.record(_record())
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert rec.flush(5.0)
+    total = per_thread * threads
+    stats = memory.metrics()[MetricKey("app", "jobs:run", "Function")]
+    assert stats.calls == total
+    assert len(memory.records) + memory.drops().get("buffer_full", 0) == total
+
+
+def test_aggregation_maths() -> None:
+    """count, errors, total, min, max and sum of squares are computed per key."""
+    durations = [0.5, 0.25, 2.0, 1.0]
+    records = [_record(d, error=(i == 1)) for i, d in enumerate(durations)]
+    records.append(_record(3.0, name="other"))
+    stats = aggregate(records)
+    main = stats[MetricKey("app", "jobs:run", "Function")]
+    assert main.calls == 4
+    assert main.errors == 1
+    assert main.total == pytest.approx(sum(durations))
+    assert main.min == 0.25 and main.max == 2.0
+    assert main.sumsq == pytest.approx(sum(d * d for d in durations))
+    assert stats[MetricKey("app", "other", "Function")].calls == 1
+
+
+def test_evicted_records_keep_their_metrics(recorders: List[HarvestRecorder]) -> None:
+    """Dropped records still count in min/max/total/errors of their window."""
+    blocking = BlockingReporter()
+    rec = _make(recorders, [blocking], buffer_size=2)
+    rec.record(_record(name="warmup"))
+    rec._wake.set()
+    assert blocking.entered.wait(5)
+    for duration, error in ((9.0, True), (0.1, False), (1.0, False), (2.0, False)):
+        rec.record(_record(duration, error=error))
+    blocking.release.set()
+    assert rec.flush(5.0)
+    merged = MemoryReporter()
+    for batch in blocking.batches:
+        merged.export(batch)
+    stats = merged.metrics()[MetricKey("app", "jobs:run", "Function")]
+    assert (stats.calls, stats.errors, stats.min, stats.max) == (4, 1, 0.1, 9.0)
+    assert stats.total == pytest.approx(12.1)
+    assert stats.sumsq == pytest.approx(81 + 0.01 + 1 + 4)
+
+
+def test_failing_reporter_is_isolated_and_logged_once(
+    recorders: List[HarvestRecorder], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reporter that raises neither stops the others nor logs more than once."""
+    failing, memory = FailingReporter(), MemoryReporter()
+    rec = _make(recorders, [failing, memory])
+    caplog.set_level(logging.WARNING, logger="tasktrace")
+    for _ in range(3):
+        rec.record(_record())
+        assert rec.flush(5.0) is False
+    assert failing.calls == 3
+    assert len(memory.records) == 3
+    messages = [r.getMessage() for r in caplog.records if "collector on fire" in r.getMessage()]
+    assert len(messages) == 1
+    assert rec.drop_totals() == {"failing:export_failed": 3}
+    # Failures are reported in later batches so the store can keep them.
+    assert memory.drops().get("failing:export_failed", 0) >= 2
+
+
+def test_flush_timeout_with_hanging_reporter(recorders: List[HarvestRecorder]) -> None:
+    """flush() and shutdown() return False once their timeout passes, however long export hangs."""
+    blocking = BlockingReporter()
+    rec = _make(recorders, [blocking])
+    rec.record(_record())
+    started = time.monotonic()
+    assert rec.flush(0.3) is False
+    assert rec.shutdown(0.3) is False
+    assert time.monotonic() - started < 2.0
+    blocking.release.set()
+
+
+def test_flush_without_records_is_immediate(recorders: List[HarvestRecorder]) -> None:
+    """A recorder that never recorded flushes at once and starts no thread."""
+    rec = _make(recorders, [MemoryReporter()])
+    assert rec.flush(1.0) is True
+    assert rec._thread is None
+
+
+def test_records_after_shutdown_are_counted(recorders: List[HarvestRecorder]) -> None:
+    """After shutdown, records are not delivered but counted as dropped."""
+    memory = MemoryReporter()
+    rec = _make(recorders, [memory])
+    rec.record(_record())
+    assert rec.shutdown(5.0)
+    rec.record(_record())
+    assert rec.drop_totals() == {"after_shutdown": 1}
+    assert len(memory.records) == 1
+
+
+def test_configure_changes_buffer_size(recorders: List[HarvestRecorder]) -> None:
+    """configure() applies a new buffer size to later records."""
+    blocking = BlockingReporter()
+    rec = _make(recorders, [blocking], buffer_size=1000)
+    rec.record(_record())
+    rec._wake.set()
+    assert blocking.entered.wait(5)
+    rec.configure(Settings(harvest_interval=60.0, buffer_size=5))
+    for _ in range(20):
+        rec.record(_record())
+    assert len(rec._buffer) == 5
+    blocking.release.set()
+
+
+def test_exit_flush_is_bounded_and_warns(
+    recorders: List[HarvestRecorder], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The exit delivery waits at most shutdown_timeout and says what was not delivered."""
+    blocking = BlockingReporter()
+    rec = _make(recorders, [blocking], shutdown_timeout=0.3)
+    rec.record(_record())
+    caplog.set_level(logging.WARNING, logger="tasktrace")
+    recorder_mod._reset_for_tests()
+    started = time.monotonic()
+    recorder_mod._exit_flush_all()
+    assert time.monotonic() - started < 1.5
+    assert any("did not finish" in r.getMessage() for r in caplog.records)
+    blocking.release.set()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_starts_empty_and_nothing_is_sent_twice(
+    recorders: List[HarvestRecorder], tmp_path: object
+) -> None:
+    """A forked child has an empty buffer; parent and child records each arrive once."""
+    db = os.path.join(str(tmp_path), "fork.db")
+    rec = HarvestRecorder(
+        Settings(harvest_interval=60.0, shutdown_timeout=5.0),
+        reporter_factory=lambda s: [SqliteReporter(path=db)],
+        install_process_hooks=False,
+    )
+    recorders.append(rec)
+    for _ in range(5):
+        rec.record(_record(name="parent"))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        status = 1
+        try:
+            os.close(read_end)
+            empty = len(rec._buffer) == 0 and rec._thread is None and not rec.drop_totals()
+            os.write(write_end, b"empty" if empty else b"not-empty")
+            for _ in range(3):
+                rec.record(_record(name="child"))
+            status = 0
+        finally:
+            # The os._exit wrapper installed in forked children delivers before exiting.
+            os._exit(status)
+    os.close(write_end)
+    assert os.read(read_end, 100) == b"empty"
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert rec.flush(5.0)
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT name, pid, COUNT(*) FROM transactions GROUP BY name, pid").fetchall()
+    calls = dict(conn.execute("SELECT name, SUM(count) FROM metrics GROUP BY name").fetchall())
+    conn.close()
+    assert sorted(rows) == sorted([("child", pid, 3), ("parent", os.getpid(), 5)])
+    assert calls == {"child": 3, "parent": 5}
