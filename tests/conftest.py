@@ -8,7 +8,7 @@ from typing import List
 
 import pytest
 
-import tasktrace.application
+import tasktrace.apps
 from tasktrace._state import STATE
 from tasktrace.records import TransactionRecord
 from tasktrace.testing import capture_transactions
@@ -26,12 +26,12 @@ def _fresh_agent() -> Iterator[None]:
         if key.startswith("TASKTRACE_"):
             del os.environ[key]
     STATE._reset_for_tests()
-    tasktrace.application._reset_for_tests()
+    tasktrace.apps._reset_for_tests()
     try:
         yield
     finally:
         STATE._reset_for_tests()
-        tasktrace.application._reset_for_tests()
+        tasktrace.apps._reset_for_tests()
         os.environ.clear()
         os.environ.update(saved)
 

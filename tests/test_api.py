@@ -81,7 +81,10 @@ def test_background_task_records_one_transaction_with_default_name_and_group(
     assert job(21) == 42
     assert len(records) == 1
     rec = records[0]
-    assert rec.name == f"{__name__}:test_background_task_records_one_transaction_with_default_name_and_group.<locals>.job"
+    qualname = (
+        f"{test_background_task_records_one_transaction_with_default_name_and_group.__name__}"
+    )
+    assert rec.name == f"{__name__}:{qualname}.<locals>.job"
     assert rec.group == "Function"
     assert rec.background is True
     assert rec.errors == ()
@@ -444,3 +447,67 @@ def test_wrap_function_trace_bad_target() -> None:
     """wrap_function_trace raises TargetError for a missing attribute."""
     with pytest.raises(TargetError):
         wrap_function_trace("tasktrace", "no_such_thing")
+
+
+@pytest.mark.integration
+def test_agent_disabled_by_environment_in_a_subprocess(tmp_path: Any) -> None:
+    """In a process started with TASKTRACE_ENABLED=false decorated code runs, unrecorded."""
+    import os
+    import subprocess
+
+    script = textwrap.dedent(
+        """
+        import tasktrace
+        from tasktrace.testing import capture_transactions
+
+        @tasktrace.background_task()
+        def job(x):
+            return (x * 2, tasktrace.current_transaction())
+
+        with capture_transactions() as records:
+            print(job(21), len(records))
+        """
+    )
+    env = {**os.environ, "TASKTRACE_ENABLED": "false"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "(42, None) 0"
+
+
+def test_bare_decorators_over_classmethod_and_staticmethod(records: Records) -> None:
+    """Bare @background_task / @function_trace also accept classmethod and staticmethod."""
+
+    class Svc:
+        @background_task
+        @classmethod
+        def build(cls) -> type:
+            return cls
+
+        @background_task
+        @staticmethod
+        def helper() -> int:
+            return 1
+
+        @function_trace
+        @classmethod
+        def traced(cls) -> type:
+            return cls
+
+    assert Svc.build() is Svc
+    assert Svc.helper() == 1
+    with tasktrace.BackgroundTask(name="t"):
+        assert Svc.traced() is Svc
+    assert [r.name for r in records] == [
+        tasktrace.callable_name(Svc.build),
+        tasktrace.callable_name(Svc.helper),
+        "t",
+    ]
+    assert [s.name for s in records[2].segments] == [tasktrace.callable_name(Svc.traced)]

@@ -13,8 +13,8 @@ import pytest
 
 from tasktrace import recorder as recorder_mod
 from tasktrace.config import Settings
-from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
 from tasktrace.recorder import HARVEST_THREAD_NAME, HarvestRecorder, aggregate
+from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult, MetricKey
 from tasktrace.reporters.memory import MemoryReporter
 from tasktrace.reporters.sqlite import SqliteReporter
@@ -317,7 +317,9 @@ def test_fork_child_starts_empty_and_nothing_is_sent_twice(
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert rec.flush(5.0)
     conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT name, pid, COUNT(*) FROM transactions GROUP BY name, pid").fetchall()
+    rows = conn.execute(
+        "SELECT name, pid, COUNT(*) FROM transactions GROUP BY name, pid"
+    ).fetchall()
     calls = dict(conn.execute("SELECT name, SUM(count) FROM metrics GROUP BY name").fetchall())
     conn.close()
     assert sorted(rows) == sorted([("child", pid, 3), ("parent", os.getpid(), 5)])

@@ -7,7 +7,7 @@ Everything here imports its backport or standard module inside the function, so 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Type
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
@@ -17,7 +17,6 @@ __all__ = [
     "entry_points",
     "load_toml",
     "namespace_loader_for",
-    "orig_argv",
     "toml_decode_error",
 ]
 
@@ -60,12 +59,6 @@ def entry_points(group: str) -> List[EntryPoint]:
     import importlib_metadata  # type: ignore[import-not-found, unused-ignore]  # < 3.10 dep
 
     return list(importlib_metadata.entry_points(group=group))
-
-
-def orig_argv() -> Tuple[str, ...] | None:
-    """The interpreter's original command line (``sys.orig_argv``, 3.10+), else None."""
-    argv = getattr(sys, "orig_argv", None)
-    return None if argv is None else tuple(argv)
 
 
 def namespace_loader_for(spec: ModuleSpec) -> Any:

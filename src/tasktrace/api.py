@@ -69,7 +69,9 @@ def background_task(
     ``@background_task()`` with the arguments of :func:`BackgroundTaskWrapper`; a bare
     ``@background_task`` works too.
     """
-    if callable(application) and not hasattr(application, "effective_name"):
+    if isinstance(application, (classmethod, staticmethod)) or (
+        callable(application) and not hasattr(application, "effective_name")
+    ):
         # Used bare, as @background_task: the "application" is the function itself.
         return cast(Callable[[F], F], BackgroundTaskWrapper(application, None, name, group))
 
@@ -94,8 +96,21 @@ def FunctionTraceWrapper(wrapped: F, name: NameSpec = None, group: NameSpec = No
 
 
 def function_trace(name: NameSpec = None, group: NameSpec = None) -> Callable[[F], F]:
-    """Decorator: each call inside a transaction is recorded as a function trace."""
-    if callable(name) and group is None and hasattr(name, "__code__"):
+    """Decorator: each call inside a transaction is recorded as a function trace.
+
+    ``@function_trace()`` with the arguments of :func:`FunctionTraceWrapper`; a bare
+    ``@function_trace`` works too. Since ``name`` comes first, a callable ``name`` is told
+    apart from a bare use by its kind: a lambda (or any callable that is not a ``def``
+    function, or one given with a ``group``) is a name computed per call; a ``def``
+    function given alone is the function to trace. To compute the name with a ``def``
+    function, give it to :func:`FunctionTraceWrapper` or pass a ``group`` too.
+    """
+    if isinstance(name, (classmethod, staticmethod)) or (
+        callable(name)
+        and group is None
+        and hasattr(name, "__code__")
+        and getattr(name, "__name__", None) != "<lambda>"
+    ):
         # Used bare, as @function_trace.
         return cast(Callable[[F], F], FunctionTraceWrapper(name))
 

@@ -237,26 +237,40 @@ class _BadValue(Exception):
         self.fix = fix
 
 
-@dataclasses.dataclass(frozen=True)
 class _Field:
-    #: Dotted key, e.g. ``"reporter.timeout"``.
-    key: str
-    #: The attribute on Settings / ReporterSettings.
-    attribute: str
-    #: What the value must be, for "expected ..." messages.
-    expected: str
-    #: A TOML value to show in fixes, e.g. ``5.0``.
-    example: str
-    #: TOML value -> normalized value; raises _WrongType or _BadValue.
-    check: Callable[[Any], Any]
-    #: Variable / flag text -> a value for ``check``; raises ValueError.
-    from_text: Callable[[str], Any]
-    #: The value is a secret: never echo it.
-    secret: bool = False
+    """How one setting is checked and parsed.
 
-    @property
-    def name(self) -> str:
-        return self.key.rpartition(".")[2]
+    A plain class rather than a dataclass: this module is imported by every process the
+    bootstrap starts, and each dataclass costs a fraction of a millisecond to build.
+    """
+
+    __slots__ = ("attribute", "check", "example", "expected", "from_text", "key", "name", "secret")
+
+    def __init__(
+        self,
+        key: str,
+        attribute: str,
+        expected: str,
+        example: str,
+        check: Callable[[Any], Any],
+        from_text: Callable[[str], Any],
+        secret: bool = False,
+    ) -> None:
+        #: Dotted key, e.g. ``"reporter.timeout"``; ``name`` is its last part.
+        self.key = key
+        self.name = key.rpartition(".")[2]
+        #: The attribute on Settings / ReporterSettings.
+        self.attribute = attribute
+        #: What the value must be, for "expected ..." messages.
+        self.expected = expected
+        #: A TOML value to show in fixes, e.g. ``5.0``.
+        self.example = example
+        #: TOML value -> normalized value; raises _WrongType or _BadValue.
+        self.check = check
+        #: Variable / flag text -> a value for ``check``; raises ValueError.
+        self.from_text = from_text
+        #: The value is a secret: never echo it.
+        self.secret = secret
 
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -1250,7 +1264,7 @@ type = "sqlite"
 
 # The SQLite database (sqlite) or output file (jsonl). Default:
 # $XDG_DATA_HOME/tasktrace/tasktrace.db or ~/.local/share/tasktrace/tasktrace.db.
-# path = "~/.local/share/tasktrace/tasktrace.db"                (TASKTRACE_DB)
+# path = "~/.local/share/tasktrace/tasktrace.db"              # (TASKTRACE_DB)
 
 # OTLP/HTTP collector; /v1/traces is appended. (TASKTRACE_OTLP_ENDPOINT, else
 # OTEL_EXPORTER_OTLP_ENDPOINT)

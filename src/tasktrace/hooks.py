@@ -29,33 +29,40 @@ raises :class:`~tasktrace.exceptions.TargetError` instead, failing that import.
 --------------------
 The script (or ``-m`` module) runs as ``__main__``, which is never imported through the
 finders, so hooks cannot see it. Since the bootstrap's sitecustomize runs before the script,
-``install`` arms a tracer instead (:func:`install_main_hook`, called by ``install``; the
-bootstrap need not call it itself):
+``install`` arms a tracer instead (:func:`install_main_hook`, which ``install`` calls; the
+bootstrap needs nothing more than ``initialize()`` -> ``install(settings)``):
 
-* ``sys.settrace`` is set to a global trace function that returns None (no tracing) for
-  every frame except the ``<module>`` frame of ``__main__`` (same globals dict: CPython
-  creates ``sys.modules["__main__"]`` before sitecustomize runs and both ``python script.py``
-  and ``runpy`` for ``-m`` execute the code in that dict);
-* that one frame gets a line tracer: before each top-level line runs it checks whether a
-  target name has been bound (by ``def``, ``class``, an assignment or an import) and wraps it
-  in ``__main__.__dict__`` right away -- so ``main`` is wrapped before
-  ``if __name__ == "__main__": main()`` calls it;
-* tracing stops (``sys.settrace(None)``) as soon as every plain target is wrapped and there
-  is no glob target; with glob targets it stops when the script first calls one of its own
-  functions (the definitions are then done) or when its module code ends.
+* ``sys.settrace`` gets a global trace function that returns None (no tracing) for every
+  frame except the ``<module>`` frame of ``__main__``. CPython creates
+  ``sys.modules["__main__"]`` before sitecustomize runs, and both ``python script.py`` and
+  ``runpy`` (``-m``) execute the code in that module's dict, so the frame is recognised by
+  ``frame.f_globals is vars(__main__)``.
+* When that frame starts, the names its bytecode binds at top level (``STORE_NAME``) are
+  read with :mod:`dis`; those a target can refer to are *watched*. A line tracer on that
+  one frame checks the watched names before each top-level line runs and wraps a target
+  in ``__main__.__dict__`` as soon as its name is bound (again after a re-binding such as
+  ``main = click.command()(main)``), so ``main`` is wrapped before
+  ``if __name__ == "__main__": main()`` calls it.
+* Tracing stops (``sys.settrace(None)``, ``builtins.__import__`` restored) at the first
+  line past the last line that stores a watched name, once all of them are bound; if one
+  never is (a store in a branch not taken), at the first call the script makes into one of
+  its own functions past that line; at the latest when the top-level code ends.
+* While armed, ``builtins.__import__`` pauses tracing for the duration of each import
+  statement, so the imports a script starts with cost nothing extra.
 
-Costs and limits, measured on CPython 3.11: while armed, every new Python frame costs one
-call of the global trace function (a few tenths of a microsecond), so the overhead is
-proportional to the work the script does at module level *before* its targets are defined
-(mostly its imports: a few milliseconds for a script that imports the standard library's
-``asyncio`` and ``http.client``); none after. Limits: a target name bound only after the
-script's first call of one of its own functions is still wrapped if it is a plain name, but a
-glob sees only what exists at that call; a target bound and called on the same line is called
-unwrapped once; functions the script defines inside ``main()`` are not module-level and are
-not found. If a trace function is already installed (a debugger, coverage) the tracer is not
-armed and a warning says so. Calling ``install`` from inside a running script (e.g.
-``tasktrace.initialize()`` at the top of ``main()``) applies ``__main__`` targets at once,
-to whatever the script has defined by then (see :func:`apply_main_targets`).
+Cost, measured on CPython 3.11: none for imports; about 0.15 microseconds for each Python
+function call the script's top-level code makes (outside imports) before its last target
+is bound, and none afterwards. Verified with ``python script.py`` and ``python -m mod`` on
+CPython 3.9 to 3.13. Limits: a target bound and called on the same line is called
+unwrapped that once; functions defined inside ``main()`` are not module-level and cannot be
+targets. ``python -c`` code is traced like a script, but a target it lacks is not warned
+about: that is how multiprocessing starts spawn/forkserver children, whose ``__main__`` is
+re-run as ``__mp_main__`` by runpy, outside the import system, so ``__main__`` targets are
+not applied in those children. The interactive prompt is not supported.
+If a trace function is already set when ``install`` runs (a debugger, coverage), the
+tracer is not armed and one warning says so. ``install`` called from inside the running script (e.g.
+``tasktrace.initialize()`` at the top of ``main()``) applies ``__main__`` targets at once to
+what the script has defined by then (see :func:`apply_main_targets`).
 """
 
 from __future__ import annotations
@@ -537,22 +544,32 @@ _UNSET = object()
 class _MainTracer:
     """Wraps ``__main__`` targets as the script's top-level code binds them.
 
-    The global trace function is called for each new frame while armed; it ignores all
-    but the ``<module>`` frame of ``__main__``, to which it gives the line tracer.
+    While armed, the global trace function is called for each new frame; it ignores all
+    but the ``<module>`` frame of ``__main__``, to which it gives the line tracer. When that
+    frame starts, the names its code stores (``STORE_NAME``) are read from the bytecode:
+    the *watched* names are those a target may refer to, and tracing stops at the first
+    line past the last line storing any of them once all are bound, or, if one of them is
+    never bound (its store is in a branch not taken), at the first call the script makes
+    into one of its own functions past that line.
     """
 
     def __init__(self, main_dict: Dict[str, Any], targets: List[Tuple[TargetSettings, bool]]):
         self.main_dict = main_dict
         self.module_frame: Optional[FrameType] = None
-        #: First object-path segment -> the plain targets starting with it.
-        self.pending: Dict[str, List[Tuple[TargetSettings, bool]]] = {}
-        #: What each pending name was bound to when last applied.
-        self.seen: Dict[str, Any] = {}
+        self.plain: List[Tuple[TargetSettings, bool]] = []
         self.globs: List[Tuple[TargetSettings, bool]] = []
+        #: Name -> the targets to apply when it is bound (or re-bound).
+        self.watched: Dict[str, List[Tuple[TargetSettings, bool]]] = {}
+        #: What each watched name was bound to when its targets were last applied.
+        self.seen: Dict[str, Any] = {}
+        #: The last top-level line that stores a watched name.
+        self.last_line = 0
+        #: Whether the top-level code has run past ``last_line``.
+        self.past_last_line = False
+        #: Missing targets are not worth a warning (``python -c``).
+        self.quiet = False
         self.dict_size = -1
         self.armed = False
-        #: Plain targets the script can never bind, reported when tracing stops.
-        self.missing: List[Tuple[TargetSettings, bool]] = []
         self.real_import: Callable[..., Any] = __import__
         # Bound methods are created anew on each attribute access; keep one of each so
         # that ``sys.gettrace() is self.tracer`` can tell whether our tracer is the one set.
@@ -561,14 +578,11 @@ class _MainTracer:
         self.add_targets(targets)
 
     def add_targets(self, targets: List[Tuple[TargetSettings, bool]]) -> None:
-        for target, strict in targets:
-            if any(is_glob(part) for part in target.object_path.split(".")):
-                if (target, strict) not in self.globs:
-                    self.globs.append((target, strict))
-            else:
-                entries = self.pending.setdefault(target.object_path.split(".")[0], [])
-                if (target, strict) not in entries:
-                    entries.append((target, strict))
+        for entry in targets:
+            target = entry[0]
+            kind = self.globs if is_glob(target.object_path) else self.plain
+            if entry not in kind:
+                kind.append(entry)
 
     def arm(self) -> None:
         import builtins
@@ -593,7 +607,7 @@ class _MainTracer:
                 sys.settrace(self.tracer)
 
     def disarm(self) -> None:
-        """Stop tracing; leaves a trace function set by someone else alone."""
+        """Stop tracing; leaves a trace function or ``__import__`` set by others alone."""
         if not self.armed:
             return
         self.armed = False
@@ -607,13 +621,6 @@ class _MainTracer:
             self.module_frame.f_trace = None
             self.module_frame = None
 
-    def stop(self) -> None:
-        """Stop tracing and report the targets the script never bound."""
-        self.disarm()
-        missing, self.missing = self.missing, []
-        for target, strict in missing:
-            self.report_missing(target, strict)
-
     # The two trace functions run for every frame while armed: keep them tiny.
 
     def global_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
@@ -625,57 +632,70 @@ class _MainTracer:
                 self.start(frame)
                 return self.line_trace if self.armed else None
             return None
-        # The script calls one of its own functions: its top-level definitions are done,
-        # unless a plain target has not been bound yet.
-        if code.co_flags & 0x1 and not code.co_name.startswith("<"):  # CO_OPTIMIZED
-            self.check()
-            if not self.pending and self.armed:
-                self.sweep_globs()
-                self.stop()
+        # The script calls one of its own functions (not a class body, comprehension or
+        # lambda) after the last line that could bind a target: its definitions are done.
+        if (
+            self.past_last_line
+            and code.co_flags & 0x1  # CO_OPTIMIZED: a real function
+            and not code.co_name.startswith("<")
+        ):
+            self.finish()
         return None
 
     def line_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
         if not self.armed:
             return None
-        self.check()
         if event == "return":
             self.finish()
             return None
-        return self.line_trace if self.armed else None
+        self.check()
+        if frame.f_lineno > self.last_line:
+            self.past_last_line = True
+            if all(name in self.main_dict for name in self.watched):
+                self.finish()
+                return None
+        return self.line_trace
 
     # ---------------------------------------------------------------------------------
 
     def start(self, frame: FrameType) -> None:
+        """The script's top-level code starts: decide which names to watch."""
+        from fnmatch import fnmatchcase
+
         self.module_frame = frame
-        names = frame.f_code.co_names
-        # A plain target whose first name the script's top-level code never mentions can
-        # never be bound by it: report it now instead of tracing to the end in vain.
-        # It is reported when tracing stops, when the names it may be a typo of exist.
-        for name in [n for n in self.pending if n not in names and n not in self.main_dict]:
-            self.missing.extend(self.pending.pop(name))
+        # ``python -c`` code is rarely the program meant by a __main__ target: it is how
+        # multiprocessing starts its spawn and forkserver children. Do not warn there.
+        self.quiet = frame.f_code.co_filename == "<string>"
+        stored = _top_level_stores(frame.f_code)
+        firsts = {t.object_path.split(".")[0] for t, _ in self.plain}
+        patterns = [t.object_path.split(".")[0] for t, _ in self.globs]
+        for name, line in stored.items():
+            if name in firsts or any(fnmatchcase(name, p) for p in patterns):
+                self.watched[name] = [
+                    (t, strict) for t, strict in self.plain if t.object_path.split(".")[0] == name
+                ]
+                self.last_line = max(self.last_line, line)
         self.check()
+        if not self.watched:
+            self.finish()
 
     def check(self) -> None:
-        main_dict = self.main_dict
-        for name in list(self.pending):
-            value = main_dict.get(name, _UNSET)
-            if value is _UNSET or value is self.seen.get(name, _UNSET):
-                continue
-            main = sys.modules.get(_MAIN)
-            if main is None or vars(main) is not main_dict:
-                continue
-            for target, strict in self.pending.pop(name):
-                _apply_target(target, strict, main)
-            self.seen[name] = main_dict.get(name)
-        if self.globs and len(main_dict) != self.dict_size:
-            self.sweep_globs()
-        elif not self.globs and not self.pending:
-            self.stop()
-
-    def sweep_globs(self) -> None:
+        """Apply plain targets whose name was (re)bound; sweep globs if names were added."""
         main = sys.modules.get(_MAIN)
         if main is None or vars(main) is not self.main_dict:
             return
+        main_dict = self.main_dict
+        for name, entries in self.watched.items():
+            value = main_dict.get(name, _UNSET)
+            if value is _UNSET or value is self.seen.get(name, _UNSET):
+                continue
+            for target, strict in entries:
+                _apply_target(target, strict, main)
+            self.seen[name] = main_dict.get(name)
+        if self.globs and len(main_dict) != self.dict_size:
+            self.sweep_globs(main)
+
+    def sweep_globs(self, main: ModuleType) -> None:
         for target, strict in self.globs:
             try:
                 matches = resolve(main, target.object_path)
@@ -687,21 +707,45 @@ class _MainTracer:
         self.dict_size = len(self.main_dict)
 
     def finish(self) -> None:
-        """The script's top-level code has ended: report what never appeared."""
-        self.sweep_globs()
-        for entries in self.pending.values():
-            self.missing.extend(entries)
-        self.pending = {}
-        self.stop()
+        """Stop tracing; apply what is there; report targets that never resolved."""
+        if not self.armed:
+            return
+        self.check()
+        self.disarm()
         main = sys.modules.get(_MAIN)
-        for target, strict in self.globs:
-            if main is not None and not any(a.target == target and a.ok for a in applied()):
-                _apply_target(target, strict, main)  # logs "matched nothing" or the error
+        if main is None:
+            return
+        done = {(a.target, a.module) for a in applied() if a.ok}
+        for target, strict in (*self.plain, *self.globs):
+            if (target, _MAIN) in done:
+                continue
+            if self.quiet:
+                try:
+                    if not resolve(main, target.object_path):
+                        continue
+                except TargetError:
+                    _log.debug("tasktrace: %s not found in python -c code", target.function)
+                    continue
+            # Logs the "did you mean", "matched nothing", or raises when strict.
+            _apply_target(target, strict, main)
 
-    def report_missing(self, target: TargetSettings, strict: bool) -> None:
-        main = sys.modules.get(_MAIN)
-        if main is not None:
-            _apply_target(target, strict, main)  # resolve() phrases the "did you mean"
+
+def _top_level_stores(code: Any) -> Dict[str, int]:
+    """Name -> last line, for every name the top-level ``code`` binds by STORE_NAME/GLOBAL."""
+    import dis  # already loaded by inspect (which dataclasses imports), so free
+
+    stores: Dict[str, int] = {}
+    line = code.co_firstlineno
+    for instruction in dis.get_instructions(code):
+        positions = getattr(instruction, "positions", None)  # 3.11+
+        if positions is not None and positions.lineno is not None:
+            line = positions.lineno
+        elif type(instruction.starts_line) is int:  # 3.9, 3.10 (a bool on 3.13)
+            line = instruction.starts_line
+        if instruction.opname in ("STORE_NAME", "STORE_GLOBAL"):
+            name = instruction.argval
+            stores[name] = max(stores.get(name, 0), line)
+    return stores
 
 
 def _apply_target_path(target: TargetSettings, strict: bool, module: ModuleType, path: str) -> None:

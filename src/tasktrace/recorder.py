@@ -56,6 +56,7 @@ from tasktrace.config import Settings
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import (
     Batch,
+    Deadline,
     DropCount,
     ExportResult,
     MetricKey,
@@ -183,6 +184,10 @@ class HarvestRecorder:
         self._settings = settings
         self._limit = max(1, int(settings.buffer_size))
         self._interval = max(0.001, float(settings.harvest_interval))
+        #: Reporters given as objects are reused as they are in forked children (tests);
+        #: reporters from a factory are rebuilt there, since the parent's may hold its
+        #: connections and a batch it was exporting at the moment of the fork.
+        self._fixed_reporters = reporters is not None
         if reporters is not None:
             fixed = list(reporters)
             self._factory: ReporterFactoryFn = lambda _settings: fixed
@@ -224,10 +229,14 @@ class HarvestRecorder:
         self._stopping = False
         self._stopped = False
         self._in_flight = 0
+        #: The deadline of the export in progress, which _post() may bring forward.
+        self._export_deadline: Optional[Deadline] = None
         self._logged: set[Tuple[str, str]] = set()
         self._warned = False
-        if self._reporters is not None and self._factory is _default_reporters:
-            # Connections and files belong to the parent; build new ones lazily.
+        if not self._fixed_reporters:
+            # Connections, files and any batch in flight belong to the parent; build new
+            # reporters lazily (never shut the inherited ones down: that would close the
+            # parent's connections).
             self._reporters = None
 
     # -- the hot path -----------------------------------------------------------------
@@ -255,7 +264,11 @@ class HarvestRecorder:
                 self._count_drop(record, REASON_AFTER_SHUTDOWN)
                 return
             buffer = self._buffer
-            if len(buffer) < self._limit:
+            size = len(buffer)
+            if size < self._high_water:  # the first record in this process
+                buffer.append(record)
+                return
+            if size < self._limit:
                 buffer.append(record)
                 if not self._wake_pending:
                     self._wake_pending = True
@@ -368,6 +381,15 @@ class HarvestRecorder:
                 self._flush_deadline is None or deadline < self._flush_deadline
             ):
                 self._flush_deadline = deadline
+        exporting = self._export_deadline
+        if exporting is not None:
+            # An export is running (perhaps retrying a dead collector): make it give up
+            # in time for this request -- at once when stopping, since the final harvest
+            # needs the budget more than a batch that is already failing.
+            if stop:
+                exporting.bring_forward(time.monotonic())
+            elif deadline is not None:
+                exporting.bring_forward(deadline)
         self._wake.set()
         return ticket
 
@@ -413,14 +435,22 @@ class HarvestRecorder:
             self._flush_deadline = None
             stopping = self._stopping
         served = ticket > self._flush_done
-        ok = self._harvest(deadline)
-        if served or stopping:
-            reporters = self._reporters or []
-            for reporter in reporters:
-                ok = self._call(reporter, "force_flush", deadline) and ok
-            if stopping:
+        ok = False
+        try:
+            ok = self._harvest(deadline)
+            if served or stopping:
+                reporters = self._reporters or []
                 for reporter in reporters:
-                    self._call(reporter, "shutdown", deadline)
+                    ok = self._call(reporter, "force_flush", deadline) and ok
+                if stopping:
+                    for reporter in reporters:
+                        self._call(reporter, "shutdown", deadline)
+        finally:
+            # Waiters are released even if the harvest failed unexpectedly.
+            self._finish_cycle(ticket, ok, stopping)
+        return ok
+
+    def _finish_cycle(self, ticket: int, ok: bool, stopping: bool) -> None:
         with self._cond:
             if ticket > self._flush_done:
                 self._flush_done = ticket
@@ -438,7 +468,6 @@ class HarvestRecorder:
                     self._add_drop(record.app, REASON_AFTER_SHUTDOWN, 1)
                 for key, n in _drops.items():
                     self._pending_drops[key] = self._pending_drops.get(key, 0) + n
-        return ok
 
     def _call(self, reporter: Reporter, method: str, deadline: Optional[float]) -> bool:
         """Call ``reporter.force_flush`` or ``.shutdown`` in isolation."""
@@ -479,6 +508,7 @@ class HarvestRecorder:
         for record in records:
             _fold(aggs, record)
         _merge_agg(aggs, evicted)
+        export_deadline = Deadline(deadline)
         batch = Batch(
             records=tuple(records),
             metrics={MetricKey(*key): MetricStats(*agg) for key, agg in aggs.items()},
@@ -486,9 +516,10 @@ class HarvestRecorder:
             window_end=now,
             drops=tuple(DropCount(app, reason, n) for (app, reason), n in drops.items()),
             pid=self._pid,
-            deadline=deadline,
+            deadline=export_deadline,
         )
         self._in_flight = len(records)
+        self._export_deadline = export_deadline
         try:
             reporters = self._current_reporters()
             ok = True
@@ -501,6 +532,7 @@ class HarvestRecorder:
             return ok
         finally:
             self._in_flight = 0
+            self._export_deadline = None
 
     def _export(self, reporter: Reporter, batch: Batch) -> bool:
         """Hand ``batch`` to one reporter; count and log (once) what it could not take."""
@@ -651,6 +683,20 @@ def _install_process_hooks(settings: Settings) -> None:
             _atexit_registered = True
     _install_sigterm_handler()
     _register_multiprocessing_finalizer()
+    if _forked_before_import() and os._exit is not _exit_after_delivery:
+        # This module was first imported after a fork (the parent never recorded), so
+        # our at-fork hook did not run: wrap os._exit now, as that hook would have.
+        os._exit = _exit_after_delivery
+
+
+def _forked_before_import() -> bool:
+    """True in a forked child whose parent had not imported this module.
+
+    ``tasktrace._state`` may mark ``STATE.forked_child`` from its own (cheap) at-fork
+    hook; without that mark a child cannot be told from a parent, and nothing is done.
+    """
+    state = sys.modules.get("tasktrace._state")
+    return bool(getattr(getattr(state, "STATE", None), "forked_child", False))
 
 
 def _install_sigterm_handler() -> None:

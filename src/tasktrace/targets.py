@@ -293,7 +293,12 @@ def resolve(module_obj: Any, object_path: str) -> List[Resolved]:
             next_frontier.append((value, prefix + segment, parent))
         globbed = globbed or is_glob(segment)
         frontier = next_frontier
-    return [
-        Resolved(parent=parent, attribute=path.rpartition(".")[2], path=path, value=value)
-        for value, path, parent in frontier
-    ]
+    results: List[Resolved] = []
+    seen = set()
+    for value, path, parent in frontier:
+        attribute = path.rpartition(".")[2]
+        # An inherited nested class is reached by several paths; patch it only once.
+        if (id(parent), attribute) not in seen:
+            seen.add((id(parent), attribute))
+            results.append(Resolved(parent=parent, attribute=attribute, path=path, value=value))
+    return results

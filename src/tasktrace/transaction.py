@@ -98,7 +98,7 @@ class Transaction:
 
     __slots__ = (
         "_cpu0",
-        "_exc_ids",
+        "_noticed",
         "_t0",
         "app",
         "attributes",
@@ -132,7 +132,9 @@ class Transaction:
         self.finished = False
         self.ignored = False
         self.errors: Optional[List[ErrorRecord]] = None
-        self._exc_ids: Optional[List[int]] = None
+        #: The exceptions recorded so far, kept (not their ids, which the interpreter
+        #: reuses once an exception is freed) until the transaction finishes.
+        self._noticed: Optional[List[BaseException]] = None
         self.attributes: Optional[Dict[str, AttributeValue]] = None
         self.dropped_attributes = 0
         self.segments: Optional[List[Segment]] = None
@@ -206,10 +208,12 @@ class Transaction:
         if error is None:
             exc = sys.exc_info()[1]
         elif isinstance(error, tuple):
-            exc = error[1]
+            exc = error[1] if len(error) > 1 else None
         else:
             exc = error
-        if exc is None:
+        if not isinstance(exc, BaseException):
+            if exc is not None:
+                _log.debug("notice_error ignored %s: not an exception", type(exc).__name__)
             return
         self._record_exception(exc)
 
@@ -217,12 +221,14 @@ class Transaction:
 
     def _record_exception(self, exc: BaseException) -> None:
         """Record ``exc`` once (the same object seen again by an outer scope is skipped)."""
-        ids = self._exc_ids
-        if ids is None:
-            ids = self._exc_ids = []
-        elif id(exc) in ids:
-            return
-        ids.append(id(exc))
+        noticed = self._noticed
+        if noticed is None:
+            noticed = self._noticed = []
+        else:
+            for seen in noticed:
+                if seen is exc:
+                    return
+        noticed.append(exc)
         if self.errors is None:
             self.errors = []
         self.errors.append(error_record(exc))
@@ -237,6 +243,9 @@ class Transaction:
         if self.finished:
             return
         self.finished = True
+        # Let go of the noticed exceptions: their tracebacks hold frames, which may in
+        # turn hold this transaction.
+        self._noticed = None
         if self.ignored:
             return
         try:
@@ -263,11 +272,13 @@ class Transaction:
                         self.start,
                         duration,
                         exclusive,
-                        cpu,
+                        # A generator stepped from several threads can see the clock of
+                        # another thread; never report negative CPU time.
+                        cpu if cpu > 0.0 else 0.0,
                         _PID,
                         self.thread_id,
                         tuple(errors) if errors else (),
-                        MappingProxyType(attrs) if attrs else EMPTY_ATTRIBUTES,
+                        MappingProxyType(dict(attrs)) if attrs else EMPTY_ATTRIBUTES,
                         seg_records,
                         self.trace_id,
                         self.span_id,
@@ -340,6 +351,12 @@ class _Scope:
 
     __slots__ = ("node", "token", "txn")
 
+    #: Whether an exception leaving the scope is recorded as an error of the transaction.
+    #: Tasks record theirs (SPEC 2, rule 3); a function trace does not, because its caller
+    #: may handle the exception: an error counts only when it leaves the task, or when
+    #: the code calls ``notice_error()``.
+    records_errors = True
+
     def __init__(self, node: Node, txn: Optional[Transaction]) -> None:
         self.node = node
         self.txn = txn
@@ -364,7 +381,7 @@ class _Scope:
         """End the scope: record ``exc`` if it is an error, stop segment and transaction."""
         try:
             node = self.node
-            if exc is not None and is_error(exc):
+            if exc is not None and self.records_errors and is_error(exc):
                 node.txn._record_exception(exc)
             if isinstance(node, Segment):
                 node.duration = _perf_counter() - node.start
@@ -373,6 +390,14 @@ class _Scope:
                 txn._finish()
         except Exception:  # pragma: no cover - defensive: never raise into user code
             _log.debug("tasktrace failed to close a scope", exc_info=True)
+
+
+class _TraceScope(_Scope):
+    """The scope of a function trace: like a task's, but it records no errors."""
+
+    __slots__ = ()
+
+    records_errors = False
 
 
 def current_node() -> Optional[Node]:
@@ -427,7 +452,7 @@ def open_trace_scope(name: str, group: str) -> Optional[_Scope]:
     if node is None:
         return None
     seg = open_segment(node, name, group)
-    return None if seg is None else _Scope(seg, None)
+    return None if seg is None else _TraceScope(seg, None)
 
 
 def open_web_scope(app: Optional[str], name: str, group: str) -> Optional[_Scope]:
@@ -453,13 +478,16 @@ def caller_name(depth: int = 2) -> str:
     return f"{frame.f_globals.get('__name__', '?')}:{qualname}"
 
 
+_NO_NAME = object()
+
+
 def resolve_app(application: Any) -> Optional[str]:
     """An ``application=`` argument (None, a name or a handle) as a name or None (default)."""
     if application is None:
         return None
     if isinstance(application, str):
         return application
-    name = getattr(application, "name", None)
+    name = getattr(application, "name", _NO_NAME)
     if name is None or isinstance(name, str):
         return name
     raise TypeError(

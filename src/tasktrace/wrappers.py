@@ -12,6 +12,7 @@ The proxies are ``wrapt.FunctionWrapper`` subclasses, which keeps ``__name__``, 
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import inspect
@@ -71,6 +72,17 @@ class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
     def __reduce__(self) -> Any:
         return self.__reduce_ex__(2)
 
+    def __copy__(self) -> Any:
+        # wrapt's proxies refuse to be copied; a bound method copies as itself.
+        return self
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> Any:
+        # Like a bound method: a deep copy binds the same function to a copy of the instance.
+        instance = self._self_instance
+        if instance is None or isinstance(instance, type):
+            return self
+        return getattr(copy.deepcopy(instance, memo), self.__name__)
+
 
 class TaskTraceWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
     """The proxy tasktrace puts around a function; ``kind`` says what it records."""
@@ -86,6 +98,14 @@ class TaskTraceWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
 
     def __reduce__(self) -> Any:
         return self.__reduce_ex__(2)
+
+    def __copy__(self) -> Any:
+        # wrapt's proxies refuse to be copied; a function (shallow or deep) copies as itself,
+        # and so must its wrapper, or copying any object that holds one would fail.
+        return self
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> Any:
+        return self
 
 
 def is_wrapped(obj: Any, kind: str) -> bool:
@@ -128,6 +148,11 @@ def callable_name(obj: Any) -> str:
         cls = type(obj)
         qualname = cls.__qualname__
         module = cls.__module__
+    elif module is None:
+        # A method of a built-in type ([].append) has no __module__: use its type's.
+        owner = getattr(obj, "__self__", None)
+        if owner is not None:
+            module = (owner if isinstance(owner, type) else type(owner)).__module__
     return f"{module or '<unknown>'}:{qualname}"
 
 
@@ -157,7 +182,13 @@ def _flavour(wrapped: Any) -> str:
 Opener = Callable[[], Optional[_Scope]]
 
 
-async def _drive_coroutine(coro: Coroutine[Any, Any, Any], opener: Opener) -> Any:
+async def _drive_coroutine(
+    function: Callable[..., Coroutine[Any, Any, Any]], args: Any, kwargs: Any, opener: Opener
+) -> Any:
+    # The wrapped coroutine is created at the first step, not at the call: one closed or
+    # cancelled before it starts (a task cancelled at shutdown) would otherwise be collected
+    # unawaited, and Python would warn about a coroutine the user never saw.
+    coro = function(*args, **kwargs)
     scope = opener()  # runs at the first step, so an unstarted coroutine records nothing
     if scope is None:
         return await coro
@@ -199,7 +230,12 @@ def _drive_generator(gen: Generator[Any, Any, Any], opener: Opener) -> Generator
             try:
                 to_send = yield item
             except GeneratorExit:
-                gen.close()
+                # The generator's clean-up (finally blocks) is part of the task.
+                scope.activate()
+                try:
+                    gen.close()
+                finally:
+                    scope.deactivate()
                 raise
             except BaseException as exc:
                 to_throw = exc
@@ -236,7 +272,14 @@ async def _drive_async_generator(
             try:
                 to_send = yield item
             except GeneratorExit:
-                await agen.aclose()
+                # The generator's clean-up (finally blocks) is part of the task.
+                if scope is not None:
+                    scope.activate()
+                try:
+                    await agen.aclose()
+                finally:
+                    if scope is not None:
+                        scope.deactivate()
                 raise
             except BaseException as exc:
                 to_throw = exc
@@ -402,8 +445,7 @@ def _make_flavoured(flavour: str, opener_for: Callable[[Any, Any, Any], Opener])
     if flavour == "coroutine":
 
         def coroutine_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            coro = wrapped(*args, **kwargs)
-            return _drive_coroutine(coro, opener_for(instance, args, kwargs))
+            return _drive_coroutine(wrapped, args, kwargs, opener_for(instance, args, kwargs))
 
         return coroutine_call
     if flavour == "generator":

@@ -62,12 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = commands.add_parser(
         "report", help=_DESCRIPTIONS["report"], description=_DESCRIPTIONS["report"]
     )
-    try:  # TEMP until report lands
-        from tasktrace.admin import report
+    from tasktrace.admin import report
 
-        report.add_arguments(sub)
-    except ImportError:
-        pass
+    report.add_arguments(sub)
 
     sub = commands.add_parser("help", help=_DESCRIPTIONS["help"], description=_DESCRIPTIONS["help"])
     sub.add_argument("topic", nargs="?", metavar="COMMAND")

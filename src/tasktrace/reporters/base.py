@@ -12,10 +12,11 @@ lazily.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, Optional, Protocol, Tuple, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Optional, Protocol, Tuple, Union, runtime_checkable
 
 from tasktrace.records import TransactionRecord
 
@@ -78,6 +79,40 @@ class DropCount(NamedTuple):
 EMPTY_METRICS: Mapping[MetricKey, MetricStats] = MappingProxyType({})
 
 
+class Deadline:
+    """When an export must end, as a ``time.monotonic()`` value (None: no deadline).
+
+    The recorder may bring it forward while an export runs -- the process is exiting, or
+    ``flush(timeout)`` was called -- which also wakes a reporter waiting in :meth:`sleep`
+    (between retries), so the harvest thread comes back in time for the final delivery.
+    """
+
+    __slots__ = ("_at", "_moved")
+
+    def __init__(self, at: Optional[float] = None) -> None:
+        self._at = at
+        self._moved = threading.Event()
+
+    @property
+    def at(self) -> Optional[float]:
+        """The deadline, or None."""
+        return self._at
+
+    def bring_forward(self, at: float) -> None:
+        """Make the deadline ``at`` if that is sooner, waking any :meth:`sleep`."""
+        if self._at is None or at < self._at:
+            self._at = at
+            self._moved.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if the deadline is brought forward meanwhile."""
+        if seconds > 0:
+            self._moved.wait(seconds)
+
+    def __repr__(self) -> str:
+        return f"Deadline({self._at!r})"
+
+
 class Batch(NamedTuple):
     """Everything one harvest delivers."""
 
@@ -93,15 +128,27 @@ class Batch(NamedTuple):
     drops: Tuple[DropCount, ...] = ()
     #: The process that recorded the batch.
     pid: int = 0
-    #: ``time.monotonic()`` value by which the export must have ended (a flush or exit
-    #: budget); None means the reporter's own timeout alone applies.
-    deadline: Optional[float] = None
+    #: When the export must have ended (a flush or exit budget): a ``time.monotonic()``
+    #: value or a :class:`Deadline` the recorder may bring forward; None means the
+    #: reporter's own timeout alone applies. Read it through :meth:`time_left`.
+    deadline: Union[float, Deadline, None] = None
 
     def time_left(self, default: float) -> float:
-        """Seconds a reporter may spend on this batch: ``default`` capped by the deadline."""
-        if self.deadline is None:
+        """Seconds a reporter may still spend on this batch: ``default`` capped by the
+        deadline. Ask again before each attempt: the deadline may move."""
+        deadline = self.deadline
+        at = deadline.at if isinstance(deadline, Deadline) else deadline
+        if at is None:
             return default
-        return max(0.0, min(default, self.deadline - time.monotonic()))
+        return max(0.0, min(default, at - time.monotonic()))
+
+    def sleep(self, seconds: float) -> None:
+        """Wait between retries: ``seconds``, or less if the deadline is brought forward."""
+        deadline = self.deadline
+        if isinstance(deadline, Deadline):
+            deadline.sleep(seconds)
+        elif seconds > 0:
+            time.sleep(seconds)
 
 
 class ExportResult(NamedTuple):
@@ -127,7 +174,8 @@ class Reporter(Protocol):
     * ``export`` must not raise for delivery failures (it returns a failed
       :class:`ExportResult`); if it raises anyway, the recorder counts the batch as
       dropped for this reporter and carries on with the others.
-    * ``export`` should finish by ``batch.deadline`` when one is set.
+    * ``export`` should finish by ``batch.deadline`` when one is set: check
+      ``batch.time_left()`` before each attempt and wait with ``batch.sleep()``.
     * A reporter must never call instrumented code (its own work is not traced).
     * After ``os.fork()`` the recorder builds fresh reporters in the child from the
       settings; a reporter may also check ``os.getpid()`` itself before reusing

@@ -288,7 +288,8 @@ class OtlpReporter:
         transport: An ``httpx.BaseTransport`` to send through (tests:
             ``httpx.MockTransport``).
         client: An ``httpx.Client`` to use as is (it is not closed by ``shutdown``).
-        sleep: How to wait between retries (injectable clock for tests).
+        sleep: How to wait between retries (tests inject a recorder of delays); by default
+            ``batch.sleep``, which an exit or flush interrupts.
     """
 
     name = "otlp"
@@ -304,7 +305,7 @@ class OtlpReporter:
         compression: Optional[str] = None,
         transport: Optional[httpx.BaseTransport] = None,
         client: Optional[httpx.Client] = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Optional[Callable[[float], None]] = None,
     ) -> None:
         reporter = settings.reporter if settings is not None else None
         if endpoint is None:
@@ -365,30 +366,34 @@ class OtlpReporter:
             return ExportResult(True)
         if self._closed:
             return ExportResult(False, dropped=len(records), message="reporter shut down")
-        deadline = time.monotonic() + batch.time_left(self._timeout)
+        end = time.monotonic() + self._timeout
         exported = dropped = 0
         messages: List[str] = []
         retryable = False
+        success = True
         for offset in range(0, len(records), MAX_SPANS_PER_REQUEST):
             chunk = records[offset : offset + MAX_SPANS_PER_REQUEST]
-            result = self._send(chunk, deadline, batch.pid or None)
+            result = self._send(chunk, batch, end)
             exported += result.exported
             dropped += result.dropped
             retryable = retryable or result.retryable
+            success = success and result.success
             if result.message and result.message not in messages:
                 messages.append(result.message)
+        # success means every request was accepted; a partial success still reports
+        # the spans the collector rejected in ``dropped``.
         return ExportResult(
-            success=dropped == 0,
+            success=success,
             exported=exported,
             dropped=dropped,
             retryable=retryable,
             message="; ".join(messages),
         )
 
-    def _send(
-        self, records: Sequence[TransactionRecord], deadline: float, pid: Optional[int]
-    ) -> ExportResult:
-        """One request, retried as the specification allows, until ``deadline``."""
+    def _send(self, records: Sequence[TransactionRecord], batch: Batch, end: float) -> ExportResult:
+        """One request, retried as the specification allows, until ``end`` or the batch's
+        deadline (which the recorder may bring forward), whichever comes first."""
+        pid = batch.pid or None
         span_count = sum(1 + len(r.segments) for r in records)
         try:
             body = json.dumps(
@@ -404,7 +409,7 @@ class OtlpReporter:
         url = redact_url(self.url)
         attempt = 0
         while True:
-            left = deadline - time.monotonic()
+            left = batch.time_left(end - time.monotonic())
             if left <= 0:
                 return ExportResult(
                     False,
@@ -449,14 +454,17 @@ class OtlpReporter:
                 retry_after = min(MAX_BACKOFF, INITIAL_BACKOFF * (2**attempt))
                 retry_after *= 0.5 + random.random()  # jitter: spread retries of many processes
             attempt += 1
-            if time.monotonic() + retry_after >= deadline:
+            if retry_after >= batch.time_left(end - time.monotonic()):
                 return ExportResult(
                     False,
                     dropped=len(records),
                     retryable=True,
                     message=f"{problem} (gave up after {attempt} attempts within the timeout)",
                 )
-            self._sleep(retry_after)
+            if self._sleep is not None:
+                self._sleep(retry_after)
+            else:
+                batch.sleep(retry_after)
 
     def _post(
         self, body: bytes, headers: Dict[str, str], timeout: float
@@ -469,12 +477,18 @@ class OtlpReporter:
             with client.stream(
                 "POST", self.url, content=body, headers=headers, timeout=timeout
             ) as response:
-                raw = bytearray()
-                for chunk in response.iter_raw():
-                    raw += chunk
-                    if len(raw) >= MAX_RESPONSE_BYTES:
-                        break
-                reply = _decode(bytes(raw[:MAX_RESPONSE_BYTES]), response.headers)
+                if response.is_stream_consumed:
+                    # Already in memory (a transport that buffers, e.g. MockTransport).
+                    reply = response.content[:MAX_RESPONSE_BYTES]
+                else:
+                    # Raw bytes, bounded, then bounded decompression: a huge body or a
+                    # compression bomb costs at most MAX_RESPONSE_BYTES twice.
+                    raw = bytearray()
+                    for chunk in response.iter_raw():
+                        raw += chunk
+                        if len(raw) >= MAX_RESPONSE_BYTES:
+                            break
+                    reply = _decode(bytes(raw[:MAX_RESPONSE_BYTES]), response.headers)
                 return response.status_code, reply, response.headers.get("Retry-After")
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(_describe(exc)) from None

@@ -63,6 +63,7 @@ class SqliteReporter:
         self._max_kept = max(0, max_kept)
         self._conn: Optional[sqlite3.Connection] = None
         self._conn_pid = 0
+        self._pid = os.getpid()
         #: Batches kept because the database was locked, oldest first.
         self._kept: List[Batch] = []
         self._closed = False
@@ -82,6 +83,11 @@ class SqliteReporter:
         """Write ``batch`` (and any kept ones) in one transaction."""
         if self._closed:
             return ExportResult(False, dropped=len(batch.records), message="reporter shut down")
+        if self._pid != os.getpid():
+            # Inherited through fork: batches kept (or in flight) here are the parent's,
+            # which the parent writes; writing them here too would duplicate them.
+            self._pid = os.getpid()
+            self._kept = []
         self._kept.append(batch)
         return self._write(batch.time_left(self._timeout))
 

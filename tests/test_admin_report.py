@@ -1,0 +1,131 @@
+"""Tests for tasktrace.admin.report (run in-process on a store built here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tasktrace import store
+from tasktrace.admin import report
+from tasktrace.recorder import aggregate
+from tasktrace.records import TransactionRecord
+from tasktrace.reporters.base import Batch, DropCount
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def _db(tmp_path: Path) -> str:
+    path = str(tmp_path / "r.db")
+    records = tuple(
+        TransactionRecord(
+            "billing",
+            name,
+            "Function",
+            True,
+            time.time(),
+            duration,
+            duration,
+            0.0,
+            os.getpid(),
+            1,
+            (),
+            {},
+            (),
+            1,
+            1,
+        )
+        for name, duration in (("jobs:a", 0.002), ("jobs:a", 0.004), ("jobs:b", 1.5))
+    )
+    conn = store.connect(path)
+    store.write_batches(
+        conn,
+        [
+            Batch(
+                records,
+                aggregate(records),
+                time.time() - 1,
+                time.time(),
+                (DropCount("billing", "buffer_full", 2),),
+                os.getpid(),
+            )
+        ],
+    )
+    conn.close()
+    return path
+
+
+def test_table_sorted_by_total(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The table lists the largest total first and notes drops."""
+    assert report.run(_args("--db", _db(tmp_path))) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == [
+        "APP",
+        "GROUP",
+        "NAME",
+        "CALLS",
+        "ERRORS",
+        "P50",
+        "MS",
+        "P95",
+        "MS",
+        "MAX",
+        "MS",
+        "TOTAL",
+        "MS",
+    ]
+    assert "jobs:b" in out[1] and "jobs:a" in out[2]
+    assert any("buffer_full: 2" in line for line in out)
+
+
+def test_json_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """JSON output is a list of objects with exactly the contract keys."""
+    assert report.run(_args("--db", _db(tmp_path), "--format", "json")) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(tuple(row) == store.REPORT_KEYS for row in rows)
+    assert rows[1]["calls"] == 2 and rows[1]["p50_ms"] == pytest.approx(2.0)
+
+
+def test_db_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --db, TASKTRACE_DB names the store."""
+    monkeypatch.setenv("TASKTRACE_DB", _db(tmp_path))
+    assert report.run(_args("--format", "json")) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+
+
+def test_missing_and_empty_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing or empty store: one line on stderr, exit 1, nothing on stdout."""
+    assert report.run(_args("--db", str(tmp_path / "nope.db"))) == 1
+    empty = tmp_path / "empty.db"
+    store.connect(str(empty)).close()
+    assert report.run(_args("--db", str(empty))) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("no tasktrace data in") == 2
+
+
+def test_not_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that is not a tasktrace store exits 2 with a message, no traceback."""
+    path = tmp_path / "x.db"
+    path.write_text("hello" * 1000)
+    assert report.run(_args("--db", str(path))) == 2
+    assert "not a tasktrace database" in capsys.readouterr().err
+
+
+def test_no_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Filters that match nothing: exit 0, a note on stderr (table) or [] (json)."""
+    db = _db(tmp_path)
+    assert report.run(_args("--db", db, "--app", "other")) == 0
+    assert "match" in capsys.readouterr().err
+    assert report.run(_args("--db", db, "--app", "other", "--format", "json")) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -1,0 +1,132 @@
+"""Tests for tasktrace.reporters.sqlite: writes, locked database, kept batches, fork."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from tasktrace import store
+from tasktrace.recorder import aggregate
+from tasktrace.records import TransactionRecord
+from tasktrace.reporters.base import Batch, DropCount
+from tasktrace.reporters.sqlite import SqliteReporter
+
+
+def _batch(n: int, budget: float = 0.2) -> Batch:
+    records = tuple(
+        TransactionRecord(
+            "app",
+            "jobs:run",
+            "Function",
+            True,
+            time.time(),
+            0.01,
+            0.01,
+            0.0,
+            os.getpid(),
+            1,
+            (),
+            {},
+            (),
+            i + 1,
+            i + 1,
+        )
+        for i in range(n)
+    )
+    return Batch(
+        records,
+        aggregate(records),
+        time.time() - 1,
+        time.time(),
+        (DropCount("app", "buffer_full", 1),),
+        os.getpid(),
+        deadline=time.monotonic() + budget,
+    )
+
+
+def _count(path: str, table: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_export_writes(tmp_path: Path) -> None:
+    """An export writes records, metrics and drops."""
+    path = str(tmp_path / "t.db")
+    reporter = SqliteReporter(path=path)
+    assert reporter.export(_batch(3)).exported == 3
+    reporter.shutdown(1.0)
+    assert (_count(path, "transactions"), _count(path, "metrics"), _count(path, "drops")) == (
+        3,
+        1,
+        1,
+    )
+
+
+def test_locked_database_keeps_batch_for_next_harvest(tmp_path: Path) -> None:
+    """A database locked past the budget keeps the batch; the next export writes both."""
+    path = str(tmp_path / "t.db")
+    store.connect(path).close()
+    reporter = SqliteReporter(path=path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    result = reporter.export(_batch(2, budget=0.2))
+    assert time.monotonic() - started < 2.0
+    assert not result.success and result.retryable and result.dropped == 0
+    assert "locked" in result.message
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert reporter.export(_batch(3)).exported == 5
+    assert _count(path, "transactions") == 5
+    reporter.shutdown(1.0)
+
+
+def test_kept_batches_are_bounded(tmp_path: Path) -> None:
+    """Kept rows beyond the bound are dropped (counted); their metrics are still written."""
+    path = str(tmp_path / "t.db")
+    store.connect(path).close()
+    reporter = SqliteReporter(path=path, max_kept=4)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    assert reporter.export(_batch(3, budget=0.05)).dropped == 0
+    assert reporter.export(_batch(3, budget=0.05)).dropped == 3
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert reporter.force_flush(1.0)
+    assert _count(path, "transactions") == 3
+    assert _count(path, "metrics") == 2
+    reporter.shutdown(1.0)
+
+
+def test_not_a_database_drops_with_message(tmp_path: Path) -> None:
+    """A file that is not SQLite fails the export with a message naming it."""
+    path = tmp_path / "t.db"
+    path.write_bytes(b"this is not a database" * 100)
+    result = SqliteReporter(path=str(path)).export(_batch(1))
+    assert not result.success and result.dropped == 1 and str(path) in result.message
+
+
+def test_connection_is_reopened_after_fork(tmp_path: Path) -> None:
+    """A connection inherited through fork is not reused by the child."""
+    path = str(tmp_path / "t.db")
+    reporter = SqliteReporter(path=path)
+    reporter.export(_batch(1))
+    parent_conn = reporter._conn
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            reporter.export(_batch(1))
+            code = 0 if reporter._conn is not parent_conn else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    assert reporter._conn is parent_conn
+    assert _count(path, "transactions") == 2
+    reporter.shutdown(1.0)
