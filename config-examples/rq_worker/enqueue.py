@@ -2,10 +2,9 @@
 
 import sys
 
+import rq_jobs
 from redis import Redis
 from rq import Queue
-
-import rq_jobs
 
 url = sys.argv[1] if len(sys.argv) > 1 else "redis://127.0.0.1:6379"
 queue = Queue("default", connection=Redis.from_url(url))
