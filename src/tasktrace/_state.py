@@ -43,6 +43,9 @@ class _AgentState:
         #: Read on every instrumented call; mirrors ``settings.enabled``.
         self.enabled: bool = self.settings.enabled
         self.initialized = False
+        #: True in a process made by os.fork() from one where tasktrace was imported, so a
+        #: recorder created there knows to deliver before os._exit (fork-per-job workers).
+        self.forked_child = False
         #: The recorder in use, created on the first record (None until then).
         self.recorder: Optional[Recorder] = None
         #: Called with each finished record. Until a recorder exists it is
@@ -83,7 +86,9 @@ class _AgentState:
         """Forget everything: settings from the environment, no recorder, not initialized."""
         with self.lock:
             recorder = self.recorder
+            forked = self.forked_child
             self.__init__()  # type: ignore[misc]
+            self.forked_child = forked
         if recorder is not None:
             try:
                 recorder.shutdown(0.0)
@@ -92,3 +97,13 @@ class _AgentState:
 
 
 STATE = _AgentState()
+
+
+def _mark_forked_child() -> None:
+    STATE.forked_child = True
+
+
+# Registered here, at import, because the recorder is created lazily: a worker that forks a
+# child per job (RQ) may never record anything itself, so no recorder exists to register.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_mark_forked_child)
