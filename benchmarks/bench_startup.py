@@ -7,7 +7,11 @@ Compares, interleaved round-robin, the median wall time of:
 * ``python -c pass`` (the bare interpreter);
 * ``tasktrace-admin run-program python -c pass`` with a config of 20 targets whose modules
   the program never imports (what every worker process pays to be instrumented);
-* the bootstrap alone: ``python -c pass`` with the bootstrap on ``PYTHONPATH`` (no launcher).
+* the bootstrap alone: ``python -c pass`` with the bootstrap on ``PYTHONPATH`` (no launcher);
+* the ``tasktrace-admin`` console script, when it is installed next to the interpreter.
+
+``PYTHONDONTWRITEBYTECODE`` is removed from the children's environment: with it set, every
+run would compile tasktrace's modules again, which no installed program pays.
 
 Target: the launcher plus bootstrap add <= 40 ms to the bare interpreter on a 2-core machine.
 """
@@ -47,6 +51,7 @@ def main(argv: List[str]) -> int:
             handle.write(CONFIG)
         env = dict(os.environ)
         env.pop("TASKTRACE_CONFIG_FILE", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         boot_env = build_environment(env, config=config, app_name="bench", environment=None)
         admin = [sys.executable, "-m", "tasktrace", "run-program", "--config", config]
         variants = {
@@ -54,6 +59,12 @@ def main(argv: List[str]) -> int:
             "bootstrap only (PYTHONPATH)": ([sys.executable, "-c", "pass"], boot_env),
             "tasktrace-admin run-program": ([*admin, sys.executable, "-c", "pass"], env),
         }
+        script = os.path.join(os.path.dirname(sys.executable), "tasktrace-admin")
+        if os.path.isfile(script):
+            variants["tasktrace-admin script"] = (
+                [script, "run-program", "--config", config, sys.executable, "-c", "pass"],
+                env,
+            )
         samples: Dict[str, List[float]] = {k: [] for k in variants}
         for cmd, e in variants.values():  # warm the page cache and .pyc files
             _run(cmd, e)

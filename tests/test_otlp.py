@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List
 
 import httpx
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
@@ -163,7 +163,8 @@ def test_resource_spans_grouped_by_app() -> None:
 
 def test_post_is_gzipped_json_with_headers() -> None:
     """The POST goes to /v1/traces, gzip-encoded JSON, with the configured headers."""
-    collector, sleeps = Collector(ok), []
+    collector = Collector(ok)
+    sleeps: List[float] = []
     reporter = _reporter(collector, sleeps, headers={"api-key": "s3cret"})
     result = reporter.export(Batch((_record(),)))
     assert result.success and result.exported == 1
@@ -185,7 +186,8 @@ def test_no_compression() -> None:
 
 def test_retry_on_503_then_success() -> None:
     """503 is retried with backoff; the second attempt succeeds."""
-    collector, sleeps = Collector(status(503), ok), []
+    collector = Collector(status(503), ok)
+    sleeps: List[float] = []
     result = _reporter(collector, sleeps).export(Batch((_record(),)))
     assert result.success and len(collector.requests) == 2 and len(sleeps) == 1
     assert 0.2 <= sleeps[0] <= 1.0
@@ -193,7 +195,8 @@ def test_retry_on_503_then_success() -> None:
 
 def test_retry_after_seconds_is_honoured() -> None:
     """429 with Retry-After: 2 waits exactly 2 seconds before retrying."""
-    collector, sleeps = Collector(status(429, **{"Retry-After": "2"}), ok), []
+    collector = Collector(status(429, **{"Retry-After": "2"}), ok)
+    sleeps: List[float] = []
     assert _reporter(collector, sleeps).export(Batch((_record(),))).success
     assert sleeps == [2.0]
 
@@ -201,14 +204,16 @@ def test_retry_after_seconds_is_honoured() -> None:
 def test_retry_after_http_date() -> None:
     """Retry-After as an HTTP date is turned into seconds."""
     when = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 3))
-    collector, sleeps = Collector(status(503, **{"Retry-After": when}), ok), []
+    collector = Collector(status(503, **{"Retry-After": when}), ok)
+    sleeps: List[float] = []
     assert _reporter(collector, sleeps).export(Batch((_record(),))).success
     assert 1.0 <= sleeps[0] <= 3.5
 
 
 def test_retry_after_beyond_deadline_gives_up_without_sleeping() -> None:
     """A Retry-After past the export deadline is not slept: the batch is dropped now."""
-    collector, sleeps = Collector(status(503, **{"Retry-After": "60"})), []
+    collector = Collector(status(503, **{"Retry-After": "60"}))
+    sleeps: List[float] = []
     result = _reporter(collector, sleeps, timeout=1.0).export(Batch((_record(),)))
     assert not result.success and result.retryable and result.dropped == 1
     assert sleeps == [] and len(collector.requests) == 1
@@ -229,7 +234,8 @@ def test_batch_deadline_caps_retries() -> None:
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 413, 500])
 def test_non_retryable_status_drops(code: int) -> None:
     """Statuses the spec does not call retryable are dropped after one attempt."""
-    collector, sleeps = Collector(status(code)), []
+    collector = Collector(status(code))
+    sleeps: List[float] = []
     result = _reporter(collector, sleeps).export(Batch((_record(), _record())))
     assert not result.success and not result.retryable and result.dropped == 2
     assert f"HTTP {code}" in result.message and len(collector.requests) == 1

@@ -7,7 +7,7 @@ import os
 import sqlite3
 import threading
 import time
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -15,7 +15,7 @@ from tasktrace import recorder as recorder_mod
 from tasktrace.config import Settings
 from tasktrace.recorder import HARVEST_THREAD_NAME, HarvestRecorder, aggregate
 from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
-from tasktrace.reporters.base import Batch, ExportResult, MetricKey
+from tasktrace.reporters.base import Batch, ExportResult, MetricKey, Reporter
 from tasktrace.reporters.memory import MemoryReporter
 from tasktrace.reporters.sqlite import SqliteReporter
 
@@ -95,10 +95,12 @@ def recorders() -> Iterator[List[HarvestRecorder]]:
     recorder_mod._reset_for_tests()
 
 
-def _make(recorders: List[HarvestRecorder], reporters: list, **settings: object) -> HarvestRecorder:
-    values = {"harvest_interval": 60.0, "buffer_size": 100, "shutdown_timeout": 1.0}
+def _make(
+    recorders: List[HarvestRecorder], reporters: List[Reporter], **settings: Any
+) -> HarvestRecorder:
+    values: Dict[str, Any] = {"harvest_interval": 60.0, "buffer_size": 100, "shutdown_timeout": 1.0}
     values.update(settings)
-    rec = HarvestRecorder(Settings(**values), reporters=reporters, install_process_hooks=False)  # type: ignore[arg-type]
+    rec = HarvestRecorder(Settings(**values), reporters=reporters, install_process_hooks=False)
     recorders.append(rec)
     return rec
 
@@ -324,3 +326,33 @@ def test_fork_child_starts_empty_and_nothing_is_sent_twice(
     conn.close()
     assert sorted(rows) == sorted([("child", pid, 3), ("parent", os.getpid(), 5)])
     assert calls == {"child": 3, "parent": 5}
+
+
+def test_harvest_thread_exports_are_never_instrumented() -> None:
+    """A reporter calling instrumented code from the harvest thread records nothing."""
+    import tasktrace
+    from tasktrace._state import STATE
+
+    @tasktrace.background_task()
+    def instrumented_send() -> None:
+        pass
+
+    class CallsInstrumented(MemoryReporter):
+        def export(self, batch: Batch) -> ExportResult:
+            instrumented_send()
+            return super().export(batch)
+
+    reporter = CallsInstrumented()
+    recorder = HarvestRecorder(
+        Settings(harvest_interval=60.0), reporters=[reporter], install_process_hooks=False
+    )
+    STATE.set_recorder(recorder)
+    try:
+        instrumented_send()  # one task from the program itself
+        assert recorder.flush(5.0)
+        assert recorder.flush(5.0)  # a second harvest would carry any export-made task
+    finally:
+        recorder.shutdown(1.0)
+        STATE.set_recorder(None)
+    names = [r.name for r in reporter.records]
+    assert len(names) == 1

@@ -11,12 +11,15 @@ does in every Python process a program starts, costs next to nothing until the A
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from tasktrace._version import __version__
 
+# ``typing`` costs milliseconds to import and the launcher (``python -m tasktrace``)
+# imports this package before every program it starts; mypy treats a name TYPE_CHECKING
+# as True, so the names below are still checked.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from tasktrace.agent import flush, initialize, shutdown_agent
     from tasktrace.api import (
         BackgroundTaskWrapper,
@@ -108,6 +111,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'tasktrace' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value

@@ -15,8 +15,9 @@ The pieces, from the inside out:
   ``show-config`` and ``generate-config``.
 
 Importing this module must stay cheap (the bootstrap runs in every Python process), so
-``tomllib``, ``pathlib``, ``difflib``, ``urllib`` and ``logging`` are imported inside the
-functions that need them.
+``tomllib``, ``difflib``, ``urllib`` and ``logging`` are imported inside the functions that
+need them, regular expressions are compiled on first use, and ``load`` works with
+``os.path`` (``pathlib`` is imported only by the public :func:`find_config_file`).
 """
 
 from __future__ import annotations
@@ -153,7 +154,9 @@ class Settings:
 _REDACTED = "***"
 # Query parameters whose values are credentials in practice (api_key, token, X-Signature,
 # password, ...). Over-redacting an innocent parameter is harmless; leaking one is not.
-_SECRET_PARAM = re.compile(r"token|key|secret|pass|pwd|auth|sig|credential|session", re.I)
+# Patterns are compiled on first use (``re`` caches them): compiling at import time would
+# cost every process the bootstrap starts, most of which never need them.
+_SECRET_PARAM = r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session"
 
 
 def redact_url(url: str) -> str:
@@ -177,9 +180,9 @@ def redact_url(url: str) -> str:
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
-            if any(_SECRET_PARAM.search(name) for name, _ in pairs):
+            if any(re.search(_SECRET_PARAM, name) for name, _ in pairs):
                 query = urlencode(
-                    [(n, _REDACTED if _SECRET_PARAM.search(n) else v) for n, v in pairs],
+                    [(n, _REDACTED if re.search(_SECRET_PARAM, n) else v) for n, v in pairs],
                     safe="*",
                 )
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
@@ -275,8 +278,8 @@ class _Field:
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 COMPRESSIONS = ("gzip", "none")
-_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
-_HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
+_HEADER_NAME_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 
 
 def _is_number(value: object) -> bool:
@@ -362,7 +365,7 @@ def _check_reporter_types(value: Any) -> Tuple[str, ...]:
     names: List[str] = []
     for item in items:
         name = item.strip()
-        if not _NAME_RE.fullmatch(name):
+        if not re.fullmatch(_NAME_RE, name):
             raise _BadValue(f"{item!r} is not a reporter name", fix)
         if name in names:
             raise _BadValue(f"lists {name!r} twice", "list each reporter once")
@@ -392,7 +395,7 @@ def _check_headers(value: Any) -> Mapping[str, str]:
     headers: Dict[str, str] = {}
     for name, header_value in value.items():
         # Messages name the header but never show its value: header values are secrets.
-        if not isinstance(name, str) or not _HEADER_NAME_RE.fullmatch(name):
+        if not isinstance(name, str) or not re.fullmatch(_HEADER_NAME_RE, name):
             raise _BadValue(
                 f"{str(name)!r} is not a valid HTTP header name",
                 "use letters, digits and '-' in header names",
@@ -979,14 +982,14 @@ def settings_from_environment(env: Mapping[str, str]) -> Settings:
 # Files
 # --------------------------------------------------------------------------------------
 
-_PYPROJECT_TABLE_RE = re.compile(rb"^\s*\[\s*tool\s*\.\s*tasktrace\s*[\].]", re.M)
+_PYPROJECT_TABLE_RE = rb"(?m)^\s*\[\s*tool\s*\.\s*tasktrace\s*[\].]"
 
 
-def _kind_of_file(path: Path) -> str:
-    return "pyproject.toml" if path.name == "pyproject.toml" else "tasktrace.toml"
+def _kind_of_file(path: str) -> str:
+    return "pyproject.toml" if os.path.basename(path) == "pyproject.toml" else "tasktrace.toml"
 
 
-def _pyproject_has_table(path: Path) -> bool:
+def _pyproject_has_table(path: str) -> bool:
     """Whether ``path`` is a readable pyproject.toml with a ``[tool.tasktrace]`` table.
 
     A pyproject.toml that does not parse still counts when it visibly has the table, so
@@ -995,7 +998,8 @@ def _pyproject_has_table(path: Path) -> bool:
     from tasktrace import _compat
 
     try:
-        content = path.read_bytes()
+        with open(path, "rb") as handle:
+            content = handle.read()
     except OSError:
         return False
     if b"tasktrace" not in content:  # cheap: most pyproject.toml files never mention us
@@ -1003,18 +1007,59 @@ def _pyproject_has_table(path: Path) -> bool:
     try:
         data = _compat.load_toml(content.decode("utf-8"))
     except (UnicodeDecodeError, _compat.toml_decode_error()):
-        return _PYPROJECT_TABLE_RE.search(content) is not None
+        return re.search(_PYPROJECT_TABLE_RE, content) is not None
     tool = data.get("tool")
     return isinstance(tool, Mapping) and "tasktrace" in tool
 
 
-def _as_path(text: Union[str, os.PathLike[str]], cwd: Optional[str]) -> Path:
-    from pathlib import Path
+def _tidy(path: str) -> str:
+    """``path`` written as ``str(pathlib.Path(path))`` writes it, without importing pathlib.
 
-    path = Path(os.path.expanduser(os.fspath(text)))
-    if cwd is not None and not path.is_absolute():
-        path = Path(cwd) / path
-    return path
+    Repeated separators and ``.`` parts go, and so does a trailing separator; ``..`` is
+    kept (collapsing it could name another file when a symlink is involved).
+    """
+    drive, rest = os.path.splitdrive(path)
+    if os.altsep:
+        rest = rest.replace(os.altsep, os.sep)
+    root = os.sep if rest.startswith(os.sep) else ""
+    if root and rest.startswith(os.sep * 2) and not rest.startswith(os.sep * 3):
+        root = os.sep * 2  # POSIX keeps exactly two leading slashes, and so does pathlib
+    parts = [part for part in rest.split(os.sep) if part and part != "."]
+    return drive + root + os.sep.join(parts) or "."
+
+
+def _as_path(text: Union[str, os.PathLike[str]], cwd: Optional[str]) -> str:
+    path = os.path.expanduser(os.fspath(text))
+    if cwd is not None and not os.path.isabs(path):
+        path = os.path.join(cwd, path)
+    return _tidy(path)
+
+
+def _find_config_file(
+    explicit: Union[str, os.PathLike[str], None],
+    env: Mapping[str, str],
+    cwd: Optional[str],
+) -> Optional[Tuple[str, str]]:
+    """:func:`find_config_file` with the path as a ``str``.
+
+    ``load`` uses this one: the bootstrap calls ``load`` in every process it starts, and
+    ``pathlib`` (which imports ``urllib.parse`` and ``ipaddress``) costs milliseconds.
+    """
+    if explicit is not None and os.fspath(explicit) != "":
+        path = _as_path(explicit, cwd)
+        return path, _kind_of_file(path)
+    found = _read_variable(env, (_vars.TASKTRACE_CONFIG_FILE,))
+    if found is not None:
+        path = _as_path(found[1].strip(), cwd)
+        return path, _kind_of_file(path)
+    directory = _tidy(cwd) if cwd is not None else os.getcwd()
+    candidate = os.path.join(directory, "tasktrace.toml")
+    if os.path.isfile(candidate):
+        return candidate, "tasktrace.toml"
+    candidate = os.path.join(directory, "pyproject.toml")
+    if os.path.isfile(candidate) and _pyproject_has_table(candidate):
+        return candidate, "pyproject.toml"
+    return None
 
 
 def find_config_file(
@@ -1040,21 +1085,8 @@ def find_config_file(
     """
     from pathlib import Path
 
-    if explicit is not None and os.fspath(explicit) != "":
-        path = _as_path(explicit, cwd)
-        return path, _kind_of_file(path)
-    found = _read_variable(env, (_vars.TASKTRACE_CONFIG_FILE,))
-    if found is not None:
-        path = _as_path(found[1].strip(), cwd)
-        return path, _kind_of_file(path)
-    directory = Path(cwd) if cwd is not None else Path.cwd()
-    candidate = directory / "tasktrace.toml"
-    if candidate.is_file():
-        return candidate, "tasktrace.toml"
-    candidate = directory / "pyproject.toml"
-    if candidate.is_file() and _pyproject_has_table(candidate):
-        return candidate, "pyproject.toml"
-    return None
+    found = _find_config_file(explicit, env, cwd)
+    return None if found is None else (Path(found[0]), found[1])
 
 
 def load(
@@ -1089,7 +1121,7 @@ def load(
     from tasktrace import _compat
 
     variables: Mapping[str, str] = os.environ if env is None else env
-    found = find_config_file(path, variables, cwd)
+    found = _find_config_file(path, variables, cwd)
     if path is not None and os.fspath(path) != "":
         how = "--config"
     elif found is not None and _read_variable(variables, (_vars.TASKTRACE_CONFIG_FILE,)):
@@ -1104,11 +1136,11 @@ def load(
             raise ConfigurationError(problems)
         return _with_source(settings, "config_file", "default")
 
-    file_path, kind = found
-    source = str(file_path)
+    source, kind = found
     named_by = "the --config option" if how == "--config" else how
     try:
-        content = file_path.read_bytes()
+        with open(source, "rb") as handle:
+            content = handle.read()
     except FileNotFoundError:
         raise ConfigurationError(
             f"{source}: the config file does not exist (named by {named_by}); "

@@ -68,12 +68,12 @@ what the script has defined by then (see :func:`apply_main_targets`).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 import threading
 from types import FrameType, ModuleType
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from tasktrace._logging import get_logger
 from tasktrace.config import Settings, TargetSettings
 from tasktrace.exceptions import TargetError, TaskTraceError
 from tasktrace.targets import Resolved, is_glob, resolve
@@ -88,7 +88,8 @@ __all__ = [
     "resolve_target",
 ]
 
-_log = logging.getLogger("tasktrace")
+# Lazy: ``logging`` is imported only when there is something to log.
+_log = get_logger()
 
 PostImportHook = Callable[[ModuleType], Any]
 

@@ -25,7 +25,9 @@ Process life:
   disposition, a handler delivers (within ``shutdown_timeout``), restores the default and
   re-sends SIGTERM, so the exit status is what it would have been. A handler the program
   installed earlier is chained (we deliver, then call it); one it installs later replaces
-  ours, and ``atexit`` still delivers if it exits normally.
+  ours, and ``atexit`` still delivers if it exits normally. The handler itself takes none
+  of our locks (it may have interrupted code holding them): the delivery runs in a helper
+  thread it joins, or, if an exit delivery is already running, after that one ends.
 * ``os.fork()``: the child starts with an empty buffer, zero counters, no thread and fresh
   reporters; the parent's pending records stay with the parent, which delivers them.
 * Children that end with ``os._exit()`` skip ``atexit``. ``multiprocessing`` children run
@@ -41,7 +43,6 @@ at most ``shutdown_timeout`` in total.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import re
 import sys
@@ -52,6 +53,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple
 
+from tasktrace._logging import get_logger
 from tasktrace.config import Settings
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import (
@@ -75,7 +77,7 @@ __all__ = [
     "is_harvest_thread",
 ]
 
-logger = logging.getLogger("tasktrace")
+logger = get_logger()
 
 #: The name of the harvest thread, so that it is easy to spot in thread dumps.
 HARVEST_THREAD_NAME = "tasktrace-harvest"
@@ -384,10 +386,11 @@ class HarvestRecorder:
         exporting = self._export_deadline
         if exporting is not None:
             # An export is running (perhaps retrying a dead collector): make it give up
-            # in time for this request -- at once when stopping, since the final harvest
-            # needs the budget more than a batch that is already failing.
+            # in time for this request; when stopping, it gets half the budget and the
+            # final harvest the other half.
+            now = time.monotonic()
             if stop:
-                exporting.bring_forward(time.monotonic())
+                exporting.bring_forward(now if deadline is None else now + (deadline - now) / 2)
             elif deadline is not None:
                 exporting.bring_forward(deadline)
         self._wake.set()
@@ -416,6 +419,9 @@ class HarvestRecorder:
 
     def _run(self) -> None:
         """The harvest loop: wait, drain, aggregate, export; until shut down."""
+        from tasktrace.transaction import suppress_instrumentation
+
+        suppress_instrumentation()  # exports must never be instrumented themselves
         while True:
             self._wake.wait(self._interval)
             try:
@@ -592,7 +598,7 @@ class HarvestRecorder:
         self._logged.add(key)
         # Reporter problems go to "tasktrace.<reporter>" (e.g. "tasktrace.otlp") so they
         # can be filtered per reporter; the agent routes all "tasktrace" loggers to stderr.
-        log = logger if who == "recorder" else logging.getLogger(f"tasktrace.{who}")
+        log = logger if who == "recorder" else get_logger(f"tasktrace.{who}")
         log.warning("tasktrace: %s: %s", who, message, exc_info=exc_info)
 
     # -- accounting -------------------------------------------------------------------
@@ -663,6 +669,10 @@ _hooks_pid = 0
 _atexit_registered = False
 #: (pid, deadline): the shared exit budget of this process, once an exit path began.
 _exit_deadline: Optional[Tuple[int, float]] = None
+#: The pid running an exit delivery right now (0: none), to detect re-entry.
+_exiting_pid = 0
+#: A SIGTERM (signum, frame) that arrived during an exit delivery, acted on after it.
+_sigterm_pending: Optional[Tuple[int, Optional[FrameType]]] = None
 #: The program's SIGTERM handler that ours replaced (callable: we chain to it).
 _previous_sigterm: Any = None
 _sigterm_installed = False
@@ -726,17 +736,50 @@ def _install_sigterm_handler() -> None:
 
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-    """SIGTERM: deliver, then behave exactly as the previous disposition would have."""
-    import signal
+    """SIGTERM: deliver, then behave exactly as the previous disposition would have.
 
+    A Python signal handler runs on the main thread between two bytecodes of whatever it
+    was doing -- possibly inside our own code, holding one of our locks (the record slow
+    path, ``flush()``, an exit delivery already under way). So the handler never takes
+    those locks itself: if an exit delivery is running, it only notes the signal, which
+    that delivery acts on when it ends; otherwise the delivery runs in a helper thread
+    that the handler joins for at most the exit budget.
+    """
+    global _sigterm_pending
+    if _exiting_pid == os.getpid():
+        _sigterm_pending = (signum, frame)
+        return
+    previous = _previous_sigterm
+    timeout = _max_shutdown_timeout()
+    deliver: Callable[[], object] = (
+        (lambda: _flush_all(timeout)) if callable(previous) else _exit_flush_all
+    )
+
+    def target() -> None:
+        from tasktrace.transaction import suppress_instrumentation
+
+        suppress_instrumentation()
+        deliver()
+
+    helper = threading.Thread(target=target, name="tasktrace-sigterm", daemon=True)
+    try:
+        helper.start()
+        helper.join(timeout + 0.5)
+    except Exception:
+        pass
+    _after_sigterm_delivery(signum, frame)
+
+
+def _after_sigterm_delivery(signum: int, frame: Optional[FrameType]) -> None:
+    """Do what SIGTERM would have done without tasktrace."""
     previous = _previous_sigterm
     if callable(previous):
-        # The program has its own graceful shutdown: deliver what we have, let it run,
-        # and atexit delivers the rest if it exits normally.
-        _flush_all(_max_shutdown_timeout())
+        # The program has its own graceful shutdown: let it run; atexit delivers the
+        # rest if it exits normally.
         previous(signum, frame)
         return
-    _exit_flush_all()
+    import signal
+
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -784,9 +827,24 @@ def _exit_flush_all() -> None:
     Safe to call several times (atexit, multiprocessing's exit function, the ``os._exit``
     wrapper, SIGTERM): later calls only use what is left of the first call's budget.
     """
+    global _exiting_pid, _sigterm_pending
+    pid = os.getpid()
+    if _exiting_pid == pid:
+        return  # re-entered (from another exit path while this one runs)
+    _exiting_pid = pid
+    try:
+        _exit_flush_recorders(pid)
+    finally:
+        _exiting_pid = 0
+        pending, _sigterm_pending = _sigterm_pending, None
+        if pending is not None:
+            # SIGTERM arrived while we delivered: now act on it as it would have acted.
+            _after_sigterm_delivery(*pending)
+
+
+def _exit_flush_recorders(pid: int) -> None:
     global _exit_deadline
     try:
-        pid = os.getpid()
         recorders = [r for r in list(_LIVE) if r._pid == pid]
         if not recorders:
             return
@@ -830,7 +888,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _hooks_pid, _exit_deadline, _sigterm_installed
+    global _hooks_pid, _exit_deadline, _exiting_pid, _sigterm_pending
+    _exiting_pid = 0
+    _sigterm_pending = None
     for recorder in list(_LIVE):
         # Fresh state: the parent's pending records are the parent's to deliver. The old
         # lock is abandoned (never released): new objects replace everything.

@@ -570,6 +570,19 @@ class WebTransaction(_ContextScope):
         return open_web_scope(self.app, self.name, self.group)
 
 
+def suppress_instrumentation() -> None:
+    """Record nothing from now on in the current context (used by tasktrace's own threads).
+
+    The harvest thread calls this first, so that exporting never creates transactions even
+    if a user lists, say, ``httpx:Client.send`` as a target. It costs instrumented calls
+    nothing: the context simply holds an ignored transaction that never finishes, so every
+    task and trace in it nests there (bounded by ``max_segments``) and is never reported.
+    """
+    txn = Transaction(None, "<tasktrace internal>", "Internal", True)
+    txn.ignored = True
+    _CURRENT.set(txn)
+
+
 # -- functions acting on the current transaction ---------------------------------------
 
 

@@ -18,10 +18,10 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
@@ -61,9 +61,9 @@ class Server:
     """A scripted OTLP/HTTP endpoint; ``script`` entries are consumed one per request."""
 
     def __init__(self) -> None:
-        self.script: List[Tuple[str, int, dict]] = []
+        self.script: List[Tuple[str, int, Dict[str, Any]]] = []
         self.received: List[ExportTraceServiceRequest] = []
-        self.raw: List[dict] = []
+        self.raw: List[Dict[str, Any]] = []
         self.errors: List[str] = []
         self.times: List[float] = []
         outer = self
@@ -203,7 +203,7 @@ def test_dead_endpoint_is_bounded() -> None:
 
 def _rotel_agent() -> Optional[str]:
     try:
-        import rotel
+        import rotel  # type: ignore[import-untyped]
     except ImportError:
         return shutil.which("rotel-agent")
     path = os.path.join(os.path.dirname(rotel.__file__), "rotel-agent")

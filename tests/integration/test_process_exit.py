@@ -229,11 +229,6 @@ for i in range(5000):
     assert calls == 5000 and rows + dropped == 5000
 
 
-@pytest.mark.xfail(
-    reason="needs tasktrace._state to mark STATE.forked_child in an at-fork hook (or "
-    "initialize() to import tasktrace.recorder) so a child can tell it was forked",
-    strict=False,
-)
 def test_fork_per_job_children_deliver_when_parent_never_recorded(tmp_path: Path) -> None:
     """RQ-style: the parent only forks; each child's job is delivered before os._exit."""
     prog = _script(

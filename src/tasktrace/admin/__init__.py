@@ -6,11 +6,17 @@ Each command lives in its own module and is imported only when it runs, so that
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Callable, Dict, List, Optional
 
 from tasktrace._version import __version__
+
+# ``typing`` and ``argparse`` cost milliseconds to import, which every program started by
+# run-program would pay; the annotations are strings, so only type checkers need them
+# (mypy treats a name TYPE_CHECKING as True).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Callable, Dict, List, Optional
 
 _DESCRIPTIONS: Dict[str, str] = {
     "run-program": "run PROGRAM instrumented (exec: same PID, same exit status)",
@@ -31,6 +37,8 @@ examples:
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="tasktrace-admin",
         description="Instrument Python background work and look at what it did.",
@@ -97,17 +105,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run ``tasktrace-admin`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args_list = sys.argv[1:] if argv is None else list(argv)
     if args_list and args_list[0] in ("run-program", "run-python"):
-        # The launcher's fast path: parse only what it needs and exec, importing nothing
-        # else of tasktrace (start-up time is paid by every instrumented program).
+        # The launcher's fast path: parse by hand and exec, importing nothing else of
+        # tasktrace and not argparse (start-up time is paid by every instrumented program).
         from tasktrace.admin import run
 
         name = args_list[0]
-        sub = argparse.ArgumentParser(
-            prog=f"tasktrace-admin {name}", description=_DESCRIPTIONS[name]
-        )
-        run.add_arguments(sub, python=name == "run-python")
-        args = sub.parse_args(args_list[1:])
-        return (run.run_python if name == "run-python" else run.run_program)(args)
+        options = run.parse_arguments(name, args_list[1:], _DESCRIPTIONS[name])
+        return (run.run_python if name == "run-python" else run.run_program)(options)
     parser = _parser()
     if not args_list:
         parser.print_usage(sys.stderr)
