@@ -533,38 +533,44 @@ class _ContextScope:
         return None if scope is None else scope.node.txn
 
 
-class BackgroundTask(_ContextScope):
-    """Time a block as a background task: ``with BackgroundTask(app, "nightly", "Task"):``.
+class _TransactionBlock(_ContextScope):
+    """A ``with`` block timed as a transaction: the shared shape of the two kinds below."""
 
-    Follows the same nesting rules as :func:`~tasktrace.background_task`. ``name``
-    defaults to the function the block is in.
-    """
+    default_group = "Function"
 
     def __init__(
         self, application: Any = None, name: Optional[str] = None, group: Optional[str] = None
     ) -> None:
         self.app = resolve_app(application)
+        # caller_name() looks two frames up: past this __init__, to the user's code.
         self.name = str(name) if name is not None else caller_name()
-        self.group = str(group) if group is not None else "Function"
+        self.group = str(group) if group is not None else self.default_group
         self._scope = None
+
+
+class BackgroundTask(_TransactionBlock):
+    """Time a block as a background task: ``with BackgroundTask(app, "nightly", "Task"):``.
+
+    Takes ``(application=None, name=None, group=None)`` and follows the same nesting rules
+    as :func:`~tasktrace.background_task`. ``name`` defaults to the function the block is
+    in, ``group`` to ``"Function"``.
+    """
 
     def _open(self) -> Optional[_Scope]:
         return open_task_scope(self.app, self.name, self.group)
 
 
-class WebTransaction(_ContextScope):
+class WebTransaction(_TransactionBlock):
     """Time a block as a web (non-background) transaction, e.g. a request handler.
 
-    A background task started inside it turns it into a background task (SPEC 2, rule 2).
+    Takes ``(application=None, name=None, group="Uri")``. A background task started inside
+    it turns it into a background task (SPEC 2, rule 2).
     """
 
     def __init__(
         self, application: Any = None, name: Optional[str] = None, group: Optional[str] = "Uri"
     ) -> None:
-        self.app = resolve_app(application)
-        self.name = str(name) if name is not None else caller_name()
-        self.group = str(group) if group is not None else "Uri"
-        self._scope = None
+        super().__init__(application, caller_name() if name is None else name, group or "Uri")
 
     def _open(self) -> Optional[_Scope]:
         return open_web_scope(self.app, self.name, self.group)

@@ -359,20 +359,10 @@ def make_task_wrapper(
 
         return task_call
 
-    name_for = _namer(name, default_name, "name") if fixed_name is None else None
-    group_for = _namer(group, "Function", "group") if fixed_group is None else None
-
-    def names(instance: Any, args: Any, kwargs: Any) -> Tuple[str, str]:
-        n = fixed_name if name_for is None else name_for(instance, args, kwargs)
-        g = fixed_group if group_for is None else group_for(instance, args, kwargs)
-        assert n is not None and g is not None
-        return n, g
-
-    def opener_for(instance: Any, args: Any, kwargs: Any) -> Opener:
-        n, g = names(instance, args, kwargs)
-        return lambda: open_task_scope(app, n, g)
-
-    return _make_flavoured(flavour, opener_for)
+    return _make_flavoured(
+        flavour,
+        _opener_factory(name, group, default_name, lambda n, g: lambda: open_task_scope(app, n, g)),
+    )
 
 
 def make_trace_wrapper(
@@ -413,6 +403,21 @@ def make_trace_wrapper(
 
         return trace_call
 
+    return _make_flavoured(
+        flavour,
+        _opener_factory(name, group, default_name, lambda n, g: lambda: open_trace_scope(n, g)),
+    )
+
+
+def _opener_factory(
+    name: NameSpec,
+    group: NameSpec,
+    default_name: str,
+    opener: Callable[[str, str], Opener],
+) -> Callable[[Any, Any, Any], Opener]:
+    """Per call: compute the name and group (fixed or from callables), return the opener."""
+    fixed_name = _static(name, default_name)
+    fixed_group = _static(group, "Function")
     name_for = _namer(name, default_name, "name") if fixed_name is None else None
     group_for = _namer(group, "Function", "group") if fixed_group is None else None
 
@@ -420,9 +425,9 @@ def make_trace_wrapper(
         n = fixed_name if name_for is None else name_for(instance, args, kwargs)
         g = fixed_group if group_for is None else group_for(instance, args, kwargs)
         assert n is not None and g is not None
-        return lambda: open_trace_scope(n, g)
+        return opener(n, g)
 
-    return _make_flavoured(flavour, opener_for)
+    return opener_for
 
 
 def _call_in_scope(scope: Optional[_Scope], wrapped: Any, args: Any, kwargs: Any) -> Any:
