@@ -845,3 +845,14 @@ def test_parse_fuzz(data: Dict[str, Any], env: Dict[str, str]) -> None:
         assert isinstance(result, Settings)
         repr(result)
         describe(result)
+
+
+def test_cpu_time_is_off_by_default_and_set_by_file_or_variable() -> None:
+    """cpu_time defaults to false; the file and TASKTRACE_CPU_TIME turn it on, with sources."""
+    assert config.parse({}, "t.toml").cpu_time is False
+    from_file = config.parse({"cpu_time": True}, "t.toml")
+    assert from_file.cpu_time is True and from_file.sources["cpu_time"] == "t.toml"
+    from_env = config.parse({}, "t.toml", env={"TASKTRACE_CPU_TIME": "1"})
+    assert from_env.cpu_time is True and from_env.sources["cpu_time"] == "TASKTRACE_CPU_TIME"
+    with pytest.raises(ConfigurationError, match="cpu_time"):
+        config.parse({"cpu_time": "yes"}, "t.toml")

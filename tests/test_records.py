@@ -19,6 +19,7 @@ from tasktrace import (
     background_task,
     function_trace,
 )
+from tasktrace._state import STATE
 
 Records = List[TransactionRecord]
 
@@ -101,8 +102,22 @@ def test_no_error_property_is_none(records: Records) -> None:
     assert records[0].error is None
 
 
+@pytest.fixture
+def cpu_time_on() -> None:
+    """Turn on the cpu_time setting (off by default) for one test."""
+    STATE.cpu_time = True
+
+
+def test_cpu_time_is_none_by_default(records: Records) -> None:
+    """Without the cpu_time setting no CPU clock is read and cpu_time is None."""
+    with BackgroundTask(name="busy"):
+        pass
+    assert records[0].cpu_time is None
+
+
+@pytest.mark.usefixtures("cpu_time_on")
 def test_cpu_time_of_busy_loop(records: Records) -> None:
-    """A busy loop has cpu_time > 0 and not more than its duration."""
+    """With cpu_time on, a busy loop has cpu_time > 0 and not more than its duration."""
     with BackgroundTask(name="busy"):
         deadline = time.perf_counter() + 0.05
         while time.perf_counter() < deadline:
@@ -112,6 +127,7 @@ def test_cpu_time_of_busy_loop(records: Records) -> None:
     assert rec.cpu_time <= rec.duration + 0.01
 
 
+@pytest.mark.usefixtures("cpu_time_on")
 def test_cpu_time_excludes_sleep(records: Records) -> None:
     """Sleeping costs wall time but almost no CPU time."""
     with BackgroundTask(name="sleepy"):

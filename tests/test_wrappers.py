@@ -206,10 +206,10 @@ def test_bound_methods_pickle(records: Records) -> None:
 
 
 def test_bound_methods_copy_like_bound_methods(records: Records) -> None:
-    """copy keeps a bound wrapper; deepcopy binds it to a copy of the instance."""
+    """copy gives an equal bound method; deepcopy binds it to a copy of the instance."""
     job = _helpers.Job(2)
     bound = job.run
-    assert copy.copy(bound) is bound
+    assert copy.copy(bound) == bound
     deep = copy.deepcopy(bound)
     assert deep(5) == 10
     assert deep.__self__ is not job and deep.__self__ == job

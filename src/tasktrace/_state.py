@@ -42,6 +42,8 @@ class _AgentState:
         self.settings: Settings = _env_settings()
         #: Read on every instrumented call; mirrors ``settings.enabled``.
         self.enabled: bool = self.settings.enabled
+        #: Read at every transaction's start; mirrors ``settings.cpu_time``.
+        self.cpu_time: bool = self.settings.cpu_time
         self.initialized = False
         #: True in a process made by os.fork() from one where tasktrace was imported, so a
         #: recorder created there knows to deliver before os._exit (fork-per-job workers).
@@ -78,6 +80,7 @@ class _AgentState:
         with self.lock:
             self.settings = settings
             self.enabled = settings.enabled
+            self.cpu_time = settings.cpu_time
             recorder = self.recorder
         if recorder is not None:
             recorder.configure(settings)

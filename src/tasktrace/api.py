@@ -8,8 +8,9 @@ Each kind comes in the four shapes users of New Relic's agent know:
 * ``BackgroundTaskWrapper`` / ``FunctionTraceWrapper``: wrap a callable you hold;
 * ``wrap_background_task`` / ``wrap_function_trace``: patch ``module.object_path`` in place.
 
-wrapt is imported here only when something is actually wrapped, so that ``import tasktrace``
-(which the bootstrap does in every process) stays cheap.
+The wrappers module is imported only when something is actually wrapped, and wrapt only when
+a callable that is not a plain function is, so that ``import tasktrace`` (which the
+bootstrap does in every process) stays cheap.
 """
 
 from __future__ import annotations
@@ -52,13 +53,13 @@ def BackgroundTaskWrapper(
     Returns:
         A transparent proxy (``wrapped`` itself if it is already a background task).
     """
-    from tasktrace.wrappers import TASK, TaskTraceWrapper, is_wrapped, make_task_wrapper
+    from tasktrace.wrappers import TASK, build_wrapper, is_wrapped, make_task_wrapper
 
     if is_wrapped(wrapped, TASK):
         return wrapped
     app = resolve_app(application)
     wrapper = make_task_wrapper(wrapped, app, name, group, callable_name(wrapped))
-    return cast(F, TaskTraceWrapper(wrapped, wrapper, TASK))
+    return cast(F, build_wrapper(wrapped, TASK, wrapper))
 
 
 def background_task(
@@ -87,12 +88,12 @@ def FunctionTraceWrapper(wrapped: F, name: NameSpec = None, group: NameSpec = No
     Outside a transaction the call goes straight through. ``name``/``group`` as for
     :func:`BackgroundTaskWrapper`.
     """
-    from tasktrace.wrappers import TRACE, TaskTraceWrapper, is_wrapped, make_trace_wrapper
+    from tasktrace.wrappers import TRACE, build_wrapper, is_wrapped, make_trace_wrapper
 
     if is_wrapped(wrapped, TRACE):
         return wrapped
     wrapper = make_trace_wrapper(wrapped, name, group, callable_name(wrapped))
-    return cast(F, TaskTraceWrapper(wrapped, wrapper, TRACE))
+    return cast(F, build_wrapper(wrapped, TRACE, wrapper))
 
 
 def function_trace(name: NameSpec = None, group: NameSpec = None) -> Callable[[F], F]:

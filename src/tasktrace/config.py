@@ -133,6 +133,9 @@ class Settings:
     buffer_size: int = 10_000
     #: Most function traces kept per transaction; further ones are counted, not kept.
     max_segments: int = 1_000
+    #: Measure each transaction's thread CPU time (``TransactionRecord.cpu_time``; None
+    #: when off). Off by default: the thread CPU clock is a system call, two per task.
+    cpu_time: bool = False
     reporter: ReporterSettings = dataclasses.field(default_factory=ReporterSettings)
     background_tasks: Tuple[TargetSettings, ...] = ()
     function_traces: Tuple[TargetSettings, ...] = ()
@@ -447,6 +450,7 @@ _TOP_FIELDS: Dict[str, _Field] = {
         _seconds_field("shutdown_timeout", "2.5"),
         _Field("buffer_size", "buffer_size", "an integer", "10000", _int_checker(1), _parse_int),
         _Field("max_segments", "max_segments", "an integer", "1000", _int_checker(0), _parse_int),
+        _Field("cpu_time", "cpu_time", "a boolean", "true", _check_bool, _vars.parse_bool),
     )
 }
 
@@ -511,6 +515,7 @@ _VARIABLES: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
     ((_vars.TASKTRACE_LOG,), "log_file", "stderr"),
     ((_vars.TASKTRACE_HARVEST_INTERVAL,), "harvest_interval", "5"),
     ((_vars.TASKTRACE_SHUTDOWN_TIMEOUT,), "shutdown_timeout", "2.5"),
+    ((_vars.TASKTRACE_CPU_TIME,), "cpu_time", "true"),
     ((_vars.TASKTRACE_REPORTER,), "reporter.type", "sqlite,otlp"),
     ((_vars.TASKTRACE_DB,), "reporter.path", "/var/lib/tasktrace.db"),
     (
@@ -1288,6 +1293,9 @@ shutdown_timeout = 2.5
 # counted beyond it), and the most function traces kept per transaction.
 # buffer_size = 10000
 # max_segments = 1000
+
+# Record each task's thread CPU time (two system calls per task).     (TASKTRACE_CPU_TIME)
+# cpu_time = false
 
 [reporter]
 # "sqlite" (default), "otlp", "console", "jsonl", a plugin name, or a list of them,

@@ -64,8 +64,9 @@ class TransactionRecord(NamedTuple):
     duration: float
     #: ``duration`` minus the durations of the direct child segments.
     exclusive: float
-    #: CPU seconds spent by the thread that ran the transaction, between start and end.
-    cpu_time: float
+    #: CPU seconds spent by the thread that ran the transaction, between start and end;
+    #: None unless the ``cpu_time`` setting is on.
+    cpu_time: Optional[float]
     pid: int
     thread_id: int
     #: Every error recorded, in order; the one that ended the transaction is last.

@@ -107,7 +107,7 @@ CREATE TABLE IF NOT EXISTS transactions (
     start         REAL    NOT NULL,  -- epoch seconds
     duration      REAL    NOT NULL,  -- seconds
     exclusive     REAL    NOT NULL,
-    cpu_time      REAL    NOT NULL,
+    cpu_time      REAL,
     pid           INTEGER NOT NULL,
     thread_id     INTEGER NOT NULL,
     trace_id      TEXT    NOT NULL,  -- 32 hex digits

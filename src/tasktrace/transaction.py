@@ -39,6 +39,9 @@ _log = get_logger()
 MAX_ATTRIBUTES = 128
 MAX_ATTRIBUTE_KEY_LENGTH = 255
 MAX_ATTRIBUTE_VALUE_LENGTH = 255
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Integers up to this many bits have at most 254 decimal characters (sign included).
+_MAX_TEXT_INT_BITS = 840
 #: Most characters of a formatted traceback kept per error.
 MAX_TRACEBACK_LENGTH = 32_768
 
@@ -143,7 +146,7 @@ class Transaction:
         self.span_id = getrandbits(64) or 1
         self.thread_id = _get_ident()
         self.start = _time()
-        self._cpu0 = _thread_time()
+        self._cpu0 = _thread_time() if STATE.cpu_time else -1.0
         self._t0 = _perf_counter()
 
     def __repr__(self) -> str:
@@ -180,14 +183,36 @@ class Transaction:
         if not isinstance(key, str) or not key or len(key) > MAX_ATTRIBUTE_KEY_LENGTH:
             _log.debug("custom attribute ignored: key must be a str of 1-255 characters")
             return False
+        if type(key) is not str:
+            # Subclasses of str, int and float are stored as the plain value: their own
+            # __str__/__hash__ run later, in a reporter, and may raise or lie there.
+            key = str.__str__(key)
+        value_type = type(value)
         if isinstance(value, str):
+            if value_type is not str:
+                value = str.__str__(value)
             if len(value) > MAX_ATTRIBUTE_VALUE_LENGTH:
                 value = value[:MAX_ATTRIBUTE_VALUE_LENGTH]
-        elif not isinstance(value, (bool, int, float)):
+        elif value_type is bool:
+            pass
+        elif isinstance(value, int):
+            value = int.__index__(value)
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                # Beyond a 64-bit integer (what OTLP and SQLite hold): kept as its decimal
+                # text when that fits the string limit; a longer one cannot even be
+                # converted cheaply (and would fail every reporter's encoding), so it goes.
+                if value.bit_length() > _MAX_TEXT_INT_BITS:
+                    _log.debug("custom attribute %r ignored: integer too large", key[:64])
+                    return False
+                value = str(value)
+        elif isinstance(value, float):
+            if value_type is not float:
+                value = float.__float__(value)
+        else:
             _log.debug(
                 "custom attribute %r ignored: value of type %s is not str, int, float or bool",
                 key[:64],
-                type(value).__name__,
+                value_type.__name__,
             )
             return False
         attrs = self.attributes
@@ -239,7 +264,8 @@ class Transaction:
         Never raises: a failure here is tasktrace's own and must not reach user code.
         """
         t1 = _perf_counter()
-        cpu = _thread_time() - self._cpu0
+        cpu0 = self._cpu0
+        cpu = None if cpu0 < 0.0 else max(_thread_time() - cpu0, 0.0)
         if self.finished:
             return
         self.finished = True
@@ -272,9 +298,9 @@ class Transaction:
                         self.start,
                         duration,
                         exclusive,
-                        # A generator stepped from several threads can see the clock of
-                        # another thread; never report negative CPU time.
-                        cpu if cpu > 0.0 else 0.0,
+                        # (Clamped at zero: a generator stepped from several threads
+                        # reads the clock of another thread at its end.)
+                        cpu,
                         _PID,
                         self.thread_id,
                         tuple(errors) if errors else (),

@@ -1,26 +1,28 @@
-"""The wrapt-based proxies that turn a callable into a background task or a function trace.
+"""The wrappers that turn a callable into a background task or a function trace.
 
 Everything that can be decided once is decided here, at wrap time: the default name, the
 application, and whether the target is a plain function, a coroutine function, a generator
 function or an async generator function. Each case gets its own small wrapper function, so
 a call does a few attribute reads, creates the transaction and calls through.
 
-The proxies are ``wrapt.FunctionWrapper`` subclasses, which keeps ``__name__``, ``__doc__``,
-``__wrapped__``, the signature and descriptor binding intact; they add pickling by reference
-(wrapt's proxies refuse to pickle), so ``multiprocessing`` with ``spawn`` can send them.
+A plain Python function (also inside a classmethod or staticmethod) is wrapped by another
+plain function of the same kind (sync, ``async def``, generator or async generator) that
+carries its ``__name__``, ``__qualname__``, ``__module__``, ``__doc__``, ``__wrapped__`` and
+``__signature__``: it binds as a method like any function, pickles by reference like any
+function, and costs about a quarter of a ``wrapt.FunctionWrapper`` call. Other callables
+are wrapped by ``wrapt.FunctionWrapper`` subclasses (:mod:`tasktrace._wrapt_proxies`),
+imported only when needed.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-import importlib
 import inspect
+import sys
 import time
+import types
 from collections.abc import AsyncGenerator, Coroutine, Generator
-from typing import Any, Callable, Dict, Optional, Tuple, Union
-
-import wrapt
+from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple, Union
 
 from tasktrace._logging import get_logger
 from tasktrace._state import STATE
@@ -44,84 +46,20 @@ TASK = "background_task"
 TRACE = "function_trace"
 
 
-def _resolve_reference(module: str, qualname: str) -> Any:
-    """Find ``module.qualname`` again when unpickling a wrapped function."""
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _reference(obj: Any) -> Tuple[Any, Tuple[str, str]]:
-    module = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", None)
-    if not module or not qualname or "<locals>" in qualname or "<lambda>" in qualname:
-        raise TypeError(f"cannot pickle {obj!r}: only module-level functions and methods can")
-    return _resolve_reference, (module, qualname)
-
-
-class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
-    """A tasktrace wrapper bound to an instance or class; pickles like a bound method."""
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        instance = self._self_instance
-        if instance is None:
-            return _reference(self)
-        return getattr, (instance, self.__name__)
-
-    def __reduce__(self) -> Any:
-        return self.__reduce_ex__(2)
-
-    def __copy__(self) -> Any:
-        # wrapt's proxies refuse to be copied; a bound method copies as itself.
-        return self
-
-    def __deepcopy__(self, memo: Dict[int, Any]) -> Any:
-        # Like a bound method: a deep copy binds the same function to a copy of the instance.
-        instance = self._self_instance
-        if instance is None or isinstance(instance, type):
-            return self
-        return getattr(copy.deepcopy(instance, memo), self.__name__)
-
-
-class TaskTraceWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
-    """The proxy tasktrace puts around a function; ``kind`` says what it records."""
-
-    __bound_function_wrapper__ = _BoundWrapper
-
-    def __init__(self, wrapped: Any, wrapper: Any, kind: str) -> None:
-        super().__init__(wrapped, wrapper)
-        self._self_tasktrace_kind = kind
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return _reference(self)
-
-    def __reduce__(self) -> Any:
-        return self.__reduce_ex__(2)
-
-    def __copy__(self) -> Any:
-        # wrapt's proxies refuse to be copied; a function (shallow or deep) copies as itself,
-        # and so must its wrapper, or copying any object that holds one would fail.
-        return self
-
-    def __deepcopy__(self, memo: Dict[int, Any]) -> Any:
-        return self
-
-
 def is_wrapped(obj: Any, kind: str) -> bool:
     """Whether ``obj`` is already wrapped by tasktrace as ``kind`` (at any depth)."""
-    seen = 0
-    while seen < 32:  # bounded: a proxy chain is never this deep in practice
-        seen += 1
-        if isinstance(obj, TaskTraceWrapper):
-            if obj._self_tasktrace_kind == kind:
-                return True
-            obj = obj.__wrapped__
-        elif isinstance(obj, (classmethod, staticmethod)):
-            obj = obj.__func__
-        else:
-            return False
-    return False
+    if isinstance(obj, (classmethod, staticmethod)):
+        obj = obj.__func__
+    try:
+        return kind in getattr(obj, "__tasktrace_kinds__", ())
+    except Exception:  # an exotic object whose attribute lookup fails: not ours
+        return False
+
+
+def _is_wrapt_proxy(obj: Any) -> bool:
+    """Whether ``obj`` is a wrapt proxy (without importing wrapt if nothing has)."""
+    wrapt = sys.modules.get("wrapt")
+    return wrapt is not None and isinstance(obj, wrapt.ObjectProxy)
 
 
 def callable_name(obj: Any) -> str:
@@ -136,7 +74,7 @@ def callable_name(obj: Any) -> str:
             obj = obj.func
         elif isinstance(obj, (classmethod, staticmethod)):
             obj = obj.__func__
-        elif isinstance(obj, wrapt.ObjectProxy):
+        elif _is_wrapt_proxy(obj):
             obj = obj.__wrapped__
         else:
             break
@@ -164,7 +102,7 @@ def _flavour(wrapped: Any) -> str:
             func = func.__func__
         elif isinstance(func, functools.partial):
             func = func.func
-        elif isinstance(func, TaskTraceWrapper):
+        elif _is_wrapt_proxy(func) or hasattr(func, "__tasktrace_kinds__"):
             func = func.__wrapped__
         else:
             break
@@ -473,3 +411,82 @@ def _make_flavoured(flavour: str, opener_for: Callable[[Any, Any, Any], Opener])
         return _call_in_scope(opener(), wrapped, args, kwargs)
 
     return sync_call
+
+
+# -- the wrapper objects -----------------------------------------------------------------
+
+
+def build_wrapper(wrapped: Any, kind: str, call: WrapperFunction) -> Any:
+    """Wrap ``wrapped`` so that each call goes through ``call(wrapped, instance, args, kwargs)``.
+
+    Returns a function for plain functions (a classmethod/staticmethod of one for those),
+    else a wrapt proxy.
+    """
+    if isinstance(wrapped, (classmethod, staticmethod)) and isinstance(
+        wrapped.__func__, types.FunctionType
+    ):
+        return type(wrapped)(_function_wrapper(wrapped.__func__, kind, call))
+    if isinstance(wrapped, types.FunctionType):
+        return _function_wrapper(wrapped, kind, call)
+    from tasktrace._wrapt_proxies import TaskTraceWrapper
+
+    return TaskTraceWrapper(wrapped, call, kind)
+
+
+def _function_wrapper(func: Callable[..., Any], kind: str, call: WrapperFunction) -> Any:
+    """A plain function of the same kind as ``func`` that calls ``call``.
+
+    The instance of a method is simply the first positional argument, as for ``func``.
+    """
+    flavour = _flavour(func)
+    wrapper: Callable[..., Any]
+    if flavour == "coroutine":
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return await call(func, None, args, kwargs)
+
+    elif flavour == "generator":
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return (yield from call(func, None, args, kwargs))
+
+    elif flavour == "asyncgen":
+
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # An async generator cannot delegate with "yield from": forward each step.
+            agen = call(func, None, args, kwargs)
+            to_send: Any = None
+            to_throw: Optional[BaseException] = None
+            while True:
+                try:
+                    if to_throw is None:
+                        item = await agen.asend(to_send)
+                    else:
+                        exc, to_throw = to_throw, None
+                        item = await agen.athrow(exc)
+                except StopAsyncIteration:
+                    return
+                try:
+                    to_send = yield item
+                except GeneratorExit:
+                    await agen.aclose()
+                    raise
+                except BaseException as exc:
+                    to_throw = exc
+
+    else:
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return call(func, None, args, kwargs)
+
+    functools.update_wrapper(wrapper, func)
+    inner: FrozenSet[str] = getattr(func, "__tasktrace_kinds__", frozenset())
+    marked: Any = wrapper
+    marked.__tasktrace_kinds__ = inner | {kind}
+    try:
+        # inspect.signature() follows __wrapped__ anyway; getfullargspec() (which some
+        # frameworks still use to check arguments) only looks at __signature__.
+        marked.__signature__ = inspect.signature(func)
+    except (TypeError, ValueError):
+        pass
+    return wrapper

@@ -28,6 +28,7 @@ import os
 import random
 import socket
 import ssl
+import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -83,8 +84,19 @@ _RESERVED_ATTRIBUTES = frozenset(
 
 
 def traces_url(endpoint: str) -> str:
-    """``endpoint`` with ``/v1/traces`` appended, unless it already ends with it."""
+    """``endpoint`` with ``/v1/traces`` appended to its path, unless it already ends with
+    it; a query string (``?token=...``, which some vendors use for keys) is kept after it.
+    """
     base = endpoint.strip()
+    try:
+        parts = urlsplit(base)
+    except ValueError:
+        parts = None
+    if parts is not None and (parts.query or parts.fragment):
+        path = parts.path.rstrip("/")
+        if not path.endswith("/v1/traces"):
+            path += "/v1/traces"
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
     if base.rstrip("/").endswith("/v1/traces"):
         return base.rstrip("/")
     return base.rstrip("/") + "/v1/traces"
@@ -146,9 +158,10 @@ def _spans(record: TransactionRecord, getrandbits: Callable[[int], int]) -> List
         _kv("tasktrace.group", record.group),
         _kv("tasktrace.background", record.background),
         _kv("thread.id", record.thread_id),
-        _kv("tasktrace.cpu_time", float(record.cpu_time)),
         _kv("tasktrace.exclusive_time", float(record.exclusive)),
     ]
+    if record.cpu_time is not None:
+        attributes.append(_kv("tasktrace.cpu_time", float(record.cpu_time)))
     namespace, sep, function = record.name.partition(":")
     if sep and namespace and function:
         attributes.append(_kv("code.namespace", namespace))
@@ -311,6 +324,7 @@ class OtlpReporter:
         if endpoint is None:
             endpoint = reporter.endpoint if reporter is not None else "http://127.0.0.1:4318"
         self.url = traces_url(endpoint)
+        _warn_if_unencrypted(self.url)
         self._headers: Dict[str, str] = dict(
             headers if headers is not None else (reporter.headers if reporter else {})
         )
@@ -396,9 +410,7 @@ class OtlpReporter:
         pid = batch.pid or None
         span_count = sum(1 + len(r.segments) for r in records)
         try:
-            body = json.dumps(
-                build_request(records, pid=pid), separators=(",", ":"), allow_nan=False
-            ).encode("utf-8")
+            body = _encode(build_request(records, pid=pid))
         except (TypeError, ValueError) as exc:
             return ExportResult(False, dropped=len(records), message=f"cannot encode: {exc}")
         headers = dict(self._headers)
@@ -472,6 +484,8 @@ class OtlpReporter:
         """POST once; returns status, at most MAX_RESPONSE_BYTES of body, Retry-After."""
         import httpx
 
+        _silence_own_requests()
+        _exporting.active = True
         try:
             client = self._get_client()
             with client.stream(
@@ -496,6 +510,8 @@ class OtlpReporter:
             raise _Fatal(_describe(exc)) from None
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise _Fatal(_describe(exc)) from None
+        finally:
+            _exporting.active = False
 
     def force_flush(self, timeout: Optional[float] = None) -> bool:
         """Nothing is held between exports."""
@@ -512,6 +528,91 @@ class OtlpReporter:
                 pass
 
 
+_plaintext_warned = False
+
+
+def _warn_if_unencrypted(url: str) -> None:
+    """Warn (once per process) when spans would go over plain http:// to another host.
+
+    Loopback (``127.0.0.0/8``, ``::1``, ``localhost``) is the usual local collector or
+    agent and is not warned about; neither is ``https://``.
+    """
+    global _plaintext_warned
+    if _plaintext_warned:
+        return
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return  # the request will fail and say why
+    if parts.scheme.lower() != "http" or _is_loopback(host):
+        return
+    _plaintext_warned = True
+    from tasktrace._logging import get_logger
+
+    get_logger("tasktrace.otlp").warning(
+        "tasktrace: otlp: the endpoint %s is plain http:// to another host: spans and "
+        "headers (API keys) go unencrypted over the network; use https:// unless the "
+        "network is trusted",
+        redact_url(url),
+    )
+
+
+def _is_loopback(host: Optional[str]) -> bool:
+    if not host:
+        return True  # no host to send to: nothing leaves this machine
+    host = host.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False  # a name: it may resolve anywhere
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return address.is_loopback or address.is_unspecified
+
+
+#: Set while this thread sends an export (see :func:`_silence_own_requests`).
+_exporting = threading.local()
+#: The loggers of httpx and httpcore (1.x) that log each request.
+_HTTP_LOGGERS = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+_silenced = False
+
+
+def _not_our_request(record: object) -> bool:
+    return not getattr(_exporting, "active", False)
+
+
+def _silence_own_requests() -> None:
+    """Keep our own requests out of httpx's and httpcore's logs, once per process.
+
+    httpx logs every request's full URL at INFO -- with the endpoint's password and
+    ``?token=`` -- to the root logger, which a program that configures logging at INFO
+    or DEBUG prints. A filter on those loggers drops the records made while this thread
+    exports (the exporter's own HTTP calls are never traced, nor logged); the program's
+    own httpx requests are logged as before.
+    """
+    global _silenced
+    if _silenced:
+        return
+    _silenced = True
+    import logging
+
+    for name in _HTTP_LOGGERS:
+        logging.getLogger(name).addFilter(_not_our_request)
+
+
 class _Retryable(Exception):
     """A connection error or timeout: retry if time allows."""
 
@@ -525,6 +626,23 @@ def _describe(exc: BaseException) -> str:
     text = str(exc)
     words = [redact_url(word) if "://" in word else word for word in text.split()]
     return f"{type(exc).__name__}: {' '.join(words)}" if words else type(exc).__name__
+
+
+def _encode(request: Dict[str, Any]) -> bytes:
+    """``request`` as UTF-8 JSON; lone surrogates become U+FFFD.
+
+    Python strings may hold lone surrogates (``surrogateescape`` text from file names,
+    ``sys.argv`` or the environment, often inside an exception message). They are not
+    valid UTF-8, nor valid as ``\\u`` escapes in JSON, and a strict collector rejects the
+    whole request for one of them; so they are replaced (OTLP strings must be UTF-8).
+    """
+    text = json.dumps(request, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Through UTF-16: a surrogate pair becomes its character, a lone one one U+FFFD.
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return text.encode("utf-8")
 
 
 def _decode(raw: bytes, headers: Mapping[str, str]) -> bytes:
