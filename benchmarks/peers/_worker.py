@@ -134,9 +134,18 @@ class TaskTracePeer(Peer):
 
     name = "tasktrace"
 
-    def __init__(self) -> None:
+    def __init__(self, buffer_size: Optional[int] = None) -> None:
         import tasktrace
         from tasktrace._state import STATE
+
+        if buffer_size is not None:
+            # The "every row stored" variant: a buffer that holds the whole run, so no
+            # record is evicted and every one is written to SQLite by the timed flush.
+            self.name = "tasktrace-lossless"
+            config = os.path.join(os.path.dirname(os.environ["TASKTRACE_DB"]), "lossless.toml")
+            with open(config, "w") as fh:
+                fh.write(f'app_name = "bench"\nbuffer_size = {buffer_size}\n')
+            tasktrace.initialize(config_file=config)
 
         self._tt = tasktrace
         self._state = STATE
@@ -437,9 +446,11 @@ def _dist(name: str) -> str:
     return version(name)
 
 
-def make_peer(name: str, nr_config: str) -> Peer:
+def make_peer(name: str, nr_config: str, tasks: int = 0) -> Peer:
     if name == "tasktrace":
         return TaskTracePeer()
+    if name == "tasktrace-lossless":
+        return TaskTracePeer(buffer_size=tasks + 10_000)
     if name == "newrelic":
         return NewRelicPeer(nr_config)
     if name == "opentelemetry":
@@ -600,7 +611,7 @@ def _calibration_calls(v: Variant) -> int:
 
 
 def throughput(args: argparse.Namespace) -> Dict[str, Any]:
-    peer = make_peer(args.peer, args.nr_config)
+    peer = make_peer(args.peer, args.nr_config, args.tasks)
     task = peer.task
     warm = 2000
     for i in range(warm):

@@ -52,8 +52,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "_worker.py")
 PEERS = ("tasktrace", "newrelic", "opentelemetry", "ddtrace")
+#: Throughput adds tasktrace with a buffer that holds the whole run: its default 10,000-record
+#: buffer evicts rows (counted, kept in the exact metrics) when the harvest thread cannot
+#: keep up, so only this variant shows the rate at which every task's row is written.
+THROUGHPUT_PEERS = ("tasktrace", "tasktrace-lossless", "newrelic", "opentelemetry", "ddtrace")
 PEER_TITLES = {
     "tasktrace": "tasktrace",
+    "tasktrace-lossless": "tasktrace, every row stored",
     "newrelic": "New Relic",
     "opentelemetry": "OpenTelemetry SDK",
     "ddtrace": "ddtrace",
@@ -77,6 +82,9 @@ TARGET_TASK_VS_OTEL = 0.15
 TARGET_TASK_VS_NEWRELIC = 0.03
 TARGET_STARTUP_VS_FASTEST = 0.15
 TARGET_THROUGHPUT_VS_FASTEST = 3.0
+#: The largest share of tasks an agent may have dropped in a throughput run for its figure
+#: to count as recorded (the drop is printed with it).
+MAX_LOSS = 0.01
 
 NEWRELIC_INI = """\
 # New Relic in developer mode: a fake collector inside the agent, no network.
@@ -405,17 +413,19 @@ def run_throughput(setup: Setup, args: argparse.Namespace) -> Dict[str, Any]:
         f"throughput: {args.tasks:,} tasks per run, {args.throughput_repeats} runs per agent, "
         "interleaved, a fresh process each"
     )
-    runs: Dict[str, List[Dict[str, Any]]] = {p: [] for p in PEERS}
+    runs: Dict[str, List[Dict[str, Any]]] = {p: [] for p in THROUGHPUT_PEERS}
     for repeat in range(args.throughput_repeats):
-        for peer in PEERS:
-            db = os.path.join(setup.tmp, f"throughput-{repeat}.db")
+        for peer in THROUGHPUT_PEERS:
+            db = os.path.join(setup.tmp, f"throughput-{peer}-{repeat}.db")
+            agent = "tasktrace" if peer.startswith("tasktrace") else peer
             result = setup.worker(
                 "throughput",
                 ["--peer", peer, "--tasks", str(args.tasks)],
-                setup.env(peer, db=db),
+                setup.env(agent, db=db),
                 f"throughput-{peer}-{repeat}",
             )
-            log(f"  {peer}: {result['rate']:,.0f} tasks/s, delivered {result['delivered']:,}")
+            rows = f", rows stored {result['rows']:,}" if "rows" in result else ""
+            log(f"  {peer}: {result['rate']:,.0f} tasks/s, delivered {result['delivered']:,}{rows}")
             runs[peer].append(result)
     log(f"memory: RSS growth over {args.rss_tasks:,} tasks, one run per agent")
     rss: Dict[str, Dict[str, Any]] = {}
@@ -568,11 +578,20 @@ def analyse(data: Dict[str, Any]) -> Dict[str, Any]:
 
     thr = data["throughput"]
     t: Dict[str, Dict[str, Any]] = {}
-    for peer in PEERS:
+    for peer in THROUGHPUT_PEERS:
         runs = thr["runs"][peer]
-        ok_runs = [r for r in runs if r["delivered"] == r["tasks"]]
-        rss = thr["rss"][peer]
-        rss_ok = rss["delivered"] == rss["tasks"]
+        # Recording is confirmed when the agent delivered the tasks: all of them, or all but
+        # at most MAX_LOSS of them (OpenTelemetry's BatchSpanProcessor drops spans when its
+        # queue is full; the loss is shown next to the figure). The lossless tasktrace
+        # variant must also have every task's row in the file.
+        ok_runs = [
+            r
+            for r in runs
+            if r["tasks"] >= r["delivered"] >= r["tasks"] * (1 - MAX_LOSS)
+            and (peer != "tasktrace-lossless" or r.get("rows") == r["tasks"])
+        ]
+        rss = thr["rss"].get(peer) or {"delivered": 0, "tasks": 0, "rss_growth": None, "rate": 0}
+        rss_ok = rss["delivered"] == rss["tasks"] > 0
         t[peer] = {
             "rate": statistics.median(r["rate"] for r in ok_runs)
             if len(ok_runs) == len(runs)
@@ -581,11 +600,13 @@ def analyse(data: Dict[str, Any]) -> Dict[str, Any]:
             "delivered": [r["delivered"] for r in runs],
             "why": None
             if len(ok_runs) == len(runs)
-            else f"delivered {[r['delivered'] for r in runs]} of {runs[0]['tasks']} per run",
+            else f"delivered {[r['delivered'] for r in runs]} (rows {[r.get('rows') for r in runs]}) "
+            f"of {runs[0]['tasks']} per run",
             "rss_growth": rss["rss_growth"] if rss_ok else None,
             "rss_rate": rss["rate"],
             "rss_why": None if rss_ok else f"delivered {rss['delivered']} of {rss['tasks']}",
             "rows": [r.get("rows") for r in runs],
+            "rss_rows": rss.get("rows"),
         }
 
     targets = []
@@ -623,11 +644,13 @@ def analyse(data: Dict[str, Any]) -> Dict[str, Any]:
     )
     peers_t = {p: t[p]["rate"] for p in PEERS[1:] if t[p]["rate"] is not None}
     fastest_t = max(peers_t, key=lambda p: peers_t[p]) if peers_t else None
-    tt_t = t["tasktrace"]["rate"]
+    # The target is judged on the rate at which every task's row is written: the default
+    # figure is reached partly by evicting rows, which the peers did not do here.
+    tt_t = t["tasktrace-lossless"]["rate"]
     ratio = tt_t / peers_t[fastest_t] if fastest_t and tt_t is not None else None
     targets.append(
         {
-            "what": f"throughput: tasktrace >= {TARGET_THROUGHPUT_VS_FASTEST} x the fastest peer "
+            "what": f"throughput, every row stored: tasktrace >= {TARGET_THROUGHPUT_VS_FASTEST} x the fastest peer "
             f"({PEER_TITLES[fastest_t] if fastest_t else 'none'})",
             "ratio": ratio,
             "limit": f">= {TARGET_THROUGHPUT_VS_FASTEST}",
@@ -657,6 +680,11 @@ def render(data: Dict[str, Any], a: Dict[str, Any]) -> str:
         f"Produced by `{env['command']}` (from the repository root) on {env['date']}, in "
         f"{env['elapsed_s'] / 60:.1f} minutes. Raw samples: `results.json` (not committed)."
     )
+    if env.get("rendered_by"):
+        w("")
+        w(
+            f"(This report was re-rendered from that run's `results.json` by `{env['rendered_by']}`.)"
+        )
     w("")
     m = env["machine"]
     w(
@@ -774,26 +802,46 @@ def render(data: Dict[str, Any], a: Dict[str, Any]) -> str:
     )
     w("")
     w(
-        "| agent | tasks/s | tasktrace / this | RSS growth after "
-        f"{thr['rss_tasks']:,} tasks | tasks/s in that run |"
+        "| agent | tasks/s | tasktrace (every row stored) / this | rows stored per run | "
+        f"RSS growth after {thr['rss_tasks']:,} tasks | tasks/s in that run |"
     )
-    w("|---|---:|---:|---:|---:|")
-    for p in PEERS:
+    w("|---|---:|---:|---|---:|---:|")
+    mine = t["tasktrace-lossless"]["rate"]
+    for p in THROUGHPUT_PEERS:
         rate = t[p]["rate"]
         if rate is None:
             notes.append(f"throughput, {PEER_TITLES[p]}: {t[p]['why']}")
-        if t[p]["rss_growth"] is None:
+        has_rss = p in thr["rss"]
+        if has_rss and t[p]["rss_growth"] is None:
             notes.append(f"memory, {PEER_TITLES[p]}: {t[p]['rss_why']}")
-        ratio = "" if p == "tasktrace" else _ratio(t["tasktrace"]["rate"], rate)
-        rss = (
-            "not shown¹" if t[p]["rss_growth"] is None else f"{t[p]['rss_growth'] / 2**20:.1f} MiB"
-        )
+        ratio = "" if p.startswith("tasktrace") else _ratio(mine, rate)
+        if p.startswith("tasktrace"):
+            rows = ", ".join(f"{r:,}" for r in t[p]["rows"]) + f" of {thr['tasks']:,}"
+        elif all(d == thr["tasks"] for d in t[p]["delivered"]):
+            rows = "every task delivered"
+        else:
+            rows = "delivered " + ", ".join(f"{d:,}" for d in t[p]["delivered"])
+        if not has_rss:
+            rss, rss_rate = "(not measured)", ""
+        elif t[p]["rss_growth"] is None:
+            rss, rss_rate = "not shown¹", ""
+        else:
+            rss = f"{t[p]['rss_growth'] / 2**20:.1f} MiB"
+            if t[p].get("rss_rows") is not None:
+                rss += f" ({t[p]['rss_rows']:,} rows stored)"
+            rss_rate = f"{t[p]['rss_rate']:,.0f}"
         w(
             f"| {PEER_TITLES[p]} | {'not shown¹' if rate is None else f'{rate:,.0f}'} | {ratio} | "
-            f"{rss} | {t[p]['rss_rate']:,.0f} |"
+            f"{rows} | {rss} | {rss_rate} |"
         )
     w("")
     w(
+        "tasktrace counts every task in its exact metrics either way; with its default "
+        "10,000-record buffer, rows the harvest thread cannot write in time are evicted (counted "
+        "in its `drops` table), so the default figure is partly bought by storing fewer rows. "
+        "'Every row stored' sets `buffer_size` above the run's task count (via "
+        "`tasktrace.initialize()` and a config file), so the timed final flush writes every row; "
+        "the throughput target is judged on that figure. "
         "The timed region runs from the first call to the end of delivery: tasktrace "
         "`tasktrace.flush()` (rows written to SQLite), OpenTelemetry `force_flush()`, New Relic "
         "a default and a flexible harvest to its developer-mode collector. ddtrace encodes each "
@@ -867,6 +915,9 @@ def parse(argv: List[str]) -> argparse.Namespace:
         "--no-netns", action="store_true", help="do not unshare the network namespace"
     )
     parser.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--render", metavar="RESULTS_JSON", help="only rewrite the report from a results.json"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {
@@ -885,6 +936,17 @@ def parse(argv: List[str]) -> argparse.Namespace:
 
 def main(argv: List[str]) -> int:
     args = parse(argv)
+    if args.render:
+        with open(args.render) as fh:
+            data = json.load(fh)["data"]
+        data["env"]["rendered_by"] = shlex.join(
+            ["python", os.path.relpath(os.path.abspath(__file__), REPO), *argv]
+        )
+        analysis = analyse(data)
+        with open(args.output, "w") as fh:
+            fh.write(render(data, analysis))
+        log(f"wrote {args.output} from {args.render}")
+        return 0
     command = os.environ.get("PEERS_BENCH_COMMAND") or shlex.join(
         ["python", os.path.relpath(os.path.abspath(__file__), REPO), *argv]
     )
