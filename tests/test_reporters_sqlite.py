@@ -130,3 +130,41 @@ def test_connection_is_reopened_after_fork(tmp_path: Path) -> None:
     assert reporter._conn is parent_conn
     assert _count(path, "transactions") == 2
     reporter.shutdown(1.0)
+
+
+def _named(name: str, n: int, error_every: int = 0) -> list[TransactionRecord]:
+    from tasktrace.records import ErrorRecord
+
+    base = _batch(n).records
+    error = (ErrorRecord("builtins:ValueError", "bad", "", 0.0),)
+    return [
+        r._replace(name=name, errors=error if error_every and i % error_every == 0 else ())
+        for i, r in enumerate(base)
+    ]
+
+
+def test_sample_rows_keeps_errors_and_bounds_each_name() -> None:
+    """Per name: every errored record, then at most the limit of the others; order kept."""
+    from tasktrace.reporters.sqlite import sample_rows
+
+    busy = _named("busy", 500, error_every=50)  # 10 errors
+    quiet = _named("quiet", 5)
+    records = tuple(busy + quiet)
+    kept = sample_rows(records, 20)
+    busy_kept = [r for r in kept if r.name == "busy"]
+    assert sum(1 for r in busy_kept if r.errors) == 10
+    assert sum(1 for r in busy_kept if not r.errors) == 20
+    assert [r for r in kept if r.name == "quiet"] == quiet
+    assert list(kept) == [r for r in records if r in kept]  # original order
+    assert sample_rows(tuple(quiet), 20) == tuple(quiet)  # under the limit: unchanged
+
+
+def test_sampled_rows_keep_exact_metrics(tmp_path: Path) -> None:
+    """With a row limit the metrics table still counts every call."""
+    path = str(tmp_path / "s.db")
+    reporter = SqliteReporter(path=path, max_rows_per_name=7)
+    assert reporter.export(_batch(100)).success
+    reporter.shutdown(1.0)
+    assert _count(path, "transactions") == 7
+    (row,) = store.report_rows(path)
+    assert row["calls"] == 100

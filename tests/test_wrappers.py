@@ -239,7 +239,8 @@ def test_spawn_pool_runs_decorated_function(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("TASKTRACE_REPORTER", "memory")
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
-        result = pool.map(_helpers.double_in_task, [1, 2])
+        # A bounded wait: a Pool whose worker dies loses its task and would wait forever.
+        result = pool.map_async(_helpers.double_in_task, [1, 2]).get(timeout=120)
     assert result == [(2, "_helpers:double_in_task"), (4, "_helpers:double_in_task")]
 
 

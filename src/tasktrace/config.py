@@ -80,6 +80,9 @@ class ReporterSettings:
     ca_bundle: Optional[str] = None
     #: ``"gzip"`` or ``"none"``.
     compression: str = "gzip"
+    #: SQLite: most rows stored per task name and harvest (errors always, then a random
+    #: sample); counts, errors and totals stay exact in the metrics table. 0: no limit.
+    max_rows_per_name: int = 1_000
 
     def __repr__(self) -> str:
         return (
@@ -492,6 +495,14 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
             '"gzip"',
             _choice_checker(COMPRESSIONS),
             _identity,
+        ),
+        _Field(
+            "reporter.max_rows_per_name",
+            "max_rows_per_name",
+            "an integer",
+            "1000",
+            _int_checker(0),
+            _parse_int,
         ),
     )
 }
@@ -1318,6 +1329,10 @@ type = "sqlite"
 # timeout = 10.0
 # ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
 # compression = "gzip"
+
+# SQLite: most rows stored per task name and harvest (every error, then a random sample);
+# counts, errors and totals stay exact whatever the sample. 0: store every row.
+# max_rows_per_name = 1000
 
 # Each [[background_task]] makes every call of a function a background-task transaction.
 # function is "module:object.path"; each dotted segment after ':' may be a glob

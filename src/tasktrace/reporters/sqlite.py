@@ -7,22 +7,30 @@ batch's time budget. If the database stays locked past that budget, the batch is
 and written with the next harvest (up to ``buffer_size`` kept transactions; beyond that
 the oldest kept rows are dropped, counted, while their metrics and drop counts are still
 written).
+
+Rows are *sampled* per task name and harvest: every transaction with an error is stored,
+then at most ``max_rows_per_name`` of the others, chosen at random. A busy worker thus
+writes a bounded number of rows (and SQLite's insert cost stays off the program's back),
+while calls, errors, totals and maxima stay exact in the metrics table; only the
+percentiles of ``report`` come from the sample.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import time
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from tasktrace import store
+from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult
 
 if TYPE_CHECKING:
     from tasktrace.config import Settings
 
-__all__ = ["SqliteReporter", "db_path_for"]
+__all__ = ["SqliteReporter", "db_path_for", "sample_rows"]
 
 #: Seconds one export may wait for the write lock when the batch sets no deadline.
 DEFAULT_EXPORT_TIMEOUT = 5.0
@@ -53,6 +61,7 @@ class SqliteReporter:
         path: Optional[str] = None,
         timeout: float = DEFAULT_EXPORT_TIMEOUT,
         max_kept: Optional[int] = None,
+        max_rows_per_name: Optional[int] = None,
     ) -> None:
         if path is None:
             path = db_path_for(settings) if settings is not None else store.resolve_db_path(None)
@@ -61,6 +70,11 @@ class SqliteReporter:
         if max_kept is None:
             max_kept = settings.buffer_size if settings is not None else 10_000
         self._max_kept = max(0, max_kept)
+        if max_rows_per_name is None:
+            max_rows_per_name = (
+                settings.reporter.max_rows_per_name if settings is not None else 1_000
+            )
+        self._max_rows_per_name = max(0, max_rows_per_name)
         self._conn: Optional[sqlite3.Connection] = None
         self._conn_pid = 0
         self._pid = os.getpid()
@@ -88,6 +102,8 @@ class SqliteReporter:
             # which the parent writes; writing them here too would duplicate them.
             self._pid = os.getpid()
             self._kept = []
+        if self._max_rows_per_name:
+            batch = batch._replace(records=sample_rows(batch.records, self._max_rows_per_name))
         self._kept.append(batch)
         return self._write(batch.time_left(self._timeout))
 
@@ -173,6 +189,36 @@ class SqliteReporter:
                 conn.close()
             except sqlite3.Error:
                 pass
+
+
+def sample_rows(
+    records: Tuple[TransactionRecord, ...], limit: int
+) -> Tuple[TransactionRecord, ...]:
+    """Every errored record, plus at most ``limit`` others per (app, group, name), at random.
+
+    The order of the kept records is preserved. Cheap when no name exceeds the limit.
+    """
+    counts: Dict[Tuple[str, str, str], int] = {}
+    for record in records:
+        key = (record.app, record.group, record.name)
+        counts[key] = counts.get(key, 0) + 1
+    if all(count <= limit for count in counts.values()):
+        return records
+    # Reservoir choice per over-full key: which positions of its error-free records stay.
+    chosen: Dict[Tuple[str, str, str], Set[int]] = {}
+    positions: Dict[Tuple[str, str, str], List[int]] = {}
+    for index, record in enumerate(records):
+        key = (record.app, record.group, record.name)
+        if counts[key] > limit and not record.errors:
+            positions.setdefault(key, []).append(index)
+    for key, indexes in positions.items():
+        chosen[key] = set(random.sample(indexes, min(limit, len(indexes))))
+    kept = []
+    for index, record in enumerate(records):
+        key = (record.app, record.group, record.name)
+        if counts[key] <= limit or record.errors or index in chosen[key]:
+            kept.append(record)
+    return tuple(kept)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
