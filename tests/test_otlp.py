@@ -317,3 +317,17 @@ def test_export_after_shutdown_drops() -> None:
     reporter = OtlpReporter(endpoint="http://c:4318", transport=httpx.MockTransport(ok))
     reporter.shutdown()
     assert reporter.export(Batch((_record(),))).dropped == 1
+
+
+def test_cpu_time_attribute_only_when_measured() -> None:
+    """cpu_time None (the default) sends no tasktrace.cpu_time attribute; a value is a double."""
+
+    def root_attributes(record: TransactionRecord) -> Dict[str, Any]:
+        body = json.dumps(build_request([record], host="box")).encode()
+        _parse(body)  # still a valid ExportTraceServiceRequest
+        span = json.loads(body)["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+        return {a["key"]: a["value"] for a in span["attributes"]}
+
+    assert "tasktrace.cpu_time" not in root_attributes(_record()._replace(cpu_time=None))
+    measured = root_attributes(_record()._replace(cpu_time=0.25))
+    assert measured["tasktrace.cpu_time"] == {"doubleValue": 0.25}
