@@ -28,7 +28,10 @@ def _env_settings() -> Settings:
     try:
         from tasktrace.config import settings_from_environment
 
-        settings: Settings = settings_from_environment(os.environ)
+        # Under the launcher the bootstrap's initialize() reports bad variables in its one
+        # stderr line; warning here as well would print them twice.
+        launched = "TASKTRACE_BOOTSTRAP_PYTHON" in os.environ
+        settings: Settings = settings_from_environment(os.environ, warn=not launched)
         return settings
     except Exception:  # a bad variable must not break an import of tasktrace
         return Settings()

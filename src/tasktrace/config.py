@@ -977,15 +977,16 @@ def _parse_file_data(
     return settings
 
 
-def settings_from_environment(env: Mapping[str, str]) -> Settings:
+def settings_from_environment(env: Mapping[str, str], *, warn: bool = True) -> Settings:
     """Defaults plus ``TASKTRACE_*`` variables; no file is read. Never raises.
 
     Used at import time by ``tasktrace._state`` for programs that never call
     ``initialize()``. A bad variable does not fail the import: its setting keeps the
-    default and one warning per problem is logged to the ``tasktrace`` logger.
+    default and (when ``warn``) one warning per problem is logged to the ``tasktrace``
+    logger.
     """
     settings, problems = _build({}, None, environment=None, env=env, overrides=_NO_OVERRIDES)
-    if problems:
+    if problems and warn:
         import logging  # late: only when there is something to say
 
         logger = logging.getLogger("tasktrace")

@@ -275,3 +275,14 @@ def test_uninstalled_checkout_launcher(launcher: Launcher) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert len(launcher.records()) == 3
+
+
+def test_bad_variable_is_one_stderr_line(launcher: Launcher) -> None:
+    """A bad TASKTRACE_* variable under the launcher is reported once, in one line."""
+    launcher.write("ok.py", "print('ran')\n")
+    result = launcher.admin("run-program", "python", "ok.py", env={"TASKTRACE_ENABLED": "maybe"})
+    assert result.returncode == 0
+    assert result.stdout == "ran\n"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "TASKTRACE_ENABLED" in lines[0]

@@ -84,14 +84,15 @@ class Deadline:
 
     The recorder may bring it forward while an export runs -- the process is exiting, or
     ``flush(timeout)`` was called -- which also wakes a reporter waiting in :meth:`sleep`
-    (between retries), so the harvest thread comes back in time for the final delivery.
+    (between retries) if its wait no longer fits before the new deadline, so the harvest
+    thread comes back in time for the final delivery.
     """
 
     __slots__ = ("_at", "_moved")
 
     def __init__(self, at: Optional[float] = None) -> None:
         self._at = at
-        self._moved = threading.Event()
+        self._moved = threading.Condition(threading.Lock())
 
     @property
     def at(self) -> Optional[float]:
@@ -100,14 +101,27 @@ class Deadline:
 
     def bring_forward(self, at: float) -> None:
         """Make the deadline ``at`` if that is sooner, waking any :meth:`sleep`."""
-        if self._at is None or at < self._at:
-            self._at = at
-            self._moved.set()
+        with self._moved:
+            if self._at is None or at < self._at:
+                self._at = at
+                self._moved.notify_all()
 
     def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``, or less if the deadline is brought forward meanwhile."""
-        if seconds > 0:
-            self._moved.wait(seconds)
+        """Wait ``seconds``; return early only when the deadline is (or is brought) before
+        the end of the wait, so a retry delay such as ``Retry-After`` is honoured in full
+        whenever there is time for it.
+        """
+        end = time.monotonic() + seconds
+        with self._moved:
+            while True:
+                left = end - time.monotonic()
+                at = self._at
+                if left <= 0 or (at is not None and at < end):
+                    return
+                # A bring_forward() that still leaves room for the wait wakes us too: the
+                # loop then simply waits for the rest (a set-once Event would instead end
+                # this and every later wait at once, retrying in a tight loop).
+                self._moved.wait(left)
 
     def __repr__(self) -> str:
         return f"Deadline({self._at!r})"

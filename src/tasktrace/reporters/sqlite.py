@@ -80,6 +80,10 @@ class SqliteReporter:
         self._pid = os.getpid()
         #: Batches kept because the database was locked, oldest first.
         self._kept: List[Batch] = []
+        #: Transactions the kept batches stand for that no drop count has said yet: the
+        #: recorder's records before sampling, less rows already given up by _trim().
+        #: If the kept batches are lost, their metrics go too, so all of these are.
+        self._unsaid = 0
         self._closed = False
 
     def _connection(self, budget_ms: int) -> sqlite3.Connection:
@@ -102,6 +106,8 @@ class SqliteReporter:
             # which the parent writes; writing them here too would duplicate them.
             self._pid = os.getpid()
             self._kept = []
+            self._unsaid = 0
+        self._unsaid += len(batch.records)
         if self._max_rows_per_name:
             batch = batch._replace(records=sample_rows(batch.records, self._max_rows_per_name))
         self._kept.append(batch)
@@ -143,13 +149,17 @@ class SqliteReporter:
                 last_error = exc
                 break
             self._kept = []
+            self._unsaid = 0
             return ExportResult(True, exported=count)
-        # A lasting failure (disk full, not a database, no permission): give up on these.
+        # A lasting failure (disk full, not a database, no permission): give up on these,
+        # rows and metrics alike, so every transaction they stand for is dropped (not only
+        # the sampled rows).
         self._close_connection()
         self._kept = []
+        dropped, self._unsaid = self._unsaid, 0
         return ExportResult(
             False,
-            dropped=count,
+            dropped=dropped,
             message=f"cannot write {self.path}: {type(last_error).__name__}: {last_error}",
         )
 
@@ -166,6 +176,7 @@ class SqliteReporter:
                 # The rows go; the exact metrics and drop counts of the window stay.
                 self._kept[index] = batch._replace(records=())
             index += 1
+        self._unsaid = max(0, self._unsaid - dropped)
         return dropped
 
     def force_flush(self, timeout: Optional[float] = None) -> bool:
