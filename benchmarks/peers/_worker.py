@@ -144,7 +144,10 @@ class TaskTracePeer(Peer):
             self.name = "tasktrace-lossless"
             config = os.path.join(os.path.dirname(os.environ["TASKTRACE_DB"]), "lossless.toml")
             with open(config, "w") as fh:
-                fh.write(f'app_name = "bench"\nbuffer_size = {buffer_size}\n')
+                fh.write(
+                    f'app_name = "bench"\nbuffer_size = {buffer_size}\n'
+                    "[reporter]\nmax_rows_per_name = 0\n"  # no row sampling either
+                )
             tasktrace.initialize(config_file=config)
 
         self._tt = tasktrace
@@ -197,6 +200,10 @@ class TaskTracePeer(Peer):
 
     def spans(self) -> Optional[int]:
         return self._query("SELECT COUNT(*) FROM segments")
+
+    def stored_rows(self, name: str) -> int:
+        """Transaction rows stored for the task ``name``."""
+        return self._query(f"SELECT COUNT(*) FROM transactions WHERE name = '{name}'")
 
     def how_counted(self) -> str:
         return "SUM(count) of its metrics rows and COUNT(*) of transactions/segments rows in the SQLite file"
@@ -570,8 +577,11 @@ def percall(args: argparse.Namespace) -> Dict[str, Any]:
             for kind in ("task", "task10")
         }
         totals[peer.name]["tasks_expected"] = tasks["task"] + tasks["task10"]
-        if isinstance(peer, TaskTracePeer):  # segments only: the task is the transaction
-            totals[peer.name]["spans_expected"] = 10 * tasks["task10"]
+        if isinstance(peer, TaskTracePeer):
+            # Segments only (the task is the transaction), and only for the transactions
+            # whose rows were stored: the SQLite reporter keeps a sample of rows per task
+            # name (max_rows_per_name) while the metrics count every task exactly.
+            totals[peer.name]["spans_expected"] = 10 * peer.stored_rows("tt_task10")
         elif isinstance(peer, NewRelicPeer):
             totals[peer.name]["spans_expected"] = None
         else:  # root spans and child spans

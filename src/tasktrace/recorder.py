@@ -185,6 +185,7 @@ class HarvestRecorder:
     ) -> None:
         self._settings = settings
         self._limit = max(1, int(settings.buffer_size))
+        self._evict_chunk = max(1, self._limit // 10)
         self._interval = max(0.001, float(settings.harvest_interval))
         #: Reporters given as objects are reused as they are in forked children (tests);
         #: reporters from a factory are rebuilt there, since the parent's may hold its
@@ -262,7 +263,9 @@ class HarvestRecorder:
             if self._stopped:
                 self._count_drop(record, REASON_AFTER_SHUTDOWN)
                 return
-            if (self._thread is None or self._pid != os.getpid()) and not self._start():
+            # (After os.fork() the at-fork hook has already reset _thread to None in the
+            # child, so no getpid() call is needed on this path.)
+            if self._thread is None and not self._start():
                 self._count_drop(record, REASON_AFTER_SHUTDOWN)
                 return
             buffer = self._buffer
@@ -277,14 +280,21 @@ class HarvestRecorder:
                     self._wake.set()
                 return
             with self._lock:
-                try:
-                    evicted: Optional[TransactionRecord] = buffer.popleft()
-                except IndexError:  # the harvest thread emptied it meanwhile
-                    evicted = None
+                # Evict the oldest tenth at once: under sustained overload the lock and
+                # the drop bookkeeping are then paid once per chunk, not once per record.
+                evicted_aggs = self._evicted
+                popleft = buffer.popleft
+                per_app: Dict[str, int] = {}
+                for _ in range(self._evict_chunk):
+                    try:
+                        evicted = popleft()
+                    except IndexError:  # the harvest thread emptied it meanwhile
+                        break
+                    _fold(evicted_aggs, evicted)
+                    per_app[evicted.app] = per_app.get(evicted.app, 0) + 1
                 buffer.append(record)
-                if evicted is not None:
-                    _fold(self._evicted, evicted)
-                    self._add_drop(evicted.app, REASON_BUFFER_FULL, 1)
+                for app, count in per_app.items():
+                    self._add_drop(app, REASON_BUFFER_FULL, count)
         except Exception:  # SPEC 2.8: never raise into the instrumented code
             pass
 
@@ -333,6 +343,7 @@ class HarvestRecorder:
             old = self._settings
             self._settings = settings
             self._limit = max(1, int(settings.buffer_size))
+            self._evict_chunk = max(1, self._limit // 10)
             self._interval = max(0.001, float(settings.harvest_interval))
             if self._thread is not None:
                 self._high_water = max(1, self._limit // 2)
