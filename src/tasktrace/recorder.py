@@ -433,8 +433,11 @@ class HarvestRecorder:
         from tasktrace.transaction import suppress_instrumentation
 
         suppress_instrumentation()  # exports must never be instrumented themselves
+        from tasktrace.transaction import refresh_epoch_offset
+
         while True:
             self._wake.wait(self._interval)
+            refresh_epoch_offset()  # follow wall-clock adjustments in the records' starts
             try:
                 self._cycle()
             except Exception:  # never let the thread die; log once

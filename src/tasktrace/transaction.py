@@ -52,6 +52,18 @@ _get_ident = threading.get_ident
 #: Builds a named tuple from a plain tuple in C, skipping the generated Python __new__.
 _new_tuple = tuple.__new__
 
+#: time.time() minus time.perf_counter(): a transaction's epoch start is its perf_counter
+#: start plus this, which saves a clock read per task. The harvest thread refreshes it
+#: (refresh_epoch_offset) so that wall-clock adjustments are followed.
+_epoch_offset = _time() - _perf_counter()
+
+
+def refresh_epoch_offset() -> None:
+    """Re-read the offset between the wall clock and ``time.perf_counter()``."""
+    global _epoch_offset
+    _epoch_offset = _time() - _perf_counter()
+
+
 #: The process id, refreshed in forked children, so the hot path need not call getpid().
 _PID = os.getpid()
 
@@ -115,7 +127,6 @@ class Transaction:
         "name",
         "segments",
         "span_id",
-        "start",
         "thread_id",
         "trace_id",
         "txn",
@@ -145,13 +156,17 @@ class Transaction:
         self.trace_id = getrandbits(128) or 1
         self.span_id = getrandbits(64) or 1
         self.thread_id = _get_ident()
-        self.start = _time()
         self._cpu0 = _thread_time() if STATE.cpu_time else -1.0
         self._t0 = _perf_counter()
 
     def __repr__(self) -> str:
         kind = "background" if self.background else "web"
         return f"<Transaction {kind} {self.group}/{self.name} app={self.app_name!r}>"
+
+    @property
+    def start(self) -> float:
+        """Epoch seconds at which the transaction began."""
+        return _epoch_offset + self._t0
 
     @property
     def app_name(self) -> str:
@@ -269,9 +284,10 @@ class Transaction:
         if self.finished:
             return
         self.finished = True
-        # Let go of the noticed exceptions: their tracebacks hold frames, which may in
-        # turn hold this transaction.
-        self._noticed = None
+        if self._noticed is not None:
+            # Let go of the noticed exceptions: their tracebacks hold frames, which may
+            # in turn hold this transaction.
+            self._noticed = None
         if self.ignored:
             return
         try:
@@ -295,7 +311,7 @@ class Transaction:
                         self.name,
                         self.group,
                         self.background,
-                        self.start,
+                        _epoch_offset + self._t0,
                         duration,
                         exclusive,
                         # (Clamped at zero: a generator stepped from several threads
