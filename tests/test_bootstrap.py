@@ -31,6 +31,8 @@ HEAVY = (
     "logging",
     "pathlib",
     "urllib.parse",
+    "dataclasses",
+    "inspect",
 )
 
 #: The benchmark's config (benchmarks/bench_startup.py): 20 targets never imported.

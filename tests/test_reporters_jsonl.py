@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -54,10 +53,8 @@ def test_one_json_object_per_line(tmp_path: Path) -> None:
 def test_path_rules(tmp_path: Path) -> None:
     """The path is [reporter] path, or next to the database when sqlite is configured too."""
     db = str(tmp_path / "store.db")
-    alone = dataclasses.replace(Settings(), reporter=ReporterSettings(types=("jsonl",), path=db))
-    both = dataclasses.replace(
-        Settings(), reporter=ReporterSettings(types=("sqlite", "jsonl"), path=db)
-    )
+    alone = Settings()._replace(reporter=ReporterSettings(types=("jsonl",), path=db))
+    both = Settings()._replace(reporter=ReporterSettings(types=("sqlite", "jsonl"), path=db))
     assert jsonl_path(alone) == db
     assert jsonl_path(both) == str(tmp_path / "store.jsonl")
     assert jsonl_path(Settings()) == os.path.abspath("tasktrace.jsonl")

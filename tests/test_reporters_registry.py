@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 from typing import Any, List
 
@@ -17,7 +16,7 @@ from tasktrace.reporters.memory import MemoryReporter
 
 
 def _settings(*types: str) -> Settings:
-    return dataclasses.replace(Settings(), reporter=ReporterSettings(types=types))
+    return Settings()._replace(reporter=ReporterSettings(types=types))
 
 
 def test_builtins_are_built_in_order_once() -> None:

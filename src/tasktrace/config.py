@@ -2,8 +2,10 @@
 
 The pieces, from the inside out:
 
-* the frozen dataclasses every other module reads (``Settings``, ``ReporterSettings``,
-  ``TargetSettings``);
+* the immutable settings every other module reads (``Settings``, ``ReporterSettings``,
+  ``TargetSettings``): named tuples rather than dataclasses, because ``dataclasses``
+  imports ``inspect`` and this module is loaded by the bootstrap in every process (about
+  6 ms of start-up); derive changed copies with ``settings._replace(...)``;
 * :func:`parse` -- pure: TOML data + variables + flags -> ``Settings``, applying the
   precedence *flag > TASKTRACE_* variable > [env.<name>] table > base file > default*,
   recording where each value came from, and collecting *every* problem before raising one
@@ -22,13 +24,12 @@ need them, regular expressions are compiled on first use, and ``load`` works wit
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from tasktrace import environment as _vars
 from tasktrace.exceptions import ConfigurationError
@@ -56,8 +57,7 @@ DEFAULT_APP_NAME = "Python Application"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
-class ReporterSettings:
+class ReporterSettings(NamedTuple):
     """Where finished transactions go (``[reporter]``).
 
     ``repr()`` (and so ``repr()``/``str()`` of ``Settings``) redacts header values and any
@@ -73,7 +73,7 @@ class ReporterSettings:
     #: OTLP/HTTP base URL; ``/v1/traces`` is appended unless it is already there.
     endpoint: str = "http://127.0.0.1:4318"
     #: Extra HTTP headers for the OTLP exporter. Secret: never printed or logged.
-    headers: Mapping[str, str] = dataclasses.field(default_factory=lambda: _EMPTY)
+    headers: Mapping[str, str] = _EMPTY
     #: Seconds one export may take, retries included.
     timeout: float = 10.0
     #: A CA bundle file for TLS verification of the collector (None: httpx's default).
@@ -89,12 +89,12 @@ class ReporterSettings:
             f"ReporterSettings(types={self.types!r}, path={self.path!r}, "
             f"endpoint={redact_url(self.endpoint)!r}, "
             f"headers={redacted_headers(self.headers)!r}, timeout={self.timeout!r}, "
-            f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r})"
+            f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r}, "
+            f"max_rows_per_name={self.max_rows_per_name!r})"
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class TargetSettings:
+class TargetSettings(NamedTuple):
     """One ``[[background_task]]`` or ``[[function_trace]]`` entry."""
 
     #: ``"background_task"`` or ``"function_trace"``.
@@ -119,8 +119,7 @@ class TargetSettings:
         return self.function.partition(":")[2]
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """The effective settings of the agent."""
 
     app_name: str = DEFAULT_APP_NAME
@@ -139,7 +138,7 @@ class Settings:
     #: Measure each transaction's thread CPU time (``TransactionRecord.cpu_time``; None
     #: when off). Off by default: the thread CPU clock is a system call, two per task.
     cpu_time: bool = False
-    reporter: ReporterSettings = dataclasses.field(default_factory=ReporterSettings)
+    reporter: ReporterSettings = ReporterSettings()
     background_tasks: Tuple[TargetSettings, ...] = ()
     function_traces: Tuple[TargetSettings, ...] = ()
     #: The ``[env.<name>]`` table applied, if any.
@@ -150,7 +149,7 @@ class Settings:
     strict: bool = False
     #: For each setting's dotted key, where its value came from: ``"default"``, a file
     #: path, ``"<file> [env.X]"``, a variable name or ``"--flag"``.
-    sources: Mapping[str, str] = dataclasses.field(default_factory=lambda: _EMPTY)
+    sources: Mapping[str, str] = _EMPTY
 
 
 # --------------------------------------------------------------------------------------
@@ -1205,7 +1204,7 @@ def load(
 def _with_source(settings: Settings, key: str, origin: str) -> Settings:
     sources = dict(settings.sources)
     sources[key] = origin
-    return dataclasses.replace(settings, sources=MappingProxyType(sources))
+    return settings._replace(sources=MappingProxyType(sources))
 
 
 # --------------------------------------------------------------------------------------

@@ -67,11 +67,10 @@ what the script has defined by then (see :func:`apply_main_targets`).
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import threading
 from types import FrameType, ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from tasktrace._logging import get_logger
 from tasktrace.config import Settings, TargetSettings
@@ -118,8 +117,7 @@ _main_tracer: Optional[_MainTracer] = None
 _lookups = threading.local()
 
 
-@dataclasses.dataclass(frozen=True)
-class AppliedTarget:
+class AppliedTarget(NamedTuple):
     """One outcome of applying a target, for ``validate-config`` and tests."""
 
     #: The config entry.
@@ -733,7 +731,7 @@ class _MainTracer:
 
 def _top_level_stores(code: Any) -> Dict[str, int]:
     """Name -> last line, for every name the top-level ``code`` binds by STORE_NAME/GLOBAL."""
-    import dis  # already loaded by inspect (which dataclasses imports), so free
+    import dis  # only when there are __main__ targets to find
 
     stores: Dict[str, int] = {}
     line = code.co_firstlineno

@@ -13,10 +13,9 @@ wrapt.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 from fnmatch import fnmatchcase
-from typing import Any, List, Tuple
+from typing import Any, List, NamedTuple, Tuple
 
 from tasktrace.exceptions import ConfigurationError, TargetError
 
@@ -30,8 +29,7 @@ def is_glob(segment: str) -> bool:
     return not _GLOB_CHARS.isdisjoint(segment)
 
 
-@dataclasses.dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """A parsed ``module:object.path``."""
 
     #: The dotted module name, e.g. ``billing.jobs``.
@@ -50,8 +48,7 @@ class Target:
         return f"{self.module}:{self.object_path}"
 
 
-@dataclasses.dataclass(frozen=True)
-class Resolved:
+class Resolved(NamedTuple):
     """One concrete object a target resolves to."""
 
     #: The module or class that holds the attribute.

@@ -211,9 +211,8 @@ def test_drop_warning_on_stderr(tmp_path: Path) -> None:
         tmp_path,
         _TASKS
         + """
-import dataclasses
 from tasktrace._state import STATE
-STATE.apply_settings(dataclasses.replace(STATE.settings, buffer_size=10))
+STATE.apply_settings(STATE.settings._replace(buffer_size=10))
 for i in range(5000):
     work(i)
 """,
