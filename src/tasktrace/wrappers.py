@@ -262,6 +262,63 @@ def _static(spec: NameSpec, default: str) -> Optional[str]:
 WrapperFunction = Callable[[Any, Any, Tuple[Any, ...], Dict[str, Any]], Any]
 
 
+def _fast_task(func: Callable[..., Any], app: Optional[str], name: str, group: str) -> Any:
+    """The hot path: a plain wrapper making each call of ``func`` a background task.
+
+    For the common case (a sync function with a fixed name and group) everything is
+    inlined here: a flag read, a context-variable read, the transaction, the call.
+    """
+
+    def task(*args: Any, **kwargs: Any) -> Any:
+        if not STATE.enabled:
+            return func(*args, **kwargs)
+        node = _CURRENT.get()
+        if node is None or node.txn.finished:
+            txn = Transaction(app, name, group, True)
+            token = _CURRENT.set(txn)
+            try:
+                return func(*args, **kwargs)
+            except BaseException as exc:
+                if is_error(exc):
+                    txn._record_exception(exc)
+                raise
+            finally:
+                _CURRENT.reset(token)
+                txn._finish()
+        return _call_in_scope(open_task_scope(app, name, group), func, args, kwargs)
+
+    return task
+
+
+def _fast_trace(func: Callable[..., Any], name: str, group: str) -> Any:
+    """The hot path for traces: ``open_segment()`` and a scope, inlined."""
+
+    def trace(*args: Any, **kwargs: Any) -> Any:
+        node = _CURRENT.get()
+        if node is None:
+            return func(*args, **kwargs)
+        txn = node.txn
+        if txn.finished:
+            return func(*args, **kwargs)
+        segments = txn.segments
+        if segments is None:
+            segments = txn.segments = []
+        index = len(segments)
+        if index >= STATE.settings.max_segments:
+            txn.dropped_segments += 1
+            return func(*args, **kwargs)
+        seg = Segment(txn, index, name, group, node.index, _perf_counter())
+        segments.append(seg)
+        token = _CURRENT.set(seg)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            seg.duration = _perf_counter() - seg.start
+            _CURRENT.reset(token)
+
+    return trace
+
+
 def make_task_wrapper(
     wrapped: Any, app: Optional[str], name: NameSpec, group: NameSpec, default_name: str
 ) -> WrapperFunction:
@@ -274,27 +331,14 @@ def make_task_wrapper(
         task_name: str = fixed_name
         task_group: str = fixed_group
 
-        # The hot path: the common case of a plain function with a fixed name, inlined.
         def task_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            if not STATE.enabled:
-                return wrapped(*args, **kwargs)
-            node = _CURRENT.get()
-            if node is None or node.txn.finished:
-                txn = Transaction(app, task_name, task_group, True)
-                token = _CURRENT.set(txn)
-                try:
-                    return wrapped(*args, **kwargs)
-                except BaseException as exc:
-                    if is_error(exc):
-                        txn._record_exception(exc)
-                    raise
-                finally:
-                    _CURRENT.reset(token)
-                    txn._finish()
-            return _call_in_scope(
-                open_task_scope(app, task_name, task_group), wrapped, args, kwargs
-            )
+            # The wrapt path (callables that are not plain functions): rare, so it builds
+            # the fast wrapper per call rather than keeping a copy of its code here.
+            return _fast_task(wrapped, app, task_name, task_group)(*args, **kwargs)
 
+        task_call.fast = lambda func: _fast_task(  # type: ignore[attr-defined]
+            func, app, task_name, task_group
+        )
         return task_call
 
     return _make_flavoured(
@@ -315,30 +359,12 @@ def make_trace_wrapper(
         trace_name: str = fixed_name
         trace_group: str = fixed_group
 
-        # The hot path for traces: open_segment() and a scope, inlined.
         def trace_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            node = _CURRENT.get()
-            if node is None:
-                return wrapped(*args, **kwargs)
-            txn = node.txn
-            if txn.finished:
-                return wrapped(*args, **kwargs)
-            segments = txn.segments
-            if segments is None:
-                segments = txn.segments = []
-            index = len(segments)
-            if index >= STATE.settings.max_segments:
-                txn.dropped_segments += 1
-                return wrapped(*args, **kwargs)
-            seg = Segment(txn, index, trace_name, trace_group, node.index, _perf_counter())
-            segments.append(seg)
-            token = _CURRENT.set(seg)
-            try:
-                return wrapped(*args, **kwargs)
-            finally:
-                seg.duration = _perf_counter() - seg.start
-                _CURRENT.reset(token)
+            return _fast_trace(wrapped, trace_name, trace_group)(*args, **kwargs)
 
+        trace_call.fast = lambda func: _fast_trace(  # type: ignore[attr-defined]
+            func, trace_name, trace_group
+        )
         return trace_call
 
     return _make_flavoured(
@@ -474,6 +500,8 @@ def _function_wrapper(func: Callable[..., Any], kind: str, call: WrapperFunction
                 except BaseException as exc:
                     to_throw = exc
 
+    elif getattr(call, "fast", None) is not None:
+        wrapper = call.fast(func)  # type: ignore[attr-defined]
     else:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
