@@ -275,9 +275,11 @@ class HarvestRecorder:
                 return
             if size < self._limit:
                 buffer.append(record)
-                if not self._wake_pending:
-                    self._wake_pending = True
-                    self._wake.set()
+                self._wake_early()
+                # Until the harvest thread has drained the buffer, let the fast path take
+                # records up to the limit (the thread resets this in _cycle).
+                if self._high_water:
+                    self._high_water = self._limit
                 return
             with self._lock:
                 # Evict the oldest tenth at once: under sustained overload the lock and
@@ -295,8 +297,15 @@ class HarvestRecorder:
                 buffer.append(record)
                 for app, count in per_app.items():
                     self._add_drop(app, REASON_BUFFER_FULL, count)
+            self._wake_early()
         except Exception:  # SPEC 2.8: never raise into the instrumented code
             pass
+
+    def _wake_early(self) -> None:
+        """Wake the harvest thread before its interval ends (once per harvest)."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._wake.set()
 
     def _count_drop(self, record: TransactionRecord, reason: str) -> None:
         with self._lock:
@@ -449,6 +458,8 @@ class HarvestRecorder:
         """One harvest (and the flush or shutdown asked for); True if all was delivered."""
         self._wake.clear()
         self._wake_pending = False
+        if self._high_water > self._limit // 2:  # opened up by _record_slow: back to half
+            self._high_water = max(1, self._limit // 2)
         with self._cond:
             ticket = self._flush_requested
             deadline = self._flush_deadline
