@@ -17,11 +17,14 @@ percentiles of ``report`` come from the sample.
 
 from __future__ import annotations
 
+import operator
 import os
 import random
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from collections import Counter
+from itertools import compress
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from tasktrace import store
 from tasktrace.records import TransactionRecord
@@ -202,34 +205,32 @@ class SqliteReporter:
                 pass
 
 
+_key_of = operator.attrgetter("app", "group", "name")
+
+
 def sample_rows(
     records: Tuple[TransactionRecord, ...], limit: int
 ) -> Tuple[TransactionRecord, ...]:
     """Every errored record, plus at most ``limit`` others per (app, group, name), at random.
 
-    The order of the kept records is preserved. Cheap when no name exceeds the limit.
+    The order of the kept records is preserved. The counting runs in C (``attrgetter``,
+    ``Counter``): this runs in the harvest thread, which shares the GIL with the program.
     """
-    counts: Dict[Tuple[str, str, str], int] = {}
-    for record in records:
-        key = (record.app, record.group, record.name)
-        counts[key] = counts.get(key, 0) + 1
-    if all(count <= limit for count in counts.values()):
+    if len(records) <= limit:
         return records
-    # Reservoir choice per over-full key: which positions of its error-free records stay.
-    chosen: Dict[Tuple[str, str, str], Set[int]] = {}
-    positions: Dict[Tuple[str, str, str], List[int]] = {}
-    for index, record in enumerate(records):
-        key = (record.app, record.group, record.name)
-        if counts[key] > limit and not record.errors:
-            positions.setdefault(key, []).append(index)
-    for key, indexes in positions.items():
-        chosen[key] = set(random.sample(indexes, min(limit, len(indexes))))
-    kept = []
-    for index, record in enumerate(records):
-        key = (record.app, record.group, record.name)
-        if counts[key] <= limit or record.errors or index in chosen[key]:
-            kept.append(record)
-    return tuple(kept)
+    keys = list(map(_key_of, records))
+    over = {key for key, count in Counter(keys).items() if count > limit}
+    if not over:
+        return records
+    keep = bytearray(b"\x01") * len(records)
+    for key in over:
+        plain = [i for i, k in enumerate(keys) if k == key and not records[i].errors]
+        if len(plain) > limit:
+            for i in plain:
+                keep[i] = 0
+            for i in random.sample(plain, limit):
+                keep[i] = 1
+    return tuple(compress(records, keep))
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
