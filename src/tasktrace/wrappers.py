@@ -319,58 +319,59 @@ def _fast_trace(func: Callable[..., Any], name: str, group: str) -> Any:
     return trace
 
 
-def make_task_wrapper(
-    wrapped: Any, app: Optional[str], name: NameSpec, group: NameSpec, default_name: str
+def _make_wrapper(
+    wrapped: Any,
+    name: NameSpec,
+    group: NameSpec,
+    default_name: str,
+    fast: Callable[[Callable[..., Any], str, str], Any],
+    open_scope: Callable[[str, str], Optional[_Scope]],
 ) -> WrapperFunction:
-    """The wrapt wrapper function that makes each call of ``wrapped`` a background task."""
+    """The wrapt-style wrapper function for ``wrapped``, chosen once, at wrap time.
+
+    A sync target with a fixed name and group gets the inlined hot path (``fast``), which
+    ``_function_wrapper`` also uses directly for plain functions (``call.fast``); every
+    other case computes names per call and opens its scope through ``open_scope``.
+    """
     flavour = _flavour(wrapped)
     fixed_name = _static(name, default_name)
     fixed_group = _static(group, "Function")
-
     if flavour == "sync" and fixed_name is not None and fixed_group is not None:
-        task_name: str = fixed_name
-        task_group: str = fixed_group
+        n: str = fixed_name
+        g: str = fixed_group
 
-        def task_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             # The wrapt path (callables that are not plain functions): rare, so it builds
             # the fast wrapper per call rather than keeping a copy of its code here.
-            return _fast_task(wrapped, app, task_name, task_group)(*args, **kwargs)
+            return fast(wrapped, n, g)(*args, **kwargs)
 
-        task_call.fast = lambda func: _fast_task(  # type: ignore[attr-defined]
-            func, app, task_name, task_group
-        )
-        return task_call
-
+        call.fast = lambda func: fast(func, n, g)  # type: ignore[attr-defined]
+        return call
     return _make_flavoured(
         flavour,
-        _opener_factory(name, group, default_name, lambda n, g: lambda: open_task_scope(app, n, g)),
+        _opener_factory(name, group, default_name, lambda n, g: lambda: open_scope(n, g)),
+    )
+
+
+def make_task_wrapper(
+    wrapped: Any, app: Optional[str], name: NameSpec, group: NameSpec, default_name: str
+) -> WrapperFunction:
+    """The wrapt-style wrapper function that makes each call of ``wrapped`` a background task."""
+    return _make_wrapper(
+        wrapped,
+        name,
+        group,
+        default_name,
+        lambda func, n, g: _fast_task(func, app, n, g),
+        lambda n, g: open_task_scope(app, n, g),
     )
 
 
 def make_trace_wrapper(
     wrapped: Any, name: NameSpec, group: NameSpec, default_name: str
 ) -> WrapperFunction:
-    """The wrapt wrapper function that makes each call of ``wrapped`` a function trace."""
-    flavour = _flavour(wrapped)
-    fixed_name = _static(name, default_name)
-    fixed_group = _static(group, "Function")
-
-    if flavour == "sync" and fixed_name is not None and fixed_group is not None:
-        trace_name: str = fixed_name
-        trace_group: str = fixed_group
-
-        def trace_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            return _fast_trace(wrapped, trace_name, trace_group)(*args, **kwargs)
-
-        trace_call.fast = lambda func: _fast_trace(  # type: ignore[attr-defined]
-            func, trace_name, trace_group
-        )
-        return trace_call
-
-    return _make_flavoured(
-        flavour,
-        _opener_factory(name, group, default_name, lambda n, g: lambda: open_trace_scope(n, g)),
-    )
+    """The wrapt-style wrapper function that makes each call of ``wrapped`` a function trace."""
+    return _make_wrapper(wrapped, name, group, default_name, _fast_trace, open_trace_scope)
 
 
 def _opener_factory(
