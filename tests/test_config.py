@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any, Dict
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tasktrace import config
 from tasktrace._compat import load_toml
@@ -763,88 +761,6 @@ def test_import_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert result.stdout.strip() == "[]"
-
-
-# ------------------------------------------------------------------------------ fuzz
-
-_scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.sampled_from(["a:b", "m.n:C.*", "sqlite", "gzip", "info", "http://h:1", "", "x[", "1"]),
-)
-_keys = st.one_of(
-    st.sampled_from(
-        [
-            "app_name",
-            "enabled",
-            "log_level",
-            "log_file",
-            "harvest_interval",
-            "shutdown_timeout",
-            "buffer_size",
-            "max_segments",
-            "reporter",
-            "type",
-            "path",
-            "endpoint",
-            "headers",
-            "timeout",
-            "ca_bundle",
-            "compression",
-            "background_task",
-            "function_trace",
-            "function",
-            "name",
-            "group",
-            "application",
-            "env",
-            "prod",
-            "strict",
-        ]
-    ),
-    st.text(max_size=8),
-)
-_values = st.recursive(
-    _scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(_keys, children, max_size=5),
-    ),
-    max_leaves=25,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    data=st.dictionaries(_keys, _values, max_size=8),
-    env=st.dictionaries(
-        st.sampled_from(
-            [
-                "TASKTRACE_ENABLED",
-                "TASKTRACE_REPORTER",
-                "TASKTRACE_OTLP_HEADERS",
-                "TASKTRACE_ENVIRONMENT",
-                "TASKTRACE_HARVEST_INTERVAL",
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-            ]
-        ),
-        st.text(max_size=10),
-        max_size=3,
-    ),
-)
-def test_parse_fuzz(data: Dict[str, Any], env: Dict[str, str]) -> None:
-    """parse on arbitrary TOML-like data returns Settings or raises ConfigurationError."""
-    try:
-        result = parse(data, "fuzz.toml", env=env)
-    except ConfigurationError as exc:
-        assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
-    else:
-        assert isinstance(result, Settings)
-        repr(result)
-        describe(result)
 
 
 def test_cpu_time_is_off_by_default_and_set_by_file_or_variable() -> None:

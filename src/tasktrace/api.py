@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any, Callable, Tuple, TypeVar, Union, cast
 
 from tasktrace.exceptions import TargetError
+from tasktrace.targets import _describe_parent, _lookup, _suggest
 from tasktrace.transaction import resolve_app
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,8 +125,9 @@ def function_trace(name: NameSpec = None, group: NameSpec = None) -> Callable[[F
 def resolve_path(module: Union[ModuleType, str], object_path: str) -> Tuple[Any, str, Any]:
     """Find ``object_path`` in ``module``: ``(parent, attribute, original)``.
 
-    For a class attribute the raw object from the class ``__dict__`` (searched along the
-    MRO) is returned, so classmethod and staticmethod descriptors are wrapped as such.
+    Each segment is looked up as :mod:`tasktrace.targets` does (for a class, the raw
+    object from the ``__dict__`` along the MRO, so classmethod and staticmethod descriptors
+    are wrapped as such), but the path may also go through instances; no globs.
 
     Raises:
         TargetError: the module cannot be imported or a segment does not exist.
@@ -139,41 +141,49 @@ def resolve_path(module: Union[ModuleType, str], object_path: str) -> Tuple[Any,
     if not object_path or not all(parts):
         raise TargetError(f"invalid object path {object_path!r}: expected e.g. 'Class.method'")
     parent: Any = module
-    for i, part in enumerate(parts[:-1]):
-        try:
-            parent = getattr(parent, part)
-        except AttributeError:
-            raise TargetError(_missing(module, parts, i, parent)) from None
-    attribute = parts[-1]
-    if isinstance(parent, type):
-        for klass in parent.__mro__:
-            if attribute in vars(klass):
-                return parent, attribute, vars(klass)[attribute]
-    try:
-        return parent, attribute, getattr(parent, attribute)
-    except AttributeError:
-        raise TargetError(_missing(module, parts, len(parts) - 1, parent)) from None
+    for part in parts[:-1]:
+        parent = _segment(parent, part)
+    return parent, parts[-1], _segment(parent, parts[-1])
 
 
-def _missing(module: ModuleType, parts: Any, index: int, parent: Any) -> str:
-    import difflib
-
-    where = (
-        ".".join([module.__name__ + ":" + parts[0], *parts[1:index]]) if index else module.__name__
-    )
-    close = difflib.get_close_matches(parts[index], [n for n in dir(parent)], n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"{where} has no attribute {parts[index]!r}{hint}"
+def _segment(parent: Any, name: str) -> Any:
+    found, value = _lookup(parent, name)
+    if not found:
+        raise TargetError(
+            f"{_describe_parent(parent)} has no attribute {name!r}{_suggest(parent, name)}"
+        )
+    return value
 
 
-def _wrap_in_place(
-    module: Union[ModuleType, str],
-    object_path: str,
-    factory: Callable[[Any, str], Any],
+def wrap_resolved(
+    kind: str,
+    parent: Any,
+    attribute: str,
+    original: Any,
+    default_name: str,
+    *,
+    application: Any = None,
+    name: NameSpec = None,
+    group: NameSpec = None,
 ) -> Any:
-    parent, attribute, original = resolve_path(module, object_path)
-    module_name = module if isinstance(module, str) else module.__name__
-    wrapper = factory(original, f"{module_name}:{object_path}")
+    """Patch ``parent.attribute`` (whose raw value is ``original``) with a ``kind`` wrapper.
+
+    The one place that patches: :func:`wrap_background_task`, :func:`wrap_function_trace`
+    and the config's import hooks (which have already resolved the target) all end here.
+
+    Args:
+        kind: ``"background_task"`` or ``"function_trace"``.
+        default_name: the name when ``name`` is None, e.g. ``"jobs:Exporter.run"``.
+        application: for background tasks only.
+
+    Returns:
+        The wrapper now stored there (``original`` itself if it was already wrapped).
+    """
+    label = name if name is not None else default_name
+    if kind == "function_trace":
+        wrapper = FunctionTraceWrapper(original, label, group)
+    else:
+        wrapper = BackgroundTaskWrapper(original, application, label, group)
     if wrapper is not original:
         setattr(parent, attribute, wrapper)
     return wrapper
@@ -200,12 +210,16 @@ def wrap_background_task(
     Raises:
         TargetError: the module or an attribute on the path does not exist.
     """
-    return _wrap_in_place(
-        module,
-        object_path,
-        lambda original, default: BackgroundTaskWrapper(
-            original, application, name if name is not None else default, group
-        ),
+    parent, attribute, original = resolve_path(module, object_path)
+    return wrap_resolved(
+        "background_task",
+        parent,
+        attribute,
+        original,
+        f"{_module_name(module)}:{object_path}",
+        application=application,
+        name=name,
+        group=group,
     )
 
 
@@ -216,10 +230,17 @@ def wrap_function_trace(
     group: NameSpec = None,
 ) -> Any:
     """Patch ``module.object_path`` in place so each call is a function trace."""
-    return _wrap_in_place(
-        module,
-        object_path,
-        lambda original, default: FunctionTraceWrapper(
-            original, name if name is not None else default, group
-        ),
+    parent, attribute, original = resolve_path(module, object_path)
+    return wrap_resolved(
+        "function_trace",
+        parent,
+        attribute,
+        original,
+        f"{_module_name(module)}:{object_path}",
+        name=name,
+        group=group,
     )
+
+
+def _module_name(module: Union[ModuleType, str]) -> str:
+    return module if isinstance(module, str) else module.__name__

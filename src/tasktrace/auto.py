@@ -9,10 +9,10 @@ configuration is one line on stderr (the program continues uninstrumented) unles
 
 from __future__ import annotations
 
-import os
 import sys
 
 from tasktrace.agent import initialize
+from tasktrace.bootstrap import failure_line, strict_mode
 from tasktrace.exceptions import TaskTraceError
 
 
@@ -20,10 +20,9 @@ def _auto() -> None:
     try:
         initialize()
     except TaskTraceError as exc:
-        if os.environ.get("TASKTRACE_STRICT", "").lower() in ("1", "true", "yes", "on"):
+        if strict_mode():
             raise
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        sys.stderr.write(f"tasktrace: {first}; running uninstrumented\n")
+        sys.stderr.write(failure_line(exc) + "; running uninstrumented\n")
 
 
 _auto()

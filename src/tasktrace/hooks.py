@@ -336,14 +336,25 @@ def _record(result: AppliedTarget) -> None:
         _applied[(result.target, result.module, result.path)] = result
 
 
-def _wrap(target: TargetSettings, module: ModuleType, path: str) -> Any:
-    from tasktrace import api  # late: pulls in wrapt, only once a target module is imported
+def _wrap(target: TargetSettings, module_name: str, match: Resolved) -> Any:
+    """Patch one resolved match (no second lookup: ``match`` holds parent and raw value)."""
+    from tasktrace import api  # late: only once a target module is imported
 
-    if target.kind == "function_trace":
-        return api.wrap_function_trace(module, path, name=target.name, group=target.group)
-    return api.wrap_background_task(
-        module, path, application=target.application, name=target.name, group=target.group
+    return api.wrap_resolved(
+        target.kind,
+        match.parent,
+        match.attribute,
+        match.value,
+        f"{module_name}:{match.path}",
+        application=target.application,
+        name=target.name,
+        group=target.group,
     )
+
+
+def _where(target: TargetSettings) -> str:
+    """The config entry, for messages: ``"tasktrace.toml: background_task[2]: 'm:f'"``."""
+    return f"{target.source}: {target.function!r}" if target.source else repr(target.function)
 
 
 def _fail(target: TargetSettings, module_name: str, message: str, strict: bool) -> None:
@@ -359,7 +370,7 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
     Problems are logged once (or raised as ``TargetError`` when ``strict``).
     """
     module_name = getattr(module, "__name__", target.module)
-    where = f"{target.source}: {target.function!r}" if target.source else repr(target.function)
+    where = _where(target)
     try:
         matches = resolve(module, target.object_path)
     except TargetError as exc:
@@ -372,20 +383,7 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
         _record(AppliedTarget(target, module_name, None, "the glob matched nothing"))
         _log.warning("tasktrace: %s: the glob matched nothing in %r", where, module_name)
         return []
-    wrapped: List[str] = []
-    for match in matches:
-        try:
-            _wrap(target, module, match.path)
-        except Exception as exc:
-            message = f"{where}: cannot wrap {match.path!r}: {exc}"
-            _record(AppliedTarget(target, module_name, match.path, message))
-            if strict:
-                raise TargetError(message) from exc
-            _log.warning("tasktrace: %s; continuing without it", message)
-            continue
-        _record(AppliedTarget(target, module_name, match.path))
-        wrapped.append(match.path)
-    return wrapped
+    return [match.path for match in matches if _apply_match(target, strict, module, match)]
 
 
 class _TargetHook:
@@ -702,7 +700,7 @@ class _MainTracer:
                 continue  # reported by finish() if it never resolves
             # Wrapping an already wrapped object is a no-op in tasktrace.api.
             for match in matches:
-                _apply_target_path(target, strict, main, match.path)
+                _apply_match(target, strict, main, match)
         self.dict_size = len(self.main_dict)
 
     def finish(self) -> None:
@@ -747,19 +745,20 @@ def _top_level_stores(code: Any) -> Dict[str, int]:
     return stores
 
 
-def _apply_target_path(target: TargetSettings, strict: bool, module: ModuleType, path: str) -> None:
-    """Wrap one concrete ``path`` of a glob target."""
+def _apply_match(target: TargetSettings, strict: bool, module: ModuleType, match: Resolved) -> bool:
+    """Wrap one resolved match of ``target`` and record the outcome; True if wrapped."""
     module_name = getattr(module, "__name__", target.module)
     try:
-        _wrap(target, module, path)
+        _wrap(target, module_name, match)
     except Exception as exc:
-        message = f"{target.source}: {target.function!r}: cannot wrap {path!r}: {exc}"
-        _record(AppliedTarget(target, module_name, path, message))
+        message = f"{_where(target)}: cannot wrap {match.path!r}: {exc}"
+        _record(AppliedTarget(target, module_name, match.path, message))
         if strict:
             raise TargetError(message) from exc
         _log.warning("tasktrace: %s; continuing without it", message)
-        return
-    _record(AppliedTarget(target, module_name, path))
+        return False
+    _record(AppliedTarget(target, module_name, match.path))
+    return True
 
 
 def _reset_for_tests() -> None:

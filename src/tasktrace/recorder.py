@@ -184,9 +184,7 @@ class HarvestRecorder:
         install_process_hooks: bool = True,
     ) -> None:
         self._settings = settings
-        self._limit = max(1, int(settings.buffer_size))
-        self._evict_chunk = max(1, self._limit // 10)
-        self._interval = max(0.001, float(settings.harvest_interval))
+        self._apply_sizes(settings)
         #: Reporters given as objects are reused as they are in forked children (tests);
         #: reporters from a factory are rebuilt there, since the parent's may hold its
         #: connections and a batch it was exporting at the moment of the fork.
@@ -339,23 +337,30 @@ class HarvestRecorder:
                 self._high_water = 0
                 return True
             self._thread = thread
-            self._high_water = max(1, self._limit // 2)
+            self._high_water = self._half
         if self._hooks:
             _install_process_hooks(self._settings)
         return True
 
     # -- configuration ----------------------------------------------------------------
 
+    def _apply_sizes(self, settings: Settings) -> None:
+        """The buffer bound and what follows from it, and the harvest interval."""
+        self._limit = max(1, int(settings.buffer_size))
+        #: Where the fast path hands over to the slow one, which wakes the harvest thread.
+        self._half = max(1, self._limit // 2)
+        #: How many of the oldest records a full buffer evicts at once.
+        self._evict_chunk = max(1, self._limit // 10)
+        self._interval = max(0.001, float(settings.harvest_interval))
+
     def configure(self, settings: Settings) -> None:
         """Apply new settings; new reporter settings take effect at the next harvest."""
         with self._lock:
             old = self._settings
             self._settings = settings
-            self._limit = max(1, int(settings.buffer_size))
-            self._evict_chunk = max(1, self._limit // 10)
-            self._interval = max(0.001, float(settings.harvest_interval))
+            self._apply_sizes(settings)
             if self._thread is not None:
-                self._high_water = max(1, self._limit // 2)
+                self._high_water = self._half
             if settings.reporter != old.reporter:
                 self._reporters_stale = True
 
@@ -458,8 +463,8 @@ class HarvestRecorder:
         """One harvest (and the flush or shutdown asked for); True if all was delivered."""
         self._wake.clear()
         self._wake_pending = False
-        if self._high_water > self._limit // 2:  # opened up by _record_slow: back to half
-            self._high_water = max(1, self._limit // 2)
+        if self._high_water > self._half:  # opened up by _record_slow: back to half
+            self._high_water = self._half
         with self._cond:
             ticket = self._flush_requested
             deadline = self._flush_deadline

@@ -19,11 +19,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import pytest
+from _launcher import Launcher
 
 __all__ = [
     "EXAMPLES",
@@ -281,3 +283,31 @@ def rotel(tmp_path: Path) -> Iterator[Rotel]:
         yield collector
     finally:
         collector.close()
+
+
+#: A job module for the "SIGTERM while a job runs" tests: touches "started", then sleeps.
+SLOW_JOBS = """
+import pathlib
+import time
+
+
+def slow(seconds):
+    pathlib.Path("started").touch()
+    time.sleep(seconds)
+    return seconds
+"""
+
+
+def enqueue(launcher: Launcher, url: str) -> None:
+    """Run the example's enqueue.py (uninstrumented) against ``url``."""
+    result = subprocess.run(
+        [sys.executable, "enqueue.py", url],
+        cwd=launcher.cwd,
+        env=launcher.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "enqueued 10 jobs" in result.stdout

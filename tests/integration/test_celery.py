@@ -17,7 +17,7 @@ from typing import Dict, List
 
 import pytest
 from _launcher import Launcher
-from _services import copy_example, fresh_db, stop, wait_until
+from _services import SLOW_JOBS, copy_example, fresh_db, stop, wait_until
 
 pytest.importorskip("celery", reason="celery is not installed (it is in the test extra)")
 pytest.importorskip("redis", reason="redis-py is not installed (celery[redis], the test extra)")
@@ -129,17 +129,6 @@ def test_every_task_reported_exactly_once(
     assert worker.pid not in pids and 1 <= len(pids) <= 2
     assert "dropped" not in worker_log
 
-
-SLOW_JOBS = """
-import pathlib
-import time
-
-
-def slow(seconds):
-    pathlib.Path("started").touch()
-    time.sleep(seconds)
-    return seconds
-"""
 
 SLOW_APP = """
 import os

@@ -7,13 +7,11 @@ debug log shows what it received: the resource's ``service.name`` and the span n
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from typing import List
 
 import pytest
 from _launcher import Launcher
-from _services import Rotel, copy_example, fresh_db, wait_until
+from _services import Rotel, copy_example, enqueue, fresh_db, wait_until
 
 pytest.importorskip("rq", reason="rq is not installed (it is in the test extra)")
 
@@ -31,16 +29,7 @@ def test_rq_jobs_arrive_at_rotel(
     """Every job's span reaches the collector once, under the app name from the environment."""
     copy_example("rq_worker", launcher.cwd)
     url = fresh_db(redis_url)
-    sent = subprocess.run(
-        [sys.executable, "enqueue.py", url],
-        cwd=launcher.cwd,
-        env=launcher.env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
-    assert sent.returncode == 0, sent.stderr
+    enqueue(launcher, url)
     result = launcher.admin(
         "run-program",
         "--config",

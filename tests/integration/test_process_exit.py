@@ -11,7 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import pytest
 
@@ -58,6 +58,17 @@ import tasktrace
 def work(i):
     return i * 2
 """
+
+
+def _sigterm_when_ready(prog: str, tmp_path: Path) -> Tuple[int, bytes]:
+    """Run ``prog``, send SIGTERM once it prints "ready"; its exit status and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, prog], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    return proc.returncode, err
 
 
 def test_exit_delivers_to_sqlite(tmp_path: Path) -> None:
@@ -110,13 +121,8 @@ print("ready", flush=True)
 time.sleep(60)
 """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, prog], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGTERM, err
+    returncode, err = _sigterm_when_ready(prog, tmp_path)
+    assert returncode == -signal.SIGTERM, err
     assert _count(tmp_path / "tasks.db") == 7
 
 
@@ -138,13 +144,8 @@ print("ready", flush=True)
 time.sleep(60)
 """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, prog], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 3, err
+    returncode, err = _sigterm_when_ready(prog, tmp_path)
+    assert returncode == 3, err
     assert marker.read_text() == "yes"
     assert _count(tmp_path / "tasks.db") == 4
 
@@ -169,13 +170,8 @@ print("ready", flush=True)
 time.sleep(60)
 """,
     )
-    proc = subprocess.Popen(
-        [sys.executable, prog], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    returncode, err = _sigterm_when_ready(prog, tmp_path)
+    assert returncode == 0, err
     assert marker.exists()
     assert _count(tmp_path / "tasks.db") == 4
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 from _launcher import Launcher
-from _services import copy_example, fresh_db, stop, wait_until
+from _services import SLOW_JOBS, copy_example, enqueue, fresh_db, stop, wait_until
 
 pytest.importorskip("rq", reason="rq is not installed (it is in the test extra)")
 
@@ -28,21 +28,6 @@ EXPECTED_ERRORS = {
     ("builtins:RuntimeError", "job 0 failed"),
     ("builtins:RuntimeError", "job 3 failed"),
 }
-
-
-def enqueue(launcher: Launcher, url: str) -> None:
-    """Run the example's enqueue.py (uninstrumented) against ``url``."""
-    result = subprocess.run(
-        [sys.executable, "enqueue.py", url],
-        cwd=launcher.cwd,
-        env=launcher.env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "enqueued 10 jobs" in result.stdout
 
 
 def run_worker(
@@ -123,17 +108,6 @@ def test_sqlite_report_counts_each_job_once(launcher: Launcher, rq_example: str)
     # resize_image sleeps 2 ms: the timing is the job's, not the fork's or the exit's.
     assert 2.0 <= rows["rq_jobs:resize_image"]["p50_ms"] < 1000
 
-
-SLOW_JOBS = """
-import pathlib
-import time
-
-
-def slow(seconds):
-    pathlib.Path("started").touch()
-    time.sleep(seconds)
-    return seconds
-"""
 
 SLOW_CONFIG = """
 app_name = "rq-slow"

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 from typing import Any, Dict, List
 
 from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load
-from tasktrace.exceptions import ConfigurationError, TaskTraceError
+from tasktrace.exceptions import ConfigurationError, TargetError
 
 
 def add_file_argument(parser: argparse.ArgumentParser) -> None:
@@ -36,35 +35,35 @@ def _print_problems(exc: ConfigurationError) -> None:
 
 
 def _check_target(target: TargetSettings) -> List[str]:
-    """Import the target's module and resolve its object path; a line per outcome."""
-    from tasktrace.targets import parse_target, resolve
+    """Import the target's module and resolve its object path; a line per outcome.
+
+    The target string itself was checked when the config was loaded.
+    """
+    from tasktrace.hooks import resolve_target
 
     label = f"{target.kind:15s} {target.function}"
     if not target.enabled:
         return [f"skip  {label}  (enabled = false)"]
-    try:
-        parsed = parse_target(target.function)
-    except ConfigurationError as exc:
-        return [f"FAIL  {label}  {exc}"]
-    if parsed.module == "__main__":
+    if target.module == "__main__":
         return [f"ok    {label}  (applied to the program's main script when it runs)"]
     try:
-        module = importlib.import_module(parsed.module)
-    except ModuleNotFoundError as exc:
-        if exc.name and parsed.module.startswith(exc.name):
-            return [f"FAIL  {label}  module not found: {parsed.module!r} (is it on sys.path?)"]
-        return [f"FAIL  {label}  importing {parsed.module!r} failed: {exc}"]
-    except BaseException as exc:  # a module that raises on import, even SystemExit
-        return [f"FAIL  {label}  importing {parsed.module!r} failed: {type(exc).__name__}: {exc}"]
-    try:
-        resolved = resolve(module, parsed.object_path)
-    except TaskTraceError as exc:
+        resolved = resolve_target(target)
+    except TargetError as exc:
+        cause = exc.__cause__
+        if (
+            isinstance(cause, ModuleNotFoundError)
+            and cause.name
+            and target.module.startswith(cause.name)
+        ):
+            return [f"FAIL  {label}  module not found: {target.module!r} (is it on sys.path?)"]
         return [f"FAIL  {label}  {exc}"]
+    except BaseException as exc:  # a module that raises on import, even SystemExit
+        return [f"FAIL  {label}  importing {target.module!r} failed: {type(exc).__name__}: {exc}"]
     if not resolved:
-        return [f"FAIL  {label}  the pattern matches nothing in {parsed.module!r}"]
+        return [f"FAIL  {label}  the pattern matches nothing in {target.module!r}"]
     paths = ", ".join(r.path for r in resolved[:8])
     more = f" and {len(resolved) - 8} more" if len(resolved) > 8 else ""
-    return [f"ok    {label}  -> {parsed.module}:{paths}{more}"]
+    return [f"ok    {label}  -> {target.module}:{paths}{more}"]
 
 
 def validate_config(args: argparse.Namespace) -> int:

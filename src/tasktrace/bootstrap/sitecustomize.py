@@ -64,10 +64,6 @@ def _same_python() -> bool:
     return False
 
 
-def _strict() -> bool:
-    return os.environ.get("TASKTRACE_STRICT", "").lower() in ("1", "true", "yes", "on")
-
-
 def _bootstrap() -> None:
     try:
         _chain_user_sitecustomize()
@@ -81,15 +77,14 @@ def _bootstrap() -> None:
         tasktrace.initialize()
         _debug(f"initialized in pid {os.getpid()}")
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        more = len(getattr(exc, "problems", ())) - 1
-        suffix = f" (and {more} more; run 'tasktrace-admin validate-config')" if more > 0 else ""
-        if _strict():
-            sys.stderr.write(f"tasktrace: {first}{suffix}\n")
+        from tasktrace.bootstrap import failure_line, strict_mode
+
+        if strict_mode():
+            sys.stderr.write(failure_line(exc) + "\n")
             sys.stderr.write("tasktrace: TASKTRACE_STRICT is set: not starting the program\n")
             sys.stderr.flush()
             os._exit(1)
-        sys.stderr.write(f"tasktrace: {first}{suffix}; running uninstrumented\n")
+        sys.stderr.write(failure_line(exc) + "; running uninstrumented\n")
 
 
 _bootstrap()
