@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -183,6 +184,43 @@ def test_aggregation_maths() -> None:
     assert main.min == 0.25 and main.max == 2.0
     assert main.sumsq == pytest.approx(sum(d * d for d in durations))
     assert stats[MetricKey("app", "other", "Function")].calls == 1
+
+
+@pytest.mark.parametrize("distinct", [1, 3, 8, 9, 40])
+def test_aggregation_matches_record_by_record_sums(distinct: int) -> None:
+    """Folding a chunk (one key, a few keys, many keys; keys differing in app, name or
+    group only; keys interleaved) gives what summing record by record gives, and a second
+    chunk folds into the first."""
+    rng = random.Random(distinct)
+    keys = [
+        (f"app{i % 2}", f"jobs:run{i // 6}", "Function" if i % 3 else "Custom")
+        for i in range(distinct)
+    ]
+    records = []
+    for i in range(600):
+        app, name, group = keys[rng.randrange(distinct)]
+        record = _record(rng.uniform(1e-6, 2.0), app=app, name=name, error=rng.random() < 0.2)
+        records.append(record._replace(group=group))
+    expected: Dict[Any, List[float]] = {}
+    for r in records:
+        expected.setdefault((r.app, r.name, r.group), []).append(r.duration)
+    aggs: Dict[Any, List[Any]] = {}
+    recorder_mod._fold_many(aggs, records[:250])
+    recorder_mod._fold_many(aggs, records[250:])
+    assert set(aggs) == set(expected)
+    for key, durations in expected.items():
+        count, errors, total, low, high, sumsq = aggs[key]
+        assert count == len(durations)
+        assert errors == sum(
+            1 for r in records if (r.app, r.name, r.group) == key and r.errors
+        )
+        assert total == pytest.approx(sum(durations), rel=1e-12)
+        assert (low, high) == (min(durations), max(durations))
+        assert sumsq == pytest.approx(sum(d * d for d in durations), rel=1e-12)
+    whole = aggregate(records)  # one chunk: the same counts and extremes
+    assert {key: (s.calls, s.errors, s.min, s.max) for key, s in whole.items()} == {
+        MetricKey(*key): (agg[0], agg[1], agg[3], agg[4]) for key, agg in aggs.items()
+    }
 
 
 def test_evicted_records_keep_their_metrics(recorders: List[HarvestRecorder]) -> None:
