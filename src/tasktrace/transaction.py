@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from random import getrandbits
 from types import MappingProxyType, TracebackType
@@ -103,6 +104,32 @@ Node = Union["Transaction", Segment]
 _CURRENT: ContextVar[Optional[Node]] = ContextVar("tasktrace_current", default=None)
 
 
+class _Rare:
+    """The state few transactions need (errors, attributes, ignore, limits hit, CPU clock),
+    allocated on first use so that starting a transaction stays a handful of stores."""
+
+    __slots__ = (
+        "attributes",
+        "cpu0",
+        "dropped_attributes",
+        "dropped_segments",
+        "errors",
+        "ignored",
+        "noticed",
+    )
+
+    def __init__(self) -> None:
+        self.attributes: Optional[Dict[str, AttributeValue]] = None
+        self.cpu0 = -1.0  # thread CPU clock at the start; negative: not measured
+        self.dropped_attributes = 0
+        self.dropped_segments = 0
+        self.errors: Optional[List[ErrorRecord]] = None
+        self.ignored = False
+        #: The exceptions recorded so far, kept (not their ids, which the interpreter
+        #: reuses once an exception is freed) until the transaction finishes.
+        self.noticed: Optional[List[BaseException]] = None
+
+
 class Transaction:
     """A transaction in progress: a background task or a web transaction.
 
@@ -112,18 +139,12 @@ class Transaction:
     """
 
     __slots__ = (
-        "_cpu0",
-        "_noticed",
+        "_rare",
         "_t0",
         "app",
-        "attributes",
         "background",
-        "dropped_attributes",
-        "dropped_segments",
-        "errors",
         "finished",
         "group",
-        "ignored",
         "name",
         "segments",
         "span_id",
@@ -137,26 +158,21 @@ class Transaction:
 
     def __init__(self, app: Optional[str], name: str, group: str, background: bool = True) -> None:
         # This runs once per task on the caller's thread: plain attribute stores only.
-        # Rarely used fields (errors, attributes, segments) stay None until first use.
+        # Segments stay None until the first one, and the rest (_Rare) until first use.
         self.txn = self
         self.app = app
         self.name = name
         self.group = group
         self.background = background
         self.finished = False
-        self.ignored = False
-        self.errors: Optional[List[ErrorRecord]] = None
-        #: The exceptions recorded so far, kept (not their ids, which the interpreter
-        #: reuses once an exception is freed) until the transaction finishes.
-        self._noticed: Optional[List[BaseException]] = None
-        self.attributes: Optional[Dict[str, AttributeValue]] = None
-        self.dropped_attributes = 0
         self.segments: Optional[List[Segment]] = None
-        self.dropped_segments = 0
         self.trace_id = getrandbits(128) or 1
         self.span_id = getrandbits(64) or 1
         self.thread_id = _get_ident()
-        self._cpu0 = _thread_time() if STATE.cpu_time else -1.0
+        self._rare: Optional[_Rare] = None
+        if STATE.cpu_time:
+            rare = self._rare = _Rare()
+            rare.cpu0 = _thread_time()
         self._t0 = _perf_counter()
 
     def __repr__(self) -> str:
@@ -173,6 +189,46 @@ class Transaction:
         """The application this transaction reports to."""
         return self.app or STATE.settings.app_name
 
+    def _more(self) -> _Rare:
+        """The rarely used state, created on first use."""
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
+
+    @property
+    def ignored(self) -> bool:
+        """True if this transaction will not be reported (see :meth:`ignore`)."""
+        return self._rare is not None and self._rare.ignored
+
+    @property
+    def errors(self) -> Tuple[ErrorRecord, ...]:
+        """The errors recorded so far, in order."""
+        rare = self._rare
+        return tuple(rare.errors) if rare is not None and rare.errors else ()
+
+    @property
+    def attributes(self) -> Mapping[str, AttributeValue]:
+        """The custom attributes added so far (a read-only view)."""
+        rare = self._rare
+        if rare is None or not rare.attributes:
+            return EMPTY_ATTRIBUTES
+        return MappingProxyType(rare.attributes)
+
+    @property
+    def dropped_attributes(self) -> int:
+        """Custom attributes refused because the transaction reached its limit."""
+        return 0 if self._rare is None else self._rare.dropped_attributes
+
+    @property
+    def dropped_segments(self) -> int:
+        """Function traces not kept because the transaction reached ``max_segments``."""
+        return 0 if self._rare is None else self._rare.dropped_segments
+
+    def _drop_segment(self) -> None:
+        """Count a function trace not kept because of ``max_segments``."""
+        self._more().dropped_segments += 1
+
     # -- what user code may do with the current transaction ----------------------------
 
     def set_name(self, name: str, group: Optional[str] = None) -> None:
@@ -184,7 +240,7 @@ class Transaction:
 
     def ignore(self, flag: bool = True) -> None:
         """Do not report this transaction (``flag=False`` undoes it)."""
-        self.ignored = bool(flag)
+        self._more().ignored = bool(flag)
 
     def add_custom_attribute(self, key: str, value: Any) -> bool:
         """Attach ``key=value``; returns whether it was kept.
@@ -230,11 +286,12 @@ class Transaction:
                 value_type.__name__,
             )
             return False
-        attrs = self.attributes
+        rare = self._more()
+        attrs = rare.attributes
         if attrs is None:
-            attrs = self.attributes = {}
+            attrs = rare.attributes = {}
         if key not in attrs and len(attrs) >= MAX_ATTRIBUTES:
-            self.dropped_attributes += 1
+            rare.dropped_attributes += 1
             _log.debug("custom attribute %r ignored: limit of %d reached", key[:64], MAX_ATTRIBUTES)
             return False
         attrs[key] = value
@@ -261,17 +318,18 @@ class Transaction:
 
     def _record_exception(self, exc: BaseException) -> None:
         """Record ``exc`` once (the same object seen again by an outer scope is skipped)."""
-        noticed = self._noticed
+        rare = self._more()
+        noticed = rare.noticed
         if noticed is None:
-            noticed = self._noticed = []
+            noticed = rare.noticed = []
         else:
             for seen in noticed:
                 if seen is exc:
                     return
         noticed.append(exc)
-        if self.errors is None:
-            self.errors = []
-        self.errors.append(error_record(exc))
+        if rare.errors is None:
+            rare.errors = []
+        rare.errors.append(error_record(exc))
 
     def _finish(self) -> None:
         """Stop the clock, freeze the transaction into a record and hand it on.
@@ -279,17 +337,32 @@ class Transaction:
         Never raises: a failure here is tasktrace's own and must not reach user code.
         """
         t1 = _perf_counter()
-        cpu0 = self._cpu0
-        cpu = None if cpu0 < 0.0 else max(_thread_time() - cpu0, 0.0)
-        if self.finished:
-            return
-        self.finished = True
-        if self._noticed is not None:
-            # Let go of the noticed exceptions: their tracebacks hold frames, which may
-            # in turn hold this transaction.
-            self._noticed = None
-        if self.ignored:
-            return
+        rare = self._rare
+        if rare is None:  # the common case: nothing but timing
+            if self.finished:
+                return
+            self.finished = True
+            cpu = None
+            errors: Tuple[ErrorRecord, ...] = ()
+            attributes = EMPTY_ATTRIBUTES
+            dropped_segments = 0
+        else:
+            cpu0 = rare.cpu0
+            # (Clamped at zero: a generator stepped from several threads reads the clock
+            # of another thread at its end.)
+            cpu = None if cpu0 < 0.0 else max(_thread_time() - cpu0, 0.0)
+            if self.finished:
+                return
+            self.finished = True
+            # Let go of the noticed exceptions: their tracebacks hold frames, which may in
+            # turn hold this transaction.
+            rare.noticed = None
+            if rare.ignored:
+                return
+            errors = tuple(rare.errors) if rare.errors else ()
+            attrs = rare.attributes
+            attributes = MappingProxyType(dict(attrs)) if attrs else EMPTY_ATTRIBUTES
+            dropped_segments = rare.dropped_segments
         try:
             duration = t1 - self._t0
             segments = self.segments
@@ -301,8 +374,6 @@ class Transaction:
             else:
                 seg_records = ()
                 exclusive = duration
-            attrs = self.attributes
-            errors = self.errors
             STATE.record(
                 _new_tuple(
                     TransactionRecord,
@@ -314,17 +385,15 @@ class Transaction:
                         _epoch_offset + self._t0,
                         duration,
                         exclusive,
-                        # (Clamped at zero: a generator stepped from several threads
-                        # reads the clock of another thread at its end.)
                         cpu,
                         _PID,
                         self.thread_id,
-                        tuple(errors) if errors else (),
-                        MappingProxyType(dict(attrs)) if attrs else EMPTY_ATTRIBUTES,
+                        errors,
+                        attributes,
                         seg_records,
                         self.trace_id,
                         self.span_id,
-                        self.dropped_segments,
+                        dropped_segments,
                     ),
                 )
             )
@@ -458,7 +527,7 @@ def open_segment(node: Node, name: str, group: str) -> Optional[Segment]:
         segments = txn.segments = []
     index = len(segments)
     if index >= STATE.settings.max_segments:
-        txn.dropped_segments += 1
+        txn._drop_segment()
         return None
     seg = Segment(txn, index, name, group, node.index, _perf_counter())
     segments.append(seg)
@@ -627,7 +696,7 @@ def suppress_instrumentation() -> None:
     task and trace in it nests there (bounded by ``max_segments``) and is never reported.
     """
     txn = Transaction(None, "<tasktrace internal>", "Internal", True)
-    txn.ignored = True
+    txn.ignore()
     _CURRENT.set(txn)
 
 

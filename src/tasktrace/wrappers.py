@@ -305,7 +305,7 @@ def _fast_trace(func: Callable[..., Any], name: str, group: str) -> Any:
             segments = txn.segments = []
         index = len(segments)
         if index >= STATE.settings.max_segments:
-            txn.dropped_segments += 1
+            txn._drop_segment()
             return func(*args, **kwargs)
         seg = Segment(txn, index, name, group, node.index, _perf_counter())
         segments.append(seg)
