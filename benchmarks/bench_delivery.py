@@ -61,7 +61,7 @@ def _child_throughput(n: int) -> Dict[str, Any]:
     tasktrace.flush(30.0)
     elapsed = time.perf_counter() - started
     conn = sqlite3.connect(os.environ["TASKTRACE_DB"])
-    rows = conn.execute("SELECT COUNT(*) FROM transactions").fetchone()[0] - 1000
+    rows = conn.execute("SELECT SUM(count) FROM transaction_blocks").fetchone()[0] - 1000
     calls = conn.execute("SELECT SUM(count) FROM metrics").fetchone()[0] - 1000
     dropped = conn.execute("SELECT COALESCE(SUM(count), 0) FROM drops").fetchone()[0]
     conn.close()

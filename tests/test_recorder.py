@@ -197,7 +197,7 @@ def test_aggregation_matches_record_by_record_sums(distinct: int) -> None:
         for i in range(distinct)
     ]
     records = []
-    for i in range(600):
+    for _ in range(600):
         app, name, group = keys[rng.randrange(distinct)]
         record = _record(rng.uniform(1e-6, 2.0), app=app, name=name, error=rng.random() < 0.2)
         records.append(record._replace(group=group))
@@ -211,9 +211,7 @@ def test_aggregation_matches_record_by_record_sums(distinct: int) -> None:
     for key, durations in expected.items():
         count, errors, total, low, high, sumsq = aggs[key]
         assert count == len(durations)
-        assert errors == sum(
-            1 for r in records if (r.app, r.name, r.group) == key and r.errors
-        )
+        assert errors == sum(1 for r in records if (r.app, r.name, r.group) == key and r.errors)
         assert total == pytest.approx(sum(durations), rel=1e-12)
         assert (low, high) == (min(durations), max(durations))
         assert sumsq == pytest.approx(sum(d * d for d in durations), rel=1e-12)
@@ -358,7 +356,7 @@ def test_fork_child_starts_empty_and_nothing_is_sent_twice(
     assert rec.flush(5.0)
     conn = sqlite3.connect(db)
     rows = conn.execute(
-        "SELECT name, pid, COUNT(*) FROM transactions GROUP BY name, pid"
+        "SELECT name, pid, SUM(count) FROM transaction_blocks GROUP BY name, pid"
     ).fetchall()
     calls = dict(conn.execute("SELECT name, SUM(count) FROM metrics GROUP BY name").fetchall())
     conn.close()

@@ -54,13 +54,24 @@ def _count(path: str, table: str) -> int:
         conn.close()
 
 
+def _stored(path: str) -> int:
+    """Transactions stored in the blocks."""
+    conn = sqlite3.connect(path)
+    try:
+        return int(
+            conn.execute("SELECT COALESCE(SUM(count), 0) FROM transaction_blocks").fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
 def test_export_writes(tmp_path: Path) -> None:
     """An export writes records, metrics and drops."""
     path = str(tmp_path / "t.db")
     reporter = SqliteReporter(path=path)
     assert reporter.export(_batch(3)).exported == 3
     reporter.shutdown(1.0)
-    assert (_count(path, "transactions"), _count(path, "metrics"), _count(path, "drops")) == (
+    assert (_stored(path), _count(path, "metrics"), _count(path, "drops")) == (
         3,
         1,
         1,
@@ -82,7 +93,7 @@ def test_locked_database_keeps_batch_for_next_harvest(tmp_path: Path) -> None:
     blocker.execute("ROLLBACK")
     blocker.close()
     assert reporter.export(_batch(3)).exported == 5
-    assert _count(path, "transactions") == 5
+    assert _stored(path) == 5
     reporter.shutdown(1.0)
 
 
@@ -98,7 +109,7 @@ def test_kept_batches_are_bounded(tmp_path: Path) -> None:
     blocker.execute("ROLLBACK")
     blocker.close()
     assert reporter.force_flush(1.0)
-    assert _count(path, "transactions") == 3
+    assert _stored(path) == 3
     assert _count(path, "metrics") == 2
     reporter.shutdown(1.0)
 
@@ -128,7 +139,7 @@ def test_connection_is_reopened_after_fork(tmp_path: Path) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
     assert reporter._conn is parent_conn
-    assert _count(path, "transactions") == 2
+    assert _stored(path) == 2
     reporter.shutdown(1.0)
 
 
@@ -165,6 +176,20 @@ def test_sampled_rows_keep_exact_metrics(tmp_path: Path) -> None:
     reporter = SqliteReporter(path=path, max_rows_per_name=7)
     assert reporter.export(_batch(100)).success
     reporter.shutdown(1.0)
-    assert _count(path, "transactions") == 7
+    assert _stored(path) == 7
     (row,) = store.report_rows(path)
     assert row["calls"] == 100
+
+
+def test_no_row_limit_stores_every_transaction(tmp_path: Path) -> None:
+    """max_rows_per_name=0 stores every transaction, and each reads back as exported."""
+    path = str(tmp_path / "all.db")
+    reporter = SqliteReporter(path=path, max_rows_per_name=0)
+    batch = _batch(5000)
+    assert reporter.export(batch).exported == 5000
+    reporter.shutdown(1.0)
+    conn = store.connect(path, readonly=True)
+    try:
+        assert list(store.read_transactions(conn)) == list(batch.records)
+    finally:
+        conn.close()

@@ -196,17 +196,22 @@ class TaskTracePeer(Peer):
         return self._query("SELECT SUM(count) FROM metrics WHERE name IN ('tt_task', 'tt_task10')")
 
     def rows(self) -> int:
-        return self._query("SELECT COUNT(*) FROM transactions")
+        return self._query("SELECT COALESCE(SUM(count), 0) FROM transaction_blocks")
 
     def spans(self) -> Optional[int]:
-        return self._query("SELECT COUNT(*) FROM segments")
+        return self._query("SELECT COALESCE(SUM(count), 0) FROM segment_blocks")
 
     def stored_rows(self, name: str) -> int:
-        """Transaction rows stored for the task ``name``."""
-        return self._query(f"SELECT COUNT(*) FROM transactions WHERE name = '{name}'")
+        """Transactions stored for the task ``name``."""
+        return self._query(
+            f"SELECT COALESCE(SUM(count), 0) FROM transaction_blocks WHERE name = '{name}'"
+        )
 
     def how_counted(self) -> str:
-        return "SUM(count) of its metrics rows and COUNT(*) of transactions/segments rows in the SQLite file"
+        return (
+            "SUM(count) of its metrics rows and of its transaction_blocks/segment_blocks rows "
+            "in the SQLite file"
+        )
 
 
 class NewRelicPeer(Peer):

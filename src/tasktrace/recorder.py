@@ -69,6 +69,10 @@ from tasktrace.reporters.base import (
     Reporter,
 )
 
+# (Imported here, not lazily in the threads that use it: a fork while another thread is
+# importing a module leaves the child with a half-initialised module it can never import.)
+from tasktrace.transaction import refresh_epoch_offset, suppress_instrumentation
+
 if TYPE_CHECKING:
     from types import FrameType
 
@@ -499,11 +503,7 @@ class HarvestRecorder:
 
     def _run(self) -> None:
         """The harvest loop: wait, drain, aggregate, export; until shut down."""
-        from tasktrace.transaction import suppress_instrumentation
-
         suppress_instrumentation()  # exports must never be instrumented themselves
-        from tasktrace.transaction import refresh_epoch_offset
-
         while True:
             self._wake.wait(self._interval)
             refresh_epoch_offset()  # follow wall-clock adjustments in the records' starts
@@ -833,8 +833,6 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     )
 
     def target() -> None:
-        from tasktrace.transaction import suppress_instrumentation
-
         suppress_instrumentation()
         deliver()
 

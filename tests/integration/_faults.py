@@ -8,6 +8,8 @@
 * :func:`run_python`: run a small program in a real subprocess with a clean environment.
 * :func:`undelivered`: how many transactions a process said (on stderr, at exit) it
   dropped or could not deliver, so that "stored + said lost = tasks run" can be checked.
+* :func:`stored_transactions`, :func:`stored_records`, :func:`stored_calls`: what a
+  program's SQLite store holds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tasktrace import store
+from tasktrace.records import TransactionRecord
 
 #: What the collector does with a request. A status code (int) answers it with that code;
 #: a (code, headers) pair adds headers; the strings are:
@@ -304,12 +309,27 @@ def undelivered(stderr: str) -> int:
 
 
 def stored_transactions(db: Path, where: str = "", params: Sequence[Any] = ()) -> int:
-    """Rows in the store's ``transactions`` table (0 if there is no database)."""
+    """Transactions stored in the store's ``transaction_blocks`` (0 if there is no database)."""
     if not db.exists():
         return 0
     conn = sqlite3.connect(str(db))
     try:
-        return int(conn.execute(f"SELECT COUNT(*) FROM transactions {where}", params).fetchone()[0])
+        return int(
+            conn.execute(
+                f"SELECT COALESCE(SUM(count), 0) FROM transaction_blocks {where}", params
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def stored_records(db: Path) -> List[TransactionRecord]:
+    """Every transaction stored in the store, decoded (none if there is no database)."""
+    if not db.exists():
+        return []
+    conn = store.connect(str(db), readonly=True)
+    try:
+        return list(store.read_transactions(conn))
     finally:
         conn.close()
 

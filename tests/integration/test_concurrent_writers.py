@@ -47,7 +47,9 @@ def test_sixteen_processes_one_database(tmp_path: Path) -> None:
         assert proc.returncode == 0, err.decode()
         assert b"dropped" not in err, err.decode()
     conn = sqlite3.connect(str(tmp_path / "shared.db"))
-    rows = conn.execute("SELECT COUNT(*), COUNT(DISTINCT pid) FROM transactions").fetchone()
+    rows = conn.execute(
+        "SELECT COALESCE(SUM(count), 0), COUNT(DISTINCT pid) FROM transaction_blocks"
+    ).fetchone()
     calls = conn.execute("SELECT SUM(count) FROM metrics").fetchone()[0]
     drops = conn.execute("SELECT COUNT(*) FROM drops").fetchone()[0]
     conn.close()

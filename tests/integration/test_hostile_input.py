@@ -17,6 +17,7 @@ from _faults import (
     Collector,
     clean_env,
     run_python,
+    stored_records,
     undelivered,
     write_program,
 )
@@ -193,13 +194,17 @@ def test_hostile_custom_attributes(tmp_path: Path, collector: Collector) -> None
     assert kept.startswith("['huge', ") and "object" not in kept, kept
     conn = sqlite3.connect(str(db))
     try:
-        rows = conn.execute("SELECT name, attributes FROM transactions ORDER BY start").fetchall()
+        (stored_json,) = conn.execute(
+            "SELECT attributes FROM transaction_blocks WHERE name = '__main__:work'"
+        ).fetchone()
         drops = conn.execute("SELECT COUNT(*) FROM drops").fetchone()[0]
     finally:
         conn.close()
-    assert [name for name, _ in rows] == ["__main__:plain", "__main__:work", "__main__:plain"]
-    attributes = json.loads(rows[1][1])
-    assert len(rows[1][1]) < 64 * 1024  # 128 attributes of at most 255 characters
+    records = sorted(stored_records(db), key=lambda r: r.start)
+    assert [r.name for r in records] == ["__main__:plain", "__main__:work", "__main__:plain"]
+    attributes = dict(records[1].attributes)
+    assert json.loads(stored_json) == {"0": attributes}
+    assert len(stored_json) < 64 * 1024  # 128 attributes of at most 255 characters
     assert len(attributes) <= 128
     assert attributes["huge"] == "x" * 255
     assert all(isinstance(v, (str, int, float, bool)) for v in attributes.values())

@@ -77,7 +77,7 @@ def test_every_task_is_delivered(tmp_path: Path, method: str, kind: str) -> None
     )
     assert proc.returncode == 0, proc.stderr.decode()
     conn = sqlite3.connect(str(tmp_path / "mp.db"))
-    rows = conn.execute("SELECT COUNT(*) FROM transactions").fetchone()[0]
+    rows = conn.execute("SELECT COALESCE(SUM(count), 0) FROM transaction_blocks").fetchone()[0]
     calls = conn.execute("SELECT SUM(count) FROM metrics").fetchone()[0]
     conn.close()
     assert (rows, calls) == (30, 30), proc.stderr.decode()

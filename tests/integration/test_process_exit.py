@@ -42,10 +42,11 @@ def _count(db: Path, name: Optional[str] = None) -> int:
     conn = sqlite3.connect(str(db))
     try:
         if name is None:
-            return int(conn.execute("SELECT COUNT(*) FROM transactions").fetchone()[0])
-        return int(
-            conn.execute("SELECT COUNT(*) FROM transactions WHERE name = ?", (name,)).fetchone()[0]
-        )
+            sql, params = "SELECT COALESCE(SUM(count), 0) FROM transaction_blocks", ()
+        else:
+            sql = "SELECT COALESCE(SUM(count), 0) FROM transaction_blocks WHERE name = ?"
+            params = (name,)
+        return int(conn.execute(sql, params).fetchone()[0])
     finally:
         conn.close()
 
@@ -196,7 +197,7 @@ for job in range(5):
     assert proc.returncode == 0, proc.stderr
     db = tmp_path / "tasks.db"
     conn = sqlite3.connect(str(db))
-    pids = conn.execute("SELECT COUNT(DISTINCT pid) FROM transactions").fetchone()[0]
+    pids = conn.execute("SELECT COUNT(DISTINCT pid) FROM transaction_blocks").fetchone()[0]
     conn.close()
     assert _count(db) == 6 and pids == 6
 
@@ -219,7 +220,7 @@ for i in range(5000):
     conn = sqlite3.connect(str(tmp_path / "tasks.db"))
     calls = conn.execute("SELECT SUM(count) FROM metrics").fetchone()[0]
     dropped = conn.execute("SELECT SUM(count) FROM drops").fetchone()[0]
-    rows = conn.execute("SELECT COUNT(*) FROM transactions").fetchone()[0]
+    rows = conn.execute("SELECT COALESCE(SUM(count), 0) FROM transaction_blocks").fetchone()[0]
     conn.close()
     assert calls == 5000 and rows + dropped == 5000
 

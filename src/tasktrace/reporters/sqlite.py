@@ -5,14 +5,15 @@ One connection per process, opened lazily in the harvest thread and reopened aft
 IMMEDIATE`` transaction that waits for the others on SQLite's busy handler, within the
 batch's time budget. If the database stays locked past that budget, the batch is *kept*
 and written with the next harvest (up to ``buffer_size`` kept transactions; beyond that
-the oldest kept rows are dropped, counted, while their metrics and drop counts are still
-written).
+the oldest kept transactions are dropped, counted, while their metrics and drop counts are
+still written).
 
-Rows are *sampled* per task name and harvest: every transaction with an error is stored,
-then at most ``max_rows_per_name`` of the others, chosen at random. A busy worker thus
-writes a bounded number of rows (and SQLite's insert cost stays off the program's back),
-while calls, errors, totals and maxima stay exact in the metrics table; only the
-percentiles of ``report`` come from the sample.
+The transactions of a harvest are stored packed, a few hundred nanoseconds each (see
+:mod:`tasktrace.store`). They are *sampled* per task name and harvest: every transaction
+with an error is stored, then at most ``max_rows_per_name`` of the others, chosen at
+random (``max_rows_per_name = 0`` stores every one). A busy worker thus stores a bounded
+number of transactions by default, while calls, errors, totals and maxima stay exact in
+the metrics table; only the percentiles of ``report`` come from the sample.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class SqliteReporter:
         #: Batches kept because the database was locked, oldest first.
         self._kept: List[Batch] = []
         #: Transactions the kept batches stand for that no drop count has said yet: the
-        #: recorder's records before sampling, less rows already given up by _trim().
+        #: recorder's records before sampling, less those already given up by _trim().
         #: If the kept batches are lost, their metrics go too, so all of these are.
         self._unsaid = 0
         self._closed = False
@@ -167,7 +168,7 @@ class SqliteReporter:
         )
 
     def _trim(self) -> int:
-        """Bound the kept batches; returns the transaction rows given up on."""
+        """Bound the kept batches; returns the transactions given up on."""
         total = sum(len(b.records) for b in self._kept)
         dropped = 0
         index = 0
@@ -176,7 +177,7 @@ class SqliteReporter:
             if batch.records:
                 total -= len(batch.records)
                 dropped += len(batch.records)
-                # The rows go; the exact metrics and drop counts of the window stay.
+                # The transactions go; the exact metrics and drop counts of the window stay.
                 self._kept[index] = batch._replace(records=())
             index += 1
         self._unsaid = max(0, self._unsaid - dropped)
