@@ -6,6 +6,9 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Tuple
+
+import pytest
 
 from tasktrace import store
 from tasktrace.recorder import aggregate
@@ -170,6 +173,25 @@ def test_sample_rows_keeps_errors_and_bounds_each_name() -> None:
     assert sample_rows(tuple(quiet), 20) == tuple(quiet)  # under the limit: unchanged
 
 
+@pytest.mark.parametrize("names", [("only",), ("one", "two", "three")])
+def test_sample_rows_per_name_when_every_name_is_over(names: Tuple[str, ...]) -> None:
+    """One name (the common case) or several, each over the limit: per name, its errored
+    records and exactly the limit of the others, a different random choice each time."""
+    from tasktrace.reporters.sqlite import sample_rows
+
+    interleaved = [
+        r for group in zip(*(_named(n, 300, error_every=30) for n in names)) for r in group
+    ]
+    records = tuple(interleaved)
+    kept = sample_rows(records, 25)
+    for name in names:
+        mine = [r for r in kept if r.name == name]
+        assert sum(1 for r in mine if r.errors) == 10
+        assert sum(1 for r in mine if not r.errors) == 25
+    assert list(kept) == [r for r in records if r in kept]  # original order
+    assert any(sample_rows(records, 25) != kept for _ in range(5))  # chosen at random
+
+
 def test_sampled_rows_keep_exact_metrics(tmp_path: Path) -> None:
     """With a row limit the metrics table still counts every call."""
     path = str(tmp_path / "s.db")
@@ -193,3 +215,22 @@ def test_no_row_limit_stores_every_transaction(tmp_path: Path) -> None:
         assert list(store.read_transactions(conn)) == list(batch.records)
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(("total", "limit"), [(1001, 1000), (10, 3), (1_000_000, 7), (5, 4)])
+def test_sample_positions_are_distinct_in_range_and_evenly_spread(total: int, limit: int) -> None:
+    """The systematic sample: `limit` distinct positions in range, consecutive ones
+    total/limit apart (rounded down or up), and every position reachable as the first."""
+    from tasktrace.reporters.sqlite import _spread
+
+    firsts = set()
+    for _ in range(300):
+        positions = list(_spread(total, limit))
+        assert len(set(positions)) == limit
+        assert positions[0] >= 0 and positions[-1] < total
+        gaps = {b - a for a, b in zip(positions, positions[1:])}
+        assert gaps <= {total // limit, -(-total // limit)}
+        firsts.add(positions[0])
+    assert firsts <= set(range(-(-total // limit)))
+    if total >= 2 * limit:  # a random start, not always the same one
+        assert len(firsts) > 1

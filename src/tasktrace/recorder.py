@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol,
 
 from tasktrace._logging import get_logger
 from tasktrace.config import Settings
-from tasktrace.records import TransactionRecord
+from tasktrace.records import TransactionRecord, same_task
 from tasktrace.reporters.base import (
     Batch,
     Deadline,
@@ -129,8 +129,6 @@ _key_of = itemgetter(_FIELD("app"), _FIELD("name"), _FIELD("group"))
 _duration_of = itemgetter(_FIELD("duration"))
 _errors_of = itemgetter(_FIELD("errors"))
 _app_of = itemgetter(_FIELD("app"))
-_name_of = itemgetter(_FIELD("name"))
-_group_of = itemgetter(_FIELD("group"))
 
 #: Above this many distinct keys in one chunk, records are grouped by a Python loop (one
 #: pass) rather than by one C pass over the chunk per key.
@@ -175,14 +173,7 @@ def _by_key(
     records: Sequence[TransactionRecord],
 ) -> Iterable[Tuple[Tuple[str, str, str], Sequence[TransactionRecord]]]:
     """Non-empty ``records`` grouped by (app, name, group), order kept within a group."""
-    # The common case, one task name in the chunk, is checked column by column: cheaper
-    # than building a key tuple per record.
-    count = len(records)
-    for column in (_app_of, _name_of, _group_of):
-        values = list(map(column, records))
-        if values.count(values[0]) != count:
-            break
-    else:
+    if same_task(records):  # the common case, checked without a key tuple per record
         return ((_key_of(records[0]), records),)
     keys = list(map(_key_of, records))
     distinct = dict.fromkeys(keys)
