@@ -715,6 +715,13 @@ def render(data: Dict[str, Any], a: Dict[str, Any]) -> str:
     )
     w("")
     w(
+        "Each sample starts after an untimed `gc.collect()`: the agents share one heap, and a full "
+        "collection runs in whichever sample allocates past the collector's threshold, not in the "
+        "one that left the garbage (ddtrace's writer keeps every trace it cannot send; its full "
+        "collections took 15-30 ms). A sample still pays for the collections its own allocations set off."
+    )
+    w("")
+    w(
         f"Overhead = the variant's time per call minus the bare function's ({_fmt_ns(a['bare_ns'])}; "
         f"for the nested case, a bare function calling 10 plain functions: {_fmt_ns(a['bare10_ns'])})."
     )
