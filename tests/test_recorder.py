@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -124,6 +125,34 @@ def test_harvest_thread_is_named_and_daemon(recorders: List[HarvestRecorder]) ->
     rec.record(_record())
     thread = rec._thread
     assert thread is not None and thread.daemon and thread.name == HARVEST_THREAD_NAME
+
+
+def _blocked_signals(native_id: int) -> int:
+    """The signal mask of a thread of this process, from /proc (Linux)."""
+    with open(f"/proc/self/task/{native_id}/status") as status:
+        for line in status:
+            if line.startswith("SigBlk:"):
+                return int(line.split()[1], 16)
+    raise AssertionError("no SigBlk line")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_harvest_thread_blocks_asynchronous_signals(recorders: List[HarvestRecorder]) -> None:
+    """The kernel must never hand SIGTERM (or SIGINT, ...) to the harvest thread: Python
+    runs handlers in the main thread only, and a main thread blocked in a C call (a pool
+    worker waiting on its queue's lock) would never wake up to run ours. The caller's own
+    mask is left as it was."""
+    before = _blocked_signals(threading.get_native_id())
+    rec = _make(recorders, [MemoryReporter()])
+    rec.record(_record())
+    thread = rec._thread
+    assert thread is not None and thread.native_id is not None
+    mask = _blocked_signals(thread.native_id)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGCHLD):
+        assert mask & (1 << (sig - 1)), sig
+    for sig in (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE):  # a thread's own faults
+        assert not mask & (1 << (sig - 1)), sig
+    assert _blocked_signals(threading.get_native_id()) == before
 
 
 def test_buffer_bound_and_exact_drop_count(recorders: List[HarvestRecorder]) -> None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -54,7 +55,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from itertools import compress, repeat, starmap
 from operator import itemgetter, mul
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from tasktrace._logging import get_logger
 from tasktrace.config import Settings
@@ -380,7 +381,7 @@ class HarvestRecorder:
             thread = threading.Thread(target=self._run, name=HARVEST_THREAD_NAME, daemon=True)
             self._window_start = time.time()
             try:
-                thread.start()
+                _start_without_signals(thread)
             except RuntimeError:
                 # Interpreter shutdown: no new threads. Keep buffering; the exit flush
                 # delivers inline.
@@ -721,6 +722,41 @@ def create_recorder(settings: Settings) -> HarvestRecorder:
     return HarvestRecorder(settings)
 
 
+#: Signals that are never synchronous (a fault of the thread itself): these are blocked
+#: in tasktrace's threads, so that the kernel hands them to a thread of the program.
+_ASYNC_SIGNALS: Optional[Set[signal.Signals]] = (
+    set(signal.valid_signals())
+    - {
+        getattr(signal, name)
+        for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGSYS", "SIGABRT")
+        if hasattr(signal, name)
+    }
+    if hasattr(signal, "pthread_sigmask")
+    else None
+)
+
+
+def _start_without_signals(thread: threading.Thread) -> None:
+    """Start ``thread`` with asynchronous signals blocked in it.
+
+    CPython runs Python signal handlers in the main thread only, and a signal is handed by
+    the kernel to any thread that does not block it. Had it gone to one of our threads
+    while the main thread waited in a blocking C call (a ``multiprocessing`` queue's lock,
+    say), the main thread would not wake up to run the handler -- for a pool worker
+    terminated with SIGTERM, that means never exiting, and its parent hanging in
+    ``Pool.terminate()``. A new thread inherits its creator's signal mask, so the signals
+    are blocked around ``start()``: there is no window in which the thread takes one.
+    """
+    if _ASYNC_SIGNALS is None:
+        thread.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def is_harvest_thread() -> bool:
     """True on a tasktrace harvest thread (whose work must never be instrumented)."""
     return threading.current_thread().name == HARVEST_THREAD_NAME
@@ -744,6 +780,13 @@ _sigterm_pending: Optional[Tuple[int, Optional[FrameType]]] = None
 #: The program's SIGTERM handler that ours replaced (callable: we chain to it).
 _previous_sigterm: Any = None
 _sigterm_installed = False
+#: How many times _on_sigterm has started in this process (the watcher compares).
+_sigterm_calls = 0
+#: The read end of this process's wake-up pipe (see _watch_signals); -1: none.
+_wakeup_read = -1
+_wakeup_write = -1
+#: How long the watcher lets the main thread take to run the handler before nudging it.
+SIGTERM_NUDGE_AFTER = 0.5
 _real_os_exit: Callable[[int], Any] = os._exit
 
 
@@ -780,16 +823,18 @@ def _forked_before_import() -> bool:
 def _install_sigterm_handler() -> None:
     """Deliver on SIGTERM, if it can be done without changing what SIGTERM does."""
     global _previous_sigterm, _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         return
-    import signal
-
+    if _sigterm_installed:
+        _install_signal_watch()  # (a forked child keeps the handler, not the watch)
+        return
     try:
         current = signal.getsignal(signal.SIGTERM)
     except (ValueError, AttributeError):
         return
     if current is _on_sigterm:
         _sigterm_installed = True
+        _install_signal_watch()
         return
     # SIG_IGN: the program wants to survive SIGTERM; None: a handler installed from C
     # that we cannot call. Leave both alone.
@@ -801,6 +846,104 @@ def _install_sigterm_handler() -> None:
         return
     _previous_sigterm = None if current is signal.SIG_DFL else current
     _sigterm_installed = True
+    _install_signal_watch()
+
+
+def _install_signal_watch() -> None:
+    """Make sure our SIGTERM handler runs even if the signal lands just before the main
+    thread blocks in a C call.
+
+    CPython's C-level handler only notes the signal; the Python handler runs when the main
+    thread next executes bytecode. A signal that arrives after the main thread's last
+    check and before it blocks (in ``sem_wait`` under a ``multiprocessing`` lock, say)
+    interrupts nothing, so the handler waits for the call to return -- for a pool worker
+    that ``Pool.terminate()`` stops while the pool holds its queue's lock, forever, and
+    the parent hangs joining it. SIGTERM with its default action cannot be missed; a
+    handler can, so the handler brings this guard with it: a wake-up fd
+    (``signal.set_wakeup_fd``), to which the C handler writes each signal's number, and
+    a thread that reads it. When SIGTERM comes through and our handler has not started
+    within :data:`SIGTERM_NUDGE_AFTER` seconds, the thread sends SIGTERM to the main
+    thread itself (``pthread_kill``), which interrupts the blocking call, and the handler
+    runs. Only when no other wake-up fd is set (asyncio sets its own, and its loop is
+    woken by it anyway); main thread only, like ``signal.signal``.
+    """
+    global _wakeup_read, _wakeup_write
+    if _wakeup_read >= 0 or not hasattr(signal, "pthread_kill"):
+        return
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:
+        return
+    try:
+        os.set_blocking(write_fd, False)
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    if previous != -1:  # someone else's: leave it in place, and go without the guard
+        signal.set_wakeup_fd(previous)
+        os.close(read_fd)
+        os.close(write_fd)
+        return
+    _wakeup_read, _wakeup_write = read_fd, write_fd
+    watcher = threading.Thread(
+        target=_watch_signals, args=(read_fd,), name="tasktrace-signals", daemon=True
+    )
+    try:
+        _start_without_signals(watcher)
+    except RuntimeError:  # interpreter shutdown
+        _close_signal_watch()
+
+
+def _watch_signals(read_fd: int) -> None:
+    """The watcher thread: read signal numbers from the wake-up pipe; nudge on SIGTERM."""
+    while True:
+        try:
+            data = os.read(read_fd, 512)
+        except OSError:  # closed (after fork, or by tests)
+            return
+        if not data:
+            return
+        if signal.SIGTERM in data:
+            _nudge_if_unhandled(_sigterm_calls)
+
+
+def _nudge_if_unhandled(calls_before: int) -> None:
+    """SIGTERM arrived: if our handler has not started within the grace period (and is
+    still the one installed), send SIGTERM to the main thread, to wake it up."""
+    deadline = time.monotonic() + SIGTERM_NUDGE_AFTER
+    while time.monotonic() < deadline:
+        if _sigterm_calls != calls_before:
+            return
+        time.sleep(0.01)
+    if _sigterm_calls != calls_before or signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        return
+    try:
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
+def _close_signal_watch() -> None:
+    """Forget this process's wake-up pipe (after fork: the parent's; it is the parent's
+    watcher that reads it)."""
+    global _wakeup_read, _wakeup_write
+    read_fd, write_fd = _wakeup_read, _wakeup_write
+    _wakeup_read = _wakeup_write = -1
+    if read_fd < 0:
+        return
+    try:
+        current = signal.set_wakeup_fd(-1)
+        if current != write_fd:  # not ours any more (asyncio's, say): put it back
+            signal.set_wakeup_fd(current)
+    except (ValueError, OSError):  # not the main thread
+        pass
+    for fd in (read_fd, write_fd):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
@@ -813,7 +956,8 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     that delivery acts on when it ends; otherwise the delivery runs in a helper thread
     that the handler joins for at most the exit budget.
     """
-    global _sigterm_pending
+    global _sigterm_pending, _sigterm_calls
+    _sigterm_calls += 1
     if _exiting_pid == os.getpid():
         _sigterm_pending = (signum, frame)
         return
@@ -829,7 +973,7 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
 
     helper = threading.Thread(target=target, name="tasktrace-sigterm", daemon=True)
     try:
-        helper.start()
+        _start_without_signals(helper)
         helper.join(timeout + 0.5)
     except Exception:
         pass
@@ -844,8 +988,6 @@ def _after_sigterm_delivery(signum: int, frame: Optional[FrameType]) -> None:
         # rest if it exits normally.
         previous(signum, frame)
         return
-    import signal
-
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -957,6 +1099,9 @@ def _after_fork_in_child() -> None:
     global _hooks_pid, _exit_deadline, _exiting_pid, _sigterm_pending
     _exiting_pid = 0
     _sigterm_pending = None
+    # The wake-up pipe is the parent's: a signal here must not reach its watcher. A new
+    # one comes with the hooks, when this process records.
+    _close_signal_watch()
     for recorder in list(_LIVE):
         # Fresh state: the parent's pending records are the parent's to deliver. The old
         # lock is abandoned (never released): new objects replace everything.

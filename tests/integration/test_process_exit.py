@@ -127,6 +127,37 @@ time.sleep(60)
     assert _count(tmp_path / "tasks.db") == 7
 
 
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="interrupt_main(signum) is 3.10+")
+def test_sigterm_that_misses_a_blocked_main_thread_still_ends_the_process(
+    tmp_path: Path,
+) -> None:
+    """A SIGTERM that lands just before the main thread blocks in a C call (a pool worker
+    waiting on its queue's lock when Pool.terminate() comes) only trips CPython's flag;
+    with a Python handler in place, nothing would run it. interrupt_main() trips the
+    flag exactly so, without interrupting the call: the watcher must notice, wake the
+    main thread, and the process must deliver and die of SIGTERM, not hang."""
+    prog = _script(
+        tmp_path,
+        _TASKS
+        + """
+import _thread, multiprocessing, threading
+for i in range(5):
+    work(i)
+lock = multiprocessing.Lock()
+lock.acquire()
+threading.Timer(0.3, _thread.interrupt_main, args=(signal.SIGTERM,)).start()
+lock.acquire()  # blocks in sem_wait: only an interrupting signal gets out of here
+print("not reached", flush=True)
+""",
+    )
+    proc = subprocess.run(
+        [sys.executable, prog], env=_env(tmp_path), capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert "not reached" not in proc.stdout
+    assert _count(tmp_path / "tasks.db") == 5
+
+
 def test_programs_own_sigterm_handler_still_runs(tmp_path: Path) -> None:
     """A handler installed before tasktrace's is chained: it runs, and tasks are delivered."""
     marker = tmp_path / "handled"
