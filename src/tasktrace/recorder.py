@@ -864,31 +864,42 @@ def _install_signal_watch() -> None:
     a thread that reads it. When SIGTERM comes through and our handler has not started
     within :data:`SIGTERM_NUDGE_AFTER` seconds, the thread sends SIGTERM to the main
     thread itself (``pthread_kill``), which interrupts the blocking call, and the handler
-    runs. Only when no other wake-up fd is set (asyncio sets its own, and its loop is
-    woken by it anyway); main thread only, like ``signal.signal``.
+    runs.
+
+    The wake-up fd is a Unix datagram socket whose reader asks the kernel for each
+    sender's pid (``SO_PASSCRED``): a forked child inherits the fd until its at-fork hook
+    drops it, and a signal it takes meanwhile must not make this process terminate
+    itself. Linux only (elsewhere there is no way to tell, and no guard); only when no
+    other wake-up fd is set (asyncio sets its own, and its loop is woken by it anyway);
+    main thread only, like ``signal.signal``.
     """
     global _wakeup_read, _wakeup_write
     if _wakeup_read >= 0 or not hasattr(signal, "pthread_kill"):
         return
+    import socket  # here: only processes that install the SIGTERM handler need it
+
+    if not hasattr(socket, "SO_PASSCRED") or not hasattr(socket, "SCM_CREDENTIALS"):
+        return
     try:
-        read_fd, write_fd = os.pipe()
+        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     except OSError:
         return
     try:
-        os.set_blocking(write_fd, False)
-        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        writer.setblocking(False)
+        previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     except (ValueError, OSError):
-        os.close(read_fd)
-        os.close(write_fd)
+        reader.close()
+        writer.close()
         return
     if previous != -1:  # someone else's: leave it in place, and go without the guard
         signal.set_wakeup_fd(previous)
-        os.close(read_fd)
-        os.close(write_fd)
+        reader.close()
+        writer.close()
         return
-    _wakeup_read, _wakeup_write = read_fd, write_fd
+    _wakeup_read, _wakeup_write = reader.detach(), writer.detach()
     watcher = threading.Thread(
-        target=_watch_signals, args=(read_fd,), name="tasktrace-signals", daemon=True
+        target=_watch_signals, args=(_wakeup_read,), name="tasktrace-signals", daemon=True
     )
     try:
         _start_without_signals(watcher)
@@ -897,16 +908,32 @@ def _install_signal_watch() -> None:
 
 
 def _watch_signals(read_fd: int) -> None:
-    """The watcher thread: read signal numbers from the wake-up pipe; nudge on SIGTERM."""
-    while True:
-        try:
-            data = os.read(read_fd, 512)
-        except OSError:  # closed (after fork, or by tests)
-            return
-        if not data:
-            return
-        if signal.SIGTERM in data:
-            _nudge_if_unhandled(_sigterm_calls)
+    """The watcher thread: read signal numbers, each with its sender's pid, from the
+    wake-up socket; nudge on a SIGTERM taken by this process."""
+    import socket
+    import struct
+
+    pid = os.getpid()
+    credentials = struct.Struct("=iII")  # struct ucred: pid, uid, gid
+    reader = socket.socket(fileno=read_fd)
+    try:
+        while True:
+            try:
+                data, ancillary, _flags, _address = reader.recvmsg(
+                    64, socket.CMSG_SPACE(credentials.size)
+                )
+            except OSError:  # closed (after fork, or by tests)
+                return
+            if not data:
+                return
+            sender = -1
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    sender = credentials.unpack_from(payload)[0]
+            if sender == pid and signal.SIGTERM in data:
+                _nudge_if_unhandled(_sigterm_calls)
+    finally:
+        reader.detach()  # the fd is closed by _close_signal_watch, not here
 
 
 def _nudge_if_unhandled(calls_before: int) -> None:

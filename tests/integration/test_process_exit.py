@@ -158,6 +158,36 @@ print("not reached", flush=True)
     assert _count(tmp_path / "tasks.db") == 5
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux-only")
+def test_a_signal_taken_by_a_forked_child_does_not_end_the_parent(tmp_path: Path) -> None:
+    """A child forked off inherits the wake-up fd until its at-fork hook drops it; a
+    SIGTERM it takes in that window reaches the parent's watcher, which must see that
+    the sender is another process and leave the parent alone."""
+    prog = _script(
+        tmp_path,
+        _TASKS
+        + """
+from tasktrace import recorder
+for i in range(3):
+    work(i)
+inherited = os.dup(recorder._wakeup_write)  # as a child holds it before its hook runs
+child = os.fork()
+if child == 0:
+    os.write(inherited, bytes([signal.SIGTERM]))  # what its C-level handler writes
+    os._exit(0)
+os.waitpid(child, 0)
+time.sleep(3 * recorder.SIGTERM_NUDGE_AFTER)
+print("survived", flush=True)
+""",
+    )
+    proc = subprocess.run(
+        [sys.executable, prog], env=_env(tmp_path), capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "survived" in proc.stdout
+    assert _count(tmp_path / "tasks.db") == 3
+
+
 def test_programs_own_sigterm_handler_still_runs(tmp_path: Path) -> None:
     """A handler installed before tasktrace's is chained: it runs, and tasks are delivered."""
     marker = tmp_path / "handled"
