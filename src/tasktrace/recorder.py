@@ -876,16 +876,18 @@ def _install_signal_watch() -> None:
     global _wakeup_read, _wakeup_write
     if _wakeup_read >= 0 or not hasattr(signal, "pthread_kill"):
         return
-    import socket  # here: only processes that install the SIGTERM handler need it
+    # The C module, not `socket` (which costs a few milliseconds more to import): this
+    # runs on the program's thread, at its first task.
+    import _socket
 
-    if not hasattr(socket, "SO_PASSCRED") or not hasattr(socket, "SCM_CREDENTIALS"):
+    if not hasattr(_socket, "SO_PASSCRED") or not hasattr(_socket, "SCM_CREDENTIALS"):
         return
     try:
-        reader, writer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        reader, writer = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_DGRAM)
     except OSError:
         return
     try:
-        reader.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        reader.setsockopt(_socket.SOL_SOCKET, _socket.SO_PASSCRED, 1)
         writer.setblocking(False)
         previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     except (ValueError, OSError):
@@ -910,17 +912,17 @@ def _install_signal_watch() -> None:
 def _watch_signals(read_fd: int) -> None:
     """The watcher thread: read signal numbers, each with its sender's pid, from the
     wake-up socket; nudge on a SIGTERM taken by this process."""
-    import socket
+    import _socket
     import struct
 
     pid = os.getpid()
     credentials = struct.Struct("=iII")  # struct ucred: pid, uid, gid
-    reader = socket.socket(fileno=read_fd)
+    reader = _socket.socket(fileno=read_fd)
     try:
         while True:
             try:
                 data, ancillary, _flags, _address = reader.recvmsg(
-                    64, socket.CMSG_SPACE(credentials.size)
+                    64, _socket.CMSG_SPACE(credentials.size)
                 )
             except OSError:  # closed (after fork, or by tests)
                 return
@@ -928,7 +930,7 @@ def _watch_signals(read_fd: int) -> None:
                 return
             sender = -1
             for level, kind, payload in ancillary:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS:
                     sender = credentials.unpack_from(payload)[0]
             if sender == pid and signal.SIGTERM in data:
                 _nudge_if_unhandled(_sigterm_calls)
