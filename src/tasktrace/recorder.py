@@ -780,7 +780,7 @@ _sigterm_pending: Optional[Tuple[int, Optional[FrameType]]] = None
 #: The program's SIGTERM handler that ours replaced (callable: we chain to it).
 _previous_sigterm: Any = None
 _sigterm_installed = False
-#: How many times _on_sigterm has started in this process (the watcher compares).
+#: How many times _on_sigterm has started in this process (the watcher looks).
 _sigterm_calls = 0
 #: The read end of this process's wake-up pipe (see _watch_signals); -1: none.
 _wakeup_read = -1
@@ -933,20 +933,28 @@ def _watch_signals(read_fd: int) -> None:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS:
                     sender = credentials.unpack_from(payload)[0]
             if sender == pid and signal.SIGTERM in data:
-                _nudge_if_unhandled(_sigterm_calls)
+                _nudge_if_unhandled()
     finally:
         reader.detach()  # the fd is closed by _close_signal_watch, not here
 
 
-def _nudge_if_unhandled(calls_before: int) -> None:
-    """SIGTERM arrived: if our handler has not started within the grace period (and is
-    still the one installed), send SIGTERM to the main thread, to wake it up."""
+def _nudge_if_unhandled() -> None:
+    """SIGTERM arrived: if our handler has never run in this process within the grace
+    period (and is still the one installed), send SIGTERM to the main thread to wake it.
+
+    Only a process whose handler never ran is nudged. The handler usually runs before
+    this thread even reads the signal's number, so "not since the signal" cannot be told
+    apart from "not at all" -- and a second SIGTERM must never reach a program's own
+    handler that we chain to (many take it as "stop now, don't finish"). The first
+    SIGTERM is the one that ends a process under the default action, the case the guard
+    is for.
+    """
     deadline = time.monotonic() + SIGTERM_NUDGE_AFTER
     while time.monotonic() < deadline:
-        if _sigterm_calls != calls_before:
+        if _sigterm_calls:
             return
         time.sleep(0.01)
-    if _sigterm_calls != calls_before or signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+    if _sigterm_calls or signal.getsignal(signal.SIGTERM) is not _on_sigterm:
         return
     try:
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
@@ -1125,9 +1133,10 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
-    global _hooks_pid, _exit_deadline, _exiting_pid, _sigterm_pending
+    global _hooks_pid, _exit_deadline, _exiting_pid, _sigterm_pending, _sigterm_calls
     _exiting_pid = 0
     _sigterm_pending = None
+    _sigterm_calls = 0
     # The wake-up pipe is the parent's: a signal here must not reach its watcher. A new
     # one comes with the hooks, when this process records.
     _close_signal_watch()

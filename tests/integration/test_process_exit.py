@@ -212,6 +212,36 @@ time.sleep(60)
     assert _count(tmp_path / "tasks.db") == 4
 
 
+def test_programs_graceful_handler_gets_one_sigterm_for_one(tmp_path: Path) -> None:
+    """A program whose own handler starts a graceful shutdown and keeps running gets that
+    SIGTERM once: the guard against missed signals must not send it a second one (which
+    many programs take as "stop now")."""
+    marker = tmp_path / "calls"
+    prog = _script(
+        tmp_path,
+        _TASKS
+        + f"""
+from tasktrace import recorder
+calls = []
+def handler(signum, frame):
+    calls.append(signum)
+
+signal.signal(signal.SIGTERM, handler)
+for i in range(4):
+    work(i)
+print("ready", flush=True)
+deadline = time.monotonic() + 6 * recorder.SIGTERM_NUDGE_AFTER
+while time.monotonic() < deadline:  # graceful shutdown: keep working a while
+    time.sleep(0.05)
+open({str(marker)!r}, "w").write(str(len(calls)))
+""",
+    )
+    returncode, err = _sigterm_when_ready(prog, tmp_path)
+    assert returncode == 0, err
+    assert marker.read_text() == "1"
+    assert _count(tmp_path / "tasks.db") == 4
+
+
 def test_handler_installed_after_tasktrace_wins(tmp_path: Path) -> None:
     """A handler installed after tasktrace's replaces it; atexit still delivers on sys.exit."""
     marker = tmp_path / "handled"
