@@ -54,12 +54,19 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from itertools import compress, repeat, starmap
-from operator import itemgetter, mul
+from operator import mul
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from tasktrace._logging import get_logger
 from tasktrace.config import Settings
-from tasktrace.records import TransactionRecord, same_task
+from tasktrace.records import (
+    TransactionRecord,
+    app_of,
+    duration_of,
+    errors_of,
+    same_task,
+    task_key_of,
+)
 from tasktrace.reporters.base import (
     Batch,
     Deadline,
@@ -123,14 +130,6 @@ class Recorder(Protocol):
         ...
 
 
-#: Per-record column readers, by index (records are tuples: ``itemgetter`` reads a field
-#: in C at a third of the cost of ``attrgetter``), so that folding a chunk is a few C loops.
-_FIELD = TransactionRecord._fields.index
-_key_of = itemgetter(_FIELD("app"), _FIELD("name"), _FIELD("group"))
-_duration_of = itemgetter(_FIELD("duration"))
-_errors_of = itemgetter(_FIELD("errors"))
-_app_of = itemgetter(_FIELD("app"))
-
 #: Above this many distinct keys in one chunk, records are grouped by a Python loop (one
 #: pass) rather than by one C pass over the chunk per key.
 _MAX_KEYS_BY_SCAN = 8
@@ -149,9 +148,9 @@ def _fold_many(aggs: _AggMap, records: Sequence[TransactionRecord]) -> None:
     if not records:
         return
     for key, group_records in _by_key(records):
-        durations = list(map(_duration_of, group_records))
+        durations = list(map(duration_of, group_records))
         count = len(durations)
-        errors = count - list(map(_errors_of, group_records)).count(())
+        errors = count - list(map(errors_of, group_records)).count(())
         total = sum(durations)
         low = min(durations)
         high = max(durations)
@@ -175,8 +174,8 @@ def _by_key(
 ) -> Iterable[Tuple[Tuple[str, str, str], Sequence[TransactionRecord]]]:
     """Non-empty ``records`` grouped by (app, name, group), order kept within a group."""
     if same_task(records):  # the common case, checked without a key tuple per record
-        return ((_key_of(records[0]), records),)
-    keys = list(map(_key_of, records))
+        return ((task_key_of(records[0]), records),)
+    keys = list(map(task_key_of, records))
     distinct = dict.fromkeys(keys)
     if len(distinct) <= _MAX_KEYS_BY_SCAN:
         return [(key, list(compress(records, map(key.__eq__, keys)))) for key in distinct]
@@ -344,7 +343,7 @@ class HarvestRecorder:
                 evicted = list(starmap(buffer.popleft, repeat((), chunk)))
                 buffer.append(record)
                 _fold_many(self._evicted, evicted)
-                for app, count in Counter(map(_app_of, evicted)).items():
+                for app, count in Counter(map(app_of, evicted)).items():
                     self._add_drop(app, REASON_BUFFER_FULL, count)
             self._wake_early()
         except Exception:  # SPEC 2.8: never raise into the instrumented code

@@ -25,10 +25,10 @@ import sqlite3
 import time
 from collections import Counter
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Set, Tuple
 
 from tasktrace import store
-from tasktrace.records import TransactionRecord, same_task
+from tasktrace.records import TransactionRecord, errors_of, same_task, task_key_of
 from tasktrace.reporters.base import Batch, ExportResult
 
 if TYPE_CHECKING:
@@ -206,11 +206,6 @@ class SqliteReporter:
                 pass
 
 
-_FIELD = TransactionRecord._fields.index
-_key_of = operator.itemgetter(_FIELD("app"), _FIELD("group"), _FIELD("name"))
-_errors_of = operator.itemgetter(_FIELD("errors"))
-
-
 def sample_rows(
     records: Tuple[TransactionRecord, ...], limit: int
 ) -> Tuple[TransactionRecord, ...]:
@@ -224,26 +219,26 @@ def sample_rows(
     n = len(records)
     if n <= limit:
         return records
+    errorless = list(map(operator.not_, map(errors_of, records)))
+    # The positions of each task name over the limit (usually the one name of the batch).
     if same_task(records):
-        errored = list(compress(range(n), map(_errors_of, records)))
-        if not errored:  # the common case: `limit` positions spread over the harvest
+        if all(errorless):  # the common case: `limit` positions spread over the harvest
             return tuple(map(records.__getitem__, _spread(n, limit)))
-        plain = list(compress(range(n), map(operator.not_, map(_errors_of, records))))
-        if len(plain) <= limit:
-            return records
-        chosen = map(plain.__getitem__, _spread(len(plain), limit))
-        return tuple(map(records.__getitem__, sorted(set(chosen).union(errored))))
-    errorless = list(map(operator.not_, map(_errors_of, records)))
-    keys = list(map(_key_of, records))
+        over: List[Sequence[int]] = [range(n)]
+    else:
+        keys = list(map(task_key_of, records))
+        over = [
+            list(compress(range(n), map(key.__eq__, keys)))
+            for key, count in Counter(keys).items()
+            if count > limit
+        ]
     dropped: Set[int] = set()
-    for key, count in Counter(keys).items():
-        if count > limit:
-            mine = list(compress(range(n), map(key.__eq__, keys)))
-            plain = list(compress(mine, map(errorless.__getitem__, mine)))
-            if len(plain) > limit:
-                unchosen = set(plain)
-                unchosen.difference_update(map(plain.__getitem__, _spread(len(plain), limit)))
-                dropped |= unchosen
+    for mine in over:
+        plain = list(compress(mine, map(errorless.__getitem__, mine)))
+        if len(plain) > limit:
+            unchosen = set(plain)
+            unchosen.difference_update(map(plain.__getitem__, _spread(len(plain), limit)))
+            dropped |= unchosen
     if not dropped:
         return records
     return tuple(compress(records, map(operator.not_, map(dropped.__contains__, range(n)))))
