@@ -414,7 +414,8 @@ for i in range(int(sys.argv[1])):
 
 
 def test_twenty_processes_one_database(tmp_path: Path) -> None:
-    """20 processes writing one store at once: report --format json counts every task once."""
+    """20 processes writing one store at once, each with many small harvests: report
+    --format json counts every task once, every one is stored once, nothing is dropped."""
     procs, per = 20, 150
     db = tmp_path / "shared.db"
     prog = write_program(tmp_path, _WRITER, "writer.py")
@@ -452,6 +453,11 @@ def test_twenty_processes_one_database(tmp_path: Path) -> None:
         len({r.pid for r in records}),
     )
     assert stored == (procs * per, procs * per, procs)
+    conn = sqlite3.connect(str(db))
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM drops").fetchone()[0] == 0
+    finally:
+        conn.close()
 
 
 def test_exit_is_bounded_even_when_everything_fails(tmp_path: Path) -> None:

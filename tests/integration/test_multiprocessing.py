@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
-from typing import Dict
 
 import pytest
+from _faults import clean_env, stored_calls, stored_transactions, write_program
 
 pytestmark = pytest.mark.integration
 
@@ -52,32 +49,19 @@ if __name__ == "__main__":
 """
 
 
-def _env(tmp_path: Path) -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTRACE_", "OTEL_"))}
-    env.update(
-        TASKTRACE_DB=str(tmp_path / "mp.db"),
-        TASKTRACE_HARVEST_INTERVAL="60",
-        TASKTRACE_SHUTDOWN_TIMEOUT="5",
-    )
-    return env
-
-
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 @pytest.mark.parametrize("kind", ["pool", "pool-close", "process"])
 def test_every_task_is_delivered(tmp_path: Path, method: str, kind: str) -> None:
     """Each of the 30 tasks run in child processes lands in the store exactly once."""
-    prog = tmp_path / "mpjob.py"
-    prog.write_text(textwrap.dedent(_PROGRAM))
+    prog = write_program(tmp_path, _PROGRAM, "mpjob.py")
+    env = clean_env(tmp_path, TASKTRACE_HARVEST_INTERVAL="60", TASKTRACE_SHUTDOWN_TIMEOUT="5")
     proc = subprocess.run(
         [sys.executable, str(prog), method, kind],
-        env=_env(tmp_path),
+        env=env,
         capture_output=True,
         timeout=120,
         cwd=str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr.decode()
-    conn = sqlite3.connect(str(tmp_path / "mp.db"))
-    rows = conn.execute("SELECT COALESCE(SUM(count), 0) FROM transaction_blocks").fetchone()[0]
-    calls = conn.execute("SELECT SUM(count) FROM metrics").fetchone()[0]
-    conn.close()
-    assert (rows, calls) == (30, 30), proc.stderr.decode()
+    db = tmp_path / "tasks.db"
+    assert (stored_transactions(db), stored_calls(db)) == (30, 30), proc.stderr.decode()

@@ -2,53 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Tuple
 
 import pytest
+from _faults import clean_env, stored_transactions, write_program
 
 pytestmark = pytest.mark.integration
 
 
 def _env(tmp_path: Path, **extra: str) -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTRACE_", "OTEL_"))}
-    env.update(
-        TASKTRACE_DB=str(tmp_path / "tasks.db"),
-        TASKTRACE_APP_NAME="it-app",
-        TASKTRACE_HARVEST_INTERVAL="60",  # only exit paths deliver in these tests
-        TASKTRACE_SHUTDOWN_TIMEOUT="3",
+    # Only the exit paths deliver in these tests: no periodic harvest.
+    return clean_env(
+        tmp_path, **{"TASKTRACE_APP_NAME": "it-app", "TASKTRACE_HARVEST_INTERVAL": "60", **extra}
     )
-    env.update(extra)
-    return env
-
-
-def _script(tmp_path: Path, body: str, name: str = "prog.py") -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(body))
-    return str(path)
-
-
-def _count(db: Path, name: Optional[str] = None) -> int:
-    if not db.exists():
-        return 0
-    conn = sqlite3.connect(str(db))
-    try:
-        if name is None:
-            sql, params = "SELECT COALESCE(SUM(count), 0) FROM transaction_blocks", ()
-        else:
-            sql = "SELECT COALESCE(SUM(count), 0) FROM transaction_blocks WHERE name = ?"
-            params = (name,)
-        return int(conn.execute(sql, params).fetchone()[0])
-    finally:
-        conn.close()
 
 
 _TASKS = """
@@ -61,7 +34,7 @@ def work(i):
 """
 
 
-def _sigterm_when_ready(prog: str, tmp_path: Path) -> Tuple[int, bytes]:
+def _sigterm_when_ready(prog: Path, tmp_path: Path) -> Tuple[int, bytes]:
     """Run ``prog``, send SIGTERM once it prints "ready"; its exit status and stderr."""
     proc = subprocess.Popen(
         [sys.executable, prog], env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -74,11 +47,11 @@ def _sigterm_when_ready(prog: str, tmp_path: Path) -> Tuple[int, bytes]:
 
 def test_exit_delivers_to_sqlite(tmp_path: Path) -> None:
     """A program that simply ends delivers every task at exit."""
-    prog = _script(tmp_path, _TASKS + "for i in range(25):\n    work(i)\n")
+    prog = write_program(tmp_path, _TASKS + "for i in range(25):\n    work(i)\n")
     proc = subprocess.run([sys.executable, prog], env=_env(tmp_path), capture_output=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == b""
-    assert _count(tmp_path / "tasks.db") == 25
+    assert stored_transactions(tmp_path / "tasks.db") == 25
 
 
 @pytest.fixture
@@ -94,7 +67,7 @@ def hanging_endpoint() -> Iterator[str]:
 def test_exit_with_hanging_collector_is_bounded(tmp_path: Path, hanging_endpoint: str) -> None:
     """A collector that never answers delays exit by at most shutdown_timeout, and says so."""
     shutdown_timeout = 1.0
-    prog = _script(tmp_path, _TASKS + "for i in range(5):\n    work(i)\n")
+    prog = write_program(tmp_path, _TASKS + "for i in range(5):\n    work(i)\n")
     env = _env(
         tmp_path,
         TASKTRACE_REPORTER="otlp",
@@ -112,7 +85,7 @@ def test_exit_with_hanging_collector_is_bounded(tmp_path: Path, hanging_endpoint
 
 def test_sigterm_delivers_and_keeps_exit_status(tmp_path: Path) -> None:
     """SIGTERM delivers pending tasks, then the process dies of SIGTERM as it would have."""
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + """
@@ -124,7 +97,7 @@ time.sleep(60)
     )
     returncode, err = _sigterm_when_ready(prog, tmp_path)
     assert returncode == -signal.SIGTERM, err
-    assert _count(tmp_path / "tasks.db") == 7
+    assert stored_transactions(tmp_path / "tasks.db") == 7
 
 
 @pytest.mark.skipif(sys.version_info < (3, 10), reason="interrupt_main(signum) is 3.10+")
@@ -136,7 +109,7 @@ def test_sigterm_that_misses_a_blocked_main_thread_still_ends_the_process(
     with a Python handler in place, nothing would run it. interrupt_main() trips the
     flag exactly so, without interrupting the call: the watcher must notice, wake the
     main thread, and the process must deliver and die of SIGTERM, not hang."""
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + """
@@ -155,7 +128,7 @@ print("not reached", flush=True)
     )
     assert proc.returncode == -signal.SIGTERM, proc.stderr
     assert "not reached" not in proc.stdout
-    assert _count(tmp_path / "tasks.db") == 5
+    assert stored_transactions(tmp_path / "tasks.db") == 5
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux-only")
@@ -163,7 +136,7 @@ def test_a_signal_taken_by_a_forked_child_does_not_end_the_parent(tmp_path: Path
     """A child forked off inherits the wake-up fd until its at-fork hook drops it; a
     SIGTERM it takes in that window reaches the parent's watcher, which must see that
     the sender is another process and leave the parent alone."""
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + """
@@ -185,13 +158,13 @@ print("survived", flush=True)
     )
     assert proc.returncode == 0, proc.stderr
     assert "survived" in proc.stdout
-    assert _count(tmp_path / "tasks.db") == 3
+    assert stored_transactions(tmp_path / "tasks.db") == 3
 
 
 def test_programs_own_sigterm_handler_still_runs(tmp_path: Path) -> None:
     """A handler installed before tasktrace's is chained: it runs, and tasks are delivered."""
     marker = tmp_path / "handled"
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + f"""
@@ -209,7 +182,7 @@ time.sleep(60)
     returncode, err = _sigterm_when_ready(prog, tmp_path)
     assert returncode == 3, err
     assert marker.read_text() == "yes"
-    assert _count(tmp_path / "tasks.db") == 4
+    assert stored_transactions(tmp_path / "tasks.db") == 4
 
 
 def test_programs_graceful_handler_gets_one_sigterm_for_one(tmp_path: Path) -> None:
@@ -217,7 +190,7 @@ def test_programs_graceful_handler_gets_one_sigterm_for_one(tmp_path: Path) -> N
     SIGTERM once: the guard against missed signals must not send it a second one (which
     many programs take as "stop now")."""
     marker = tmp_path / "calls"
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + f"""
@@ -239,13 +212,13 @@ open({str(marker)!r}, "w").write(str(len(calls)))
     returncode, err = _sigterm_when_ready(prog, tmp_path)
     assert returncode == 0, err
     assert marker.read_text() == "1"
-    assert _count(tmp_path / "tasks.db") == 4
+    assert stored_transactions(tmp_path / "tasks.db") == 4
 
 
 def test_handler_installed_after_tasktrace_wins(tmp_path: Path) -> None:
     """A handler installed after tasktrace's replaces it; atexit still delivers on sys.exit."""
     marker = tmp_path / "handled"
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + f"""
@@ -265,12 +238,12 @@ time.sleep(60)
     returncode, err = _sigterm_when_ready(prog, tmp_path)
     assert returncode == 0, err
     assert marker.exists()
-    assert _count(tmp_path / "tasks.db") == 4
+    assert stored_transactions(tmp_path / "tasks.db") == 4
 
 
 def test_fork_per_job_children_deliver(tmp_path: Path) -> None:
     """RQ-style workers: each job in a forked child ending with os._exit is delivered once."""
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + """
@@ -290,12 +263,12 @@ for job in range(5):
     conn = sqlite3.connect(str(db))
     pids = conn.execute("SELECT COUNT(DISTINCT pid) FROM transaction_blocks").fetchone()[0]
     conn.close()
-    assert _count(db) == 6 and pids == 6
+    assert stored_transactions(db) == 6 and pids == 6
 
 
 def test_drop_warning_on_stderr(tmp_path: Path) -> None:
     """Transactions dropped for a full buffer are said on stderr by the end of the process."""
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + """
@@ -318,7 +291,7 @@ for i in range(5000):
 
 def test_fork_per_job_children_deliver_when_parent_never_recorded(tmp_path: Path) -> None:
     """RQ-style: the parent only forks; each child's job is delivered before os._exit."""
-    prog = _script(
+    prog = write_program(
         tmp_path,
         _TASKS
         + """
@@ -332,4 +305,4 @@ for job in range(3):
     )
     proc = subprocess.run([sys.executable, prog], env=_env(tmp_path), capture_output=True)
     assert proc.returncode == 0, proc.stderr
-    assert _count(tmp_path / "tasks.db") == 3
+    assert stored_transactions(tmp_path / "tasks.db") == 3
