@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from _launcher import Launcher
@@ -210,7 +210,7 @@ def fresh_db(redis_url: str) -> str:
     return f"{redis_url}/{number}"
 
 
-def _rotel_agent() -> Optional[str]:
+def rotel_agent() -> Optional[str]:
     """The ``rotel-agent`` binary shipped inside the ``rotel`` package, or one on PATH."""
     try:
         import rotel  # type: ignore[import-untyped]
@@ -271,7 +271,7 @@ class Rotel:
 @pytest.fixture
 def rotel(tmp_path: Path) -> Iterator[Rotel]:
     """A real OTLP collector (rotel, blackhole exporter, detailed debug log) for one test."""
-    agent = _rotel_agent()
+    agent = rotel_agent()
     if agent is None:
         pytest.skip("rotel is not installed (pip install rotel): no real collector to test")
     collector = Rotel(agent, tmp_path / "rotel.log")
@@ -296,6 +296,28 @@ def slow(seconds):
     time.sleep(seconds)
     return seconds
 """
+
+
+def run_worker(
+    launcher: Launcher, url: str, *extra: str, env: Optional[Dict[str, str]] = None
+) -> subprocess.CompletedProcess[str]:
+    """``tasktrace-admin run-program --config tasktrace.toml rq worker --burst ...``."""
+    result = launcher.admin(
+        "run-program",
+        "--config",
+        "tasktrace.toml",
+        "rq",
+        "worker",
+        "--burst",
+        "--url",
+        url,
+        *extra,
+        "default",
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 def enqueue(launcher: Launcher, url: str) -> None:

@@ -11,7 +11,7 @@ from typing import List
 
 import pytest
 from _launcher import Launcher
-from _services import Rotel, copy_example, enqueue, fresh_db, wait_until
+from _services import Rotel, copy_example, enqueue, fresh_db, run_worker, wait_until
 
 pytest.importorskip("rq", reason="rq is not installed (it is in the test extra)")
 
@@ -30,24 +30,15 @@ def test_rq_jobs_arrive_at_rotel(
     copy_example("rq_worker", launcher.cwd)
     url = fresh_db(redis_url)
     enqueue(launcher, url)
-    result = launcher.admin(
-        "run-program",
-        "--config",
-        "tasktrace.toml",
-        "rq",
-        "worker",
-        "--burst",
-        "--url",
+    result = run_worker(
+        launcher,
         url,
-        "default",
         env={
             "TASKTRACE_REPORTER": "otlp",
             "TASKTRACE_OTLP_ENDPOINT": rotel.endpoint,
             "TASKTRACE_APP_NAME": "rq-e2e",
         },
-        timeout=60,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     # The work horses sent their spans before exiting; rotel may still be writing its log.
     wait_until(lambda: len(_span_names(rotel.log())) >= 10, 10)
     log = rotel.log()

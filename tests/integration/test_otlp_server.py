@@ -12,15 +12,15 @@ import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
+from _services import rotel_agent
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -201,15 +201,6 @@ def test_dead_endpoint_is_bounded() -> None:
     assert not result.success and result.retryable
 
 
-def _rotel_agent() -> Optional[str]:
-    try:
-        import rotel  # type: ignore[import-untyped]
-    except ImportError:
-        return shutil.which("rotel-agent")
-    path = os.path.join(os.path.dirname(rotel.__file__), "rotel-agent")
-    return path if os.access(path, os.X_OK) else shutil.which("rotel-agent")
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -218,7 +209,7 @@ def _free_port() -> int:
 
 def test_real_collector_rotel(tmp_path: Path) -> None:
     """A real collector (rotel, debug exporter) accepts the spans and logs their names."""
-    agent = _rotel_agent()
+    agent = rotel_agent()
     if agent is None:
         pytest.skip("rotel is not installed (pip install rotel): no real collector to test")
     http_port, grpc_port = _free_port(), _free_port()

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 from _launcher import Launcher
-from _services import SLOW_JOBS, copy_example, enqueue, fresh_db, stop, wait_until
+from _services import SLOW_JOBS, copy_example, enqueue, fresh_db, run_worker, stop, wait_until
 
 pytest.importorskip("rq", reason="rq is not installed (it is in the test extra)")
 
@@ -28,28 +28,6 @@ EXPECTED_ERRORS = {
     ("builtins:RuntimeError", "job 0 failed"),
     ("builtins:RuntimeError", "job 3 failed"),
 }
-
-
-def run_worker(
-    launcher: Launcher, url: str, *extra: str, env: Optional[Dict[str, str]] = None
-) -> subprocess.CompletedProcess[str]:
-    """``tasktrace-admin run-program --config tasktrace.toml rq worker --burst ...``."""
-    result = launcher.admin(
-        "run-program",
-        "--config",
-        "tasktrace.toml",
-        "rq",
-        "worker",
-        "--burst",
-        "--url",
-        url,
-        *extra,
-        "default",
-        env=env,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
 
 
 @pytest.fixture
