@@ -298,6 +298,44 @@ def slow(seconds):
 """
 
 
+def warm_shutdown_of_one_slow_job(
+    launcher: Launcher,
+    command: List[str],
+    env: Dict[str, str],
+    app: str,
+    send: Optional[Callable[[], None]] = None,
+) -> None:
+    """Start the worker ``command``, call ``send`` (to hand it the job, if not already
+    queued), wait until the job (``SLOW_JOBS``) has started, send the worker SIGTERM (a
+    warm shutdown: the running job finishes), and check that the worker exits 0 and the
+    job's transaction was delivered exactly once, for ``app``, without errors."""
+    log_path = launcher.cwd / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            command,
+            cwd=launcher.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        if send is not None:
+            send()
+        assert wait_until((launcher.cwd / "started").exists, 20), log_path.read_text()
+        worker.send_signal(signal.SIGTERM)
+        status = worker.wait(30)
+    finally:
+        stop(worker)
+    worker_log = log_path.read_text(errors="replace")
+    assert status == 0, worker_log[-3000:]
+    records = launcher.records()
+    assert [(r["name"], r["app"], r["errors"]) for r in records] == [("slow_jobs:slow", app, [])], (
+        worker_log[-3000:]
+    )
+    assert records[0]["duration"] >= 0.5
+
+
 def run_worker(
     launcher: Launcher, url: str, *extra: str, env: Optional[Dict[str, str]] = None
 ) -> subprocess.CompletedProcess[str]:

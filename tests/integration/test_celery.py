@@ -17,7 +17,14 @@ from typing import Dict, List
 
 import pytest
 from _launcher import Launcher
-from _services import SLOW_JOBS, copy_example, fresh_db, stop, wait_until
+from _services import (
+    SLOW_JOBS,
+    copy_example,
+    fresh_db,
+    stop,
+    wait_until,
+    warm_shutdown_of_one_slow_job,
+)
 
 pytest.importorskip("celery", reason="celery is not installed (it is in the test extra)")
 pytest.importorskip("redis", reason="redis-py is not installed (celery[redis], the test extra)")
@@ -158,17 +165,8 @@ def test_warm_shutdown_delivers_the_running_task(
     launcher.write("tasktrace.toml", SLOW_CONFIG)
     env = dict(launcher.env, CELERY_BROKER_URL=fresh_db(redis_url))
     env["TASKTRACE_HARVEST_INTERVAL"] = "60"  # only the children's exit path delivers
-    log_path = launcher.cwd / "worker.log"
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            worker_command("slow_app"),
-            cwd=launcher.cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
+
+    def send() -> None:
         sent = subprocess.run(
             [sys.executable, "-c", "import slow_app; slow_app.slow.delay(0.5)"],
             cwd=launcher.cwd,
@@ -177,15 +175,7 @@ def test_warm_shutdown_delivers_the_running_task(
             stdin=subprocess.DEVNULL,
         )
         assert sent.returncode == 0
-        assert wait_until((launcher.cwd / "started").exists, 20), log_path.read_text()
-        worker.send_signal(signal.SIGTERM)  # warm shutdown: the running task finishes
-        status = worker.wait(30)
-    finally:
-        stop(worker)
-    worker_log = log_path.read_text(errors="replace")
-    assert status == 0, worker_log[-3000:]
-    records = launcher.records()
-    assert [(r["name"], r["app"], r["errors"]) for r in records] == [
-        ("slow_jobs:slow", "celery-slow", [])
-    ], worker_log[-3000:]
-    assert records[0]["duration"] >= 0.5
+
+    warm_shutdown_of_one_slow_job(
+        launcher, worker_command("slow_app"), env, "celery-slow", send=send
+    )

@@ -9,7 +9,6 @@ the warm-shutdown test, which needs a job that is still running when SIGTERM arr
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections import Counter
@@ -17,7 +16,14 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 from _launcher import Launcher
-from _services import SLOW_JOBS, copy_example, enqueue, fresh_db, run_worker, stop, wait_until
+from _services import (
+    SLOW_JOBS,
+    copy_example,
+    enqueue,
+    fresh_db,
+    run_worker,
+    warm_shutdown_of_one_slow_job,
+)
 
 pytest.importorskip("rq", reason="rq is not installed (it is in the test extra)")
 
@@ -118,26 +124,9 @@ def test_warm_shutdown_delivers_the_running_job(
     )
     assert sent.returncode == 0
     env = dict(launcher.env, TASKTRACE_HARVEST_INTERVAL="60")  # only the exit path delivers
-    log_path = launcher.cwd / "worker.log"
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "tasktrace", "run-program", "rq", "worker", "--url", url],
-            cwd=launcher.cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        assert wait_until((launcher.cwd / "started").exists, 20), log_path.read_text()
-        worker.send_signal(signal.SIGTERM)  # RQ's warm shutdown: the work horse finishes
-        status = worker.wait(30)
-    finally:
-        stop(worker)
-    worker_log = log_path.read_text(errors="replace")
-    assert status == 0, worker_log[-3000:]
-    records = launcher.records()
-    assert [(r["name"], r["app"], r["errors"]) for r in records] == [
-        ("slow_jobs:slow", "rq-slow", [])
-    ], worker_log[-3000:]
-    assert records[0]["duration"] >= 0.5
+    warm_shutdown_of_one_slow_job(
+        launcher,
+        [sys.executable, "-m", "tasktrace", "run-program", "rq", "worker", "--url", url],
+        env,
+        "rq-slow",
+    )
