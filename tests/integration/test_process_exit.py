@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
 import pytest
-from _faults import clean_env, stored_transactions, write_program
+from _faults import clean_env, run_python, stored_transactions, write_program
 
 pytestmark = pytest.mark.integration
 
@@ -123,9 +123,7 @@ lock.acquire()  # blocks in sem_wait: only an interrupting signal gets out of he
 print("not reached", flush=True)
 """,
     )
-    proc = subprocess.run(
-        [sys.executable, prog], env=_env(tmp_path), capture_output=True, text=True, timeout=30
-    )
+    proc = run_python([str(prog)], _env(tmp_path), timeout=30)
     assert proc.returncode == -signal.SIGTERM, proc.stderr
     assert "not reached" not in proc.stdout
     assert stored_transactions(tmp_path / "tasks.db") == 5
@@ -153,9 +151,7 @@ time.sleep(3 * recorder.SIGTERM_NUDGE_AFTER)
 print("survived", flush=True)
 """,
     )
-    proc = subprocess.run(
-        [sys.executable, prog], env=_env(tmp_path), capture_output=True, text=True, timeout=30
-    )
+    proc = run_python([str(prog)], _env(tmp_path), timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert "survived" in proc.stdout
     assert stored_transactions(tmp_path / "tasks.db") == 3
