@@ -129,3 +129,60 @@ def test_no_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "match" in capsys.readouterr().err
     assert report.run(_args("--db", db, "--app", "other", "--format", "json")) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def _named_db(tmp_path: Path, *names: str) -> str:
+    path = str(tmp_path / "named.db")
+    records = tuple(
+        TransactionRecord(
+            "app\x1b]0;title\x07",
+            name,
+            "Function",
+            True,
+            time.time(),
+            0.01,
+            0.01,
+            0.0,
+            os.getpid(),
+            1,
+            (),
+            {},
+            (),
+            1,
+            1,
+        )
+        for name in names
+    )
+    conn = store.connect(path)
+    now = time.time()
+    store.write_batches(conn, [Batch(records, aggregate(records), now - 1, now, (), os.getpid())])
+    conn.close()
+    return path
+
+
+def test_table_never_passes_terminal_controls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names holding escape sequences, CR, BEL or bidi overrides are shown as escapes."""
+    path = _named_db(tmp_path, "jobs:\x1b[2J\x1b[Hwipe", "jobs:ok\rFAKE", "jobs:\u202erev")
+    assert report.run(_args("--db", path)) == 0
+    out = capsys.readouterr().out
+    for raw in ("\x1b", "\r", "\x07", "\u202e"):
+        assert raw not in out
+    assert "jobs:\\x1b[2J\\x1b[Hwipe" in out and "jobs:ok\\rFAKE" in out
+    assert "app\\x1b]0;title\\x07" in out and "jobs:\\u202erev" in out
+    # JSON stays exact: the names as the program wrote them.
+    assert report.run(_args("--db", path, "--format", "json")) == 0
+    names = {row["name"] for row in json.loads(capsys.readouterr().out)}
+    assert "jobs:ok\rFAKE" in names
+
+
+def test_table_aligns_wide_characters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Columns after a name with wide or combining characters line up by terminal cells."""
+    from tasktrace._sanitize import display_width
+
+    path = _named_db(tmp_path, "jobs:\u4e2d\u6587\u4efb\u52a1", "jobs:cafe\u0301", "jobs:plain")
+    assert report.run(_args("--db", path)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    calls_end = {display_width(line[: line.index(" 1 ") + 2]) for line in lines[1:4]}
+    assert len(calls_end) == 1

@@ -331,3 +331,19 @@ def test_cpu_time_attribute_only_when_measured() -> None:
     assert "tasktrace.cpu_time" not in root_attributes(_record()._replace(cpu_time=None))
     measured = root_attributes(_record()._replace(cpu_time=0.25))
     assert measured["tasktrace.cpu_time"] == {"doubleValue": 0.25}
+
+
+def test_collector_error_body_is_shown_escaped() -> None:
+    """A collector's error body or partial-success message never controls the terminal."""
+    hostile = "\x1b[2J\x1b]0;owned\x07bad\rrequest\u202e"
+    collector = Collector(lambda request: httpx.Response(400, text=hostile))
+    message = _reporter(collector, []).export(Batch((_record(),))).message
+    assert "\x1b" not in message and "\r" not in message and "\u202e" not in message
+    assert "\\x1b[2J\\x1b]0;owned\\x07bad request\\u202e" in message
+
+    def partial(request: httpx.Request) -> httpx.Response:
+        body = {"partialSuccess": {"rejectedSpans": "1", "errorMessage": hostile}}
+        return httpx.Response(200, json=body)
+
+    message = _reporter(Collector(partial), []).export(Batch((_record(),))).message
+    assert "\x1b" not in message and "\\x1b[2J" in message

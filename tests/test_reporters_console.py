@@ -57,3 +57,18 @@ def test_broken_stream_is_a_failed_export() -> None:
     stream.close()
     result = ConsoleReporter(stream=stream).export(Batch((_record(),)))
     assert not result.success and result.dropped == 1
+
+
+def test_format_line_never_passes_terminal_controls() -> None:
+    """Escape sequences, CR, BEL and bidi overrides in names and messages are shown escaped."""
+    record = _record(error=True)._replace(
+        app="app\x1b]0;owned\x07",
+        name="jobs:\x1b[2Jrun\rFAKE",
+        group="G\u202e",
+        errors=(ErrorRecord("builtins:ValueError", "bad \x1b[31mred\x1b[0m\x07", "tb", 0.0),),
+    )
+    line = format_line(record)
+    assert "\x1b" not in line and "\r" not in line and "\x07" not in line
+    assert "\u202e" not in line
+    assert "app\\x1b]0;owned\\x07 G\\u202e/jobs:\\x1b[2Jrun\\rFAKE" in line
+    assert "bad \\x1b[31mred\\x1b[0m\\x07" in line

@@ -105,7 +105,7 @@ def _apply() -> None:
         except OSError as exc:
             handler = logging.StreamHandler(sys.stderr)
             sys.stderr.write(f"tasktrace: cannot open log file {target!r} ({exc}); using stderr\n")
-    handler.setFormatter(logging.Formatter("tasktrace %(levelname)s [pid %(process)d] %(message)s"))
+    handler.setFormatter(_safe_formatter("tasktrace %(levelname)s [pid %(process)d] %(message)s"))
     if _handler is not None:
         root.removeHandler(_handler)
         _handler.close()
@@ -113,6 +113,33 @@ def _apply() -> None:
     root.addHandler(handler)
     root.setLevel(config["level"].upper())
     root.propagate = False
+
+
+def _safe_formatter(fmt: str) -> logging.Formatter:
+    """A ``logging.Formatter`` for ``fmt`` whose output never controls the terminal.
+
+    Messages quote what a program or a remote server wrote (task names, error messages, a
+    collector's reply): :func:`tasktrace._sanitize.clean` shows their control characters
+    and escape sequences as escapes, and a newline in a message as ``\\n``, so that no
+    message can forge a log line of its own. Tracebacks keep their line breaks, each line
+    cleaned the same way. (The class is made here because ``logging`` is imported late.)
+    """
+    import logging
+
+    from tasktrace._sanitize import clean
+
+    class SafeFormatter(logging.Formatter):
+        def formatMessage(self, record: logging.LogRecord) -> str:
+            record.message = clean(record.message)
+            return super().formatMessage(record)
+
+        def formatException(self, ei: Any) -> str:
+            return clean(super().formatException(ei), keep_newlines=True)
+
+        def formatStack(self, stack_info: str) -> str:
+            return clean(super().formatStack(stack_info), keep_newlines=True)
+
+    return SafeFormatter(fmt)
 
 
 def _reset_for_tests() -> None:

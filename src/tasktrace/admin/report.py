@@ -19,19 +19,21 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from tasktrace._sanitize import clean, display_width, fit
+
 __all__ = ["add_arguments", "format_table", "run"]
 
 _COLUMNS = (
-    # (key, heading, right-aligned)
-    ("app", "APP", False),
-    ("group", "GROUP", False),
-    ("name", "NAME", False),
-    ("calls", "CALLS", True),
-    ("errors", "ERRORS", True),
-    ("p50_ms", "P50 MS", True),
-    ("p95_ms", "P95 MS", True),
-    ("max_ms", "MAX MS", True),
-    ("total_ms", "TOTAL MS", True),
+    # (key, heading, right-aligned, the most cells shown: longer text is cut with "…")
+    ("app", "APP", False, 40),
+    ("group", "GROUP", False, 30),
+    ("name", "NAME", False, 100),
+    ("calls", "CALLS", True, None),
+    ("errors", "ERRORS", True, None),
+    ("p50_ms", "P50 MS", True, None),
+    ("p95_ms", "P95 MS", True, None),
+    ("max_ms", "MAX MS", True, None),
+    ("total_ms", "TOTAL MS", True, None),
 )
 
 
@@ -83,19 +85,29 @@ def _cell(key: str, value: Any) -> str:
         return f"{value:,.3f}" if value < 1 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value)
+    # A name the program chose: shown, never interpreted by the terminal.
+    return clean(value)
 
 
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """``rows`` (from :func:`tasktrace.store.report_rows`) as an aligned text table."""
-    cells = [[heading for _, heading, _ in _COLUMNS]]
-    cells += [[_cell(key, row[key]) for key, _, _ in _COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    """``rows`` (from :func:`tasktrace.store.report_rows`) as an aligned text table.
+
+    Text cells are made safe with :func:`tasktrace._sanitize.clean` (escape sequences,
+    carriage returns and bidi overrides are shown as escapes), columns are aligned by
+    terminal cells (wide characters take two), and over-long names are cut with "…".
+    """
+    cells = [[heading for _, heading, _, _ in _COLUMNS]]
+    cells += [[_cell(key, row[key]) for key, _, _, _ in _COLUMNS] for row in rows]
+    cells = [
+        [fit(text, 0, limit=limit) for text, (_, _, _, limit) in zip(line, _COLUMNS)]
+        for line in cells
+    ]
+    widths = [max(display_width(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     lines = []
     for line in cells:
         parts = [
-            text.rjust(width) if right else text.ljust(width)
-            for text, width, (_, _, right) in zip(line, widths, _COLUMNS)
+            fit(text, width, right=right)
+            for text, width, (_, _, right, _) in zip(line, widths, _COLUMNS)
         ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from typing import IO, TYPE_CHECKING, List, Optional
 
+from tasktrace._sanitize import clean
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult
 
@@ -21,17 +22,24 @@ __all__ = ["ConsoleReporter", "format_line"]
 
 
 def format_line(record: TransactionRecord) -> str:
-    """The console line for ``record`` (no trailing newline; messages kept to one line)."""
+    """The console line for ``record`` (no trailing newline; messages kept to one line).
+
+    Everything the program supplied (app, group, name, error type and message) goes
+    through :func:`tasktrace._sanitize.clean`: the line never controls the terminal.
+    """
     error = record.error
     if error is None:
         outcome = "ok"
     else:
-        message = " ".join(error.message.split())
+        # Whitespace runs (newlines included) become one space, then whatever control
+        # characters are left (ESC, CR, BEL, bidi overrides) are shown as escapes.
+        message = clean(" ".join(error.message.split()))
         if len(message) > 200:
             message = message[:197] + "..."
-        outcome = f"ERROR {error.type}: {message}" if message else f"ERROR {error.type}"
+        kind = clean(error.type)
+        outcome = f"ERROR {kind}: {message}" if message else f"ERROR {kind}"
     return (
-        f"tasktrace: {record.app} {record.group}/{record.name} "
+        f"tasktrace: {clean(record.app)} {clean(record.group)}/{clean(record.name)} "
         f"{record.duration * 1000.0:.1f} ms {outcome}"
     )
 

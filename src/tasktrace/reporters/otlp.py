@@ -289,7 +289,9 @@ def _rejected(body: bytes) -> Tuple[int, str]:
         message = str(partial.get("errorMessage") or "")
     except (ValueError, TypeError, AttributeError):
         return 0, ""  # not JSON (or a protobuf body): nothing we can read
-    return max(0, rejected), message[:200]
+    from tasktrace._sanitize import clean
+
+    return max(0, rejected), clean(message[:200])
 
 
 class OtlpReporter:
@@ -658,6 +660,12 @@ def _decode(raw: bytes, headers: Mapping[str, str]) -> bytes:
 
 
 def _snippet(reply: bytes) -> str:
-    """The start of an error response, one line, for the log."""
-    text = " ".join(reply[:200].decode("utf-8", "replace").split())
+    """The start of an error response, one line, for the log.
+
+    The body is the collector's (or whatever answers at the endpoint): its control
+    characters and escape sequences are shown as escapes, never passed to the terminal.
+    """
+    from tasktrace._sanitize import clean
+
+    text = clean(" ".join(reply[:200].decode("utf-8", "replace").split()))
     return f": {text}" if text else ""
