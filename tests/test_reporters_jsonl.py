@@ -65,3 +65,17 @@ def test_unwritable_path_is_a_failed_export(tmp_path: Path) -> None:
     reporter = JsonlReporter(path=str(tmp_path))  # a directory
     result = reporter.export(Batch((_record(),)))
     assert not result.success and result.dropped == 1
+
+
+def test_output_file_is_private(tmp_path: Path) -> None:
+    """The jsonl file is created 0600 in directories created 0700, whatever the umask."""
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "out" / "t.jsonl"
+        assert JsonlReporter(path=str(path)).export(Batch((_record(),))).success
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700

@@ -625,3 +625,36 @@ def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert not errors
     (row,) = store.report_rows(path)
     assert row["calls"] == 6 * 20 * 10
+
+
+def test_new_store_is_private(tmp_path: Path) -> None:
+    """A new store is 0600 (with its -wal and -shm) in directories created 0700; the
+    umask is left alone and an existing directory keeps its mode."""
+    import stat
+
+    os.chmod(tmp_path, 0o755)
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "a" / "b" / "t.db"
+        conn = store.connect(str(path))
+        conn.execute("CREATE TABLE IF NOT EXISTS probe (x)")  # make SQLite write the WAL
+        assert os.umask(0o022) == 0o022
+        for name in ("t.db", "t.db-wal", "t.db-shm"):
+            assert stat.S_IMODE(os.stat(path.parent / name).st_mode) == 0o600, name
+        conn.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "a").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "a" / "b").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path).st_mode) == 0o755
+
+
+def test_existing_store_keeps_its_mode(tmp_path: Path) -> None:
+    """A store file the user created keeps the mode they gave it."""
+    import stat
+
+    path = tmp_path / "mine.db"
+    path.touch()
+    os.chmod(path, 0o640)
+    store.connect(str(path)).close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640

@@ -88,6 +88,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Literal, NamedTuple, Optional, Tuple, Union
 from urllib.parse import quote
 
+from tasktrace import _files
 from tasktrace.environment import TASKTRACE_DB
 from tasktrace.exceptions import TaskTraceError
 from tasktrace.records import EMPTY_ATTRIBUTES, ErrorRecord, SegmentRecord, TransactionRecord
@@ -454,6 +455,9 @@ def connect(
     """Open the store at ``path`` (creating it and its parent directories unless
     ``readonly``), in WAL mode, migrated to the current schema.
 
+    A file it creates is ``0600`` (and so are SQLite's ``-wal`` and ``-shm`` files next to
+    it), directories it creates ``0700``: see :mod:`tasktrace._files`.
+
     The connection is in autocommit mode (``isolation_level=None``): callers issue
     ``BEGIN IMMEDIATE`` / ``COMMIT`` themselves, so one harvest is one transaction. A
     ``readonly`` connection to a file of an older schema first migrates the file, as any
@@ -478,9 +482,8 @@ def connect(
             connect(path, busy_timeout_ms=busy_timeout_ms).close()
             conn = _connect_readonly(path, busy_timeout_ms)
         return conn
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
+    # Created by us: 0600 in directories made 0700 (the -wal and -shm files follow).
+    _files.touch_private(path)
     conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
     try:
         # The busy timeout first, so that the journal-mode switch and the migration of a

@@ -16,6 +16,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from tasktrace import _files
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult
 
@@ -72,7 +73,8 @@ class JsonlReporter:
 
     Args:
         settings: Supplies the path when ``path`` is not given.
-        path: The output file; its parent directories are created on first use.
+        path: The output file; it (``0600``) and its parent directories (``0700``) are
+            created on first use.
     """
 
     name = "jsonl"
@@ -91,10 +93,8 @@ class JsonlReporter:
                 json.dumps(record_to_dict(record), separators=(",", ":"), default=str) + "\n"
                 for record in batch.records
             ).encode("utf-8")
-            parent = os.path.dirname(self.path)
-            if parent:
-                os.makedirs(parent, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # Created 0600 in directories made 0700: lines hold messages and tracebacks.
+            fd = _files.open_private(self.path, os.O_WRONLY | os.O_APPEND)
             try:
                 view = memoryview(data)
                 while view:
