@@ -7,6 +7,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,7 +120,7 @@ def test_not_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     path = tmp_path / "x.db"
     path.write_text("hello" * 1000)
     assert report.run(_args("--db", str(path))) == 2
-    assert "not a tasktrace database" in capsys.readouterr().err
+    assert "x.db is not a SQLite database; point --db" in capsys.readouterr().err
 
 
 def test_no_match(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -186,3 +187,81 @@ def test_table_aligns_wide_characters(tmp_path: Path, capsys: pytest.CaptureFixt
     lines = capsys.readouterr().out.splitlines()
     calls_end = {display_width(line[: line.index(" 1 ") + 2]) for line in lines[1:4]}
     assert len(calls_end) == 1
+
+
+def _foreign_db(path: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(str(path))
+    conn.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    conn.execute("INSERT INTO customers VALUES (1, 'ann')")
+    conn.commit()
+    conn.close()
+
+
+def _truncated_db(tmp_path: Path) -> Path:
+    source = Path(_db(tmp_path))
+    store.connect(str(source)).execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = source.read_bytes()
+    path = tmp_path / "cut.db"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _corrupt_db(tmp_path: Path) -> Path:
+    source = Path(_db(tmp_path))
+    conn = store.connect(str(source))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(source.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    data[100:page_size] = b"\xff" * (page_size - 100)  # the schema page, overwritten
+    path = tmp_path / "bad.db"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda tmp: tmp / "dir.db", "is a directory, not a file"),
+        (lambda tmp: tmp / "foreign.db", "is a SQLite database but not a tasktrace store"),
+        (_truncated_db, "is a corrupt or truncated SQLite database"),
+        (_corrupt_db, "is a corrupt or truncated SQLite database"),
+    ],
+    ids=["directory", "foreign", "truncated", "corrupt"],
+)
+def test_unusable_store_says_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, problem: str
+) -> None:
+    """A directory, another program's database or a damaged store: one line saying which."""
+    (tmp_path / "dir.db").mkdir()
+    _foreign_db(tmp_path / "foreign.db")
+    path = make(tmp_path)
+    assert report.run(_args("--db", str(path))) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path} {problem}" in err
+
+
+def test_newer_schema_says_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store of a newer schema: one line saying so and to upgrade tasktrace."""
+    path = _db(tmp_path)
+    conn = store.connect(path)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.close()
+    assert report.run(_args("--db", path)) == 2
+    err = capsys.readouterr().err
+    assert "schema version 99, newer than" in err and "upgrade tasktrace" in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store without read permission: one line saying it cannot be read."""
+    path = Path(_db(tmp_path))
+    os.chmod(path, 0)
+    try:
+        assert report.run(_args("--db", str(path))) == 2
+    finally:
+        os.chmod(path, 0o600)
+    assert "cannot be read" in capsys.readouterr().err

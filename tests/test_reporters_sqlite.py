@@ -234,3 +234,20 @@ def test_sample_positions_are_distinct_in_range_and_evenly_spread(total: int, li
     assert firsts <= set(range(-(-total // limit)))
     if total >= 2 * limit:  # a random start, not always the same one
         assert len(firsts) > 1
+
+
+def test_refuses_to_write_into_a_foreign_database(tmp_path: Path) -> None:
+    """Another program's SQLite file is left untouched; the failure names path and fix."""
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(str(path))
+    conn.execute("CREATE TABLE customers (id INTEGER)")
+    conn.commit()
+    conn.close()
+    result = SqliteReporter(path=str(path)).export(_batch(1))
+    assert not result.success and result.dropped == 1
+    assert f"{path} is a SQLite database but not a tasktrace store" in result.message
+    assert "TASKTRACE_DB" in result.message
+    conn = sqlite3.connect(str(path))
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert names == {"customers"}

@@ -6,6 +6,9 @@ The tree::
     +-- ConfigurationError         a config file, variable or flag is wrong
     +-- TargetError                a "module:object.path" target cannot be resolved
     +-- ReporterError              a reporter could not be built from its settings
+    +-- StoreError                 the SQLite store's file cannot be used (``path``,
+                                   ``problem``: a directory, unreadable, not SQLite,
+                                   corrupt, not a tasktrace store, schema too new)
 
 tasktrace never raises into instrumented code because of its own failure (SPEC 2.8):
 these exceptions come only from explicit calls such as ``initialize()`` or
@@ -42,3 +45,18 @@ class TargetError(TaskTraceError):
 
 class ReporterError(TaskTraceError):
     """A reporter could not be created from its settings."""
+
+
+class StoreError(TaskTraceError):
+    """The file named as the SQLite store cannot be used as one.
+
+    ``path`` is the file; ``problem`` says what is wrong with it (``"is a directory, not
+    a file"``, ``"is not a SQLite database"``, ``"is a SQLite database but not a tasktrace
+    store ..."``, ...) and ``fix`` what to do. ``str()`` is one line: path, problem, fix.
+    """
+
+    def __init__(self, path: str, problem: str, fix: str = "") -> None:
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{path} {problem}" + (f"; {fix}" if fix else ""))

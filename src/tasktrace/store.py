@@ -90,7 +90,7 @@ from urllib.parse import quote
 
 from tasktrace import _files
 from tasktrace.environment import TASKTRACE_DB
-from tasktrace.exceptions import TaskTraceError
+from tasktrace.exceptions import StoreError
 from tasktrace.records import EMPTY_ATTRIBUTES, ErrorRecord, SegmentRecord, TransactionRecord
 from tasktrace.reporters.base import Batch
 
@@ -101,6 +101,7 @@ __all__ = [
     "REPORT_KEYS",
     "SCHEMA_VERSION",
     "connect",
+    "corrupt_store_error",
     "default_db_path",
     "drop_totals",
     "durations_by_key",
@@ -399,7 +400,7 @@ def migrate(conn: sqlite3.Connection) -> int:
     exactly once.
 
     Raises:
-        TaskTraceError: the file was written by a newer tasktrace (schema version higher
+        StoreError: the file was written by a newer tasktrace (schema version higher
             than this code knows).
         sqlite3.Error: the database is locked beyond the busy timeout, or not SQLite.
     """
@@ -411,10 +412,8 @@ def migrate(conn: sqlite3.Connection) -> int:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         version = _read_version(conn)
         if version > SCHEMA_VERSION:
-            raise TaskTraceError(
-                f"the tasktrace database has schema version {version}, newer than "
-                f"{SCHEMA_VERSION} which this tasktrace understands: upgrade tasktrace"
-            )
+            row = conn.execute("PRAGMA database_list").fetchone()
+            raise _too_new(row[2] if row and row[2] else "the tasktrace database", version)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             step = _MIGRATIONS[target]
             if isinstance(step, str):
@@ -436,6 +435,86 @@ def _statements(script: str) -> List[str]:
     """Split a migration script into statements (they contain no ';' in literals)."""
     lines = [re.sub(r"--.*$", "", line) for line in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+#: The first 16 bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_OTHER_FILE = "point --db, TASKTRACE_DB or [reporter] path at a tasktrace store or a new file"
+
+
+def _too_new(path: str, version: int) -> StoreError:
+    return StoreError(
+        path,
+        f"has tasktrace schema version {version}, newer than {SCHEMA_VERSION} which this "
+        "tasktrace understands",
+        "upgrade tasktrace",
+    )
+
+
+def corrupt_store_error(path: str, exc: object) -> StoreError:
+    """The :class:`StoreError` for a store SQLite finds corrupt (``exc`` says how)."""
+    return StoreError(
+        path,
+        f"is a corrupt or truncated SQLite database ({exc})",
+        "move it aside (tasktrace then starts a new store there)",
+    )
+
+
+def _check_file(path: str) -> None:
+    """Raise :class:`StoreError` if the file at ``path`` cannot be a store, before SQLite
+    opens it: a directory, unreadable, not SQLite, or shorter than its header says.
+
+    A missing or empty file passes (it is a new database).
+    """
+    if os.path.isdir(path):
+        raise StoreError(path, "is a directory, not a file", _OTHER_FILE)
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+            size = os.fstat(file.fileno()).st_size
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(
+            path, f"cannot be read ({exc.strerror or exc})", "check its permissions"
+        ) from exc
+    if not header:
+        return
+    if not header.startswith(_SQLITE_HEADER):
+        raise StoreError(path, "is not a SQLite database", _OTHER_FILE)
+    if len(header) < 100:
+        raise corrupt_store_error(path, f"{size} bytes, less than a SQLite header")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is valid only when its change counter matches.
+    if header[24:28] == header[92:96] and size < page_size * pages:
+        raise corrupt_store_error(path, f"{size} bytes of the {page_size * pages} its header gives")
+
+
+def _check_ours(conn: sqlite3.Connection, path: str, version: int) -> None:
+    """Raise :class:`StoreError` if ``conn`` is a SQLite database that tasktrace did not
+    make (tables, but no ``schema_version``), or one of a newer schema."""
+    if version > SCHEMA_VERSION:
+        raise _too_new(path, version)
+    if version:
+        return
+    names = [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    if names and not {"schema_version", "metrics"} & set(names):
+        from tasktrace._sanitize import clean
+
+        shown = ", ".join(clean(name) for name in sorted(names)[:3])
+        more = ", ..." if len(names) > 3 else ""
+        raise StoreError(
+            path,
+            f"is a SQLite database but not a tasktrace store (its tables: {shown}{more})",
+            f"tasktrace does not write into it; {_OTHER_FILE}",
+        )
 
 
 def _read_version(conn: sqlite3.Connection) -> int:
@@ -465,23 +544,35 @@ def connect(
 
     Raises:
         FileNotFoundError: ``readonly`` and the file does not exist.
-        sqlite3.Error, TaskTraceError: see :func:`migrate`.
+        StoreError: the file cannot be a store: a directory, unreadable, not SQLite,
+            corrupt or truncated, another program's SQLite database (never written to),
+            or of a newer schema.
+        sqlite3.Error: the database is locked beyond the busy timeout (see :func:`migrate`).
     """
     path = os.path.abspath(os.path.expanduser(path))
     if readonly:
         if not os.path.exists(path):
             raise FileNotFoundError(path)
+        _check_file(path)
         conn = _connect_readonly(path, busy_timeout_ms)
         try:
-            older = 0 < _read_version(conn) < SCHEMA_VERSION
+            version = _read_version(conn)
+            _check_ours(conn, path, version)
+        except sqlite3.OperationalError:
+            conn.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise corrupt_store_error(path, exc) from exc
         except BaseException:
             conn.close()
             raise
-        if older:
+        if 0 < version < SCHEMA_VERSION:
             conn.close()
             connect(path, busy_timeout_ms=busy_timeout_ms).close()
             conn = _connect_readonly(path, busy_timeout_ms)
         return conn
+    _check_file(path)
     # Created by us: 0600 in directories made 0700 (the -wal and -shm files follow).
     _files.touch_private(path)
     conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
@@ -489,11 +580,19 @@ def connect(
         # The busy timeout first, so that the journal-mode switch and the migration of a
         # brand-new file wait for other processes doing the same.
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        # Before anything is written: never add our tables to another program's database.
+        _check_ours(conn, path, _read_version(conn))
         conn.execute("PRAGMA journal_mode = WAL")
         # In WAL mode NORMAL is durable across application crashes; only an OS crash or
         # power loss can lose the last transactions, and it spares an fsync per harvest.
         conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn)
+    except sqlite3.OperationalError:
+        conn.close()
+        raise
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise corrupt_store_error(path, exc) from exc
     except BaseException:
         conn.close()
         raise
@@ -1077,15 +1176,21 @@ def _filters(
 
 
 def has_data(db_path: str) -> bool:
-    """True if ``db_path`` exists and holds at least one metrics row."""
+    """True if ``db_path`` exists and holds at least one metrics row.
+
+    Raises:
+        StoreError: the file exists but cannot be a store (see :func:`connect`).
+    """
     try:
         conn = connect(db_path, readonly=True)
     except (FileNotFoundError, sqlite3.Error):
         return False
     try:
         return conn.execute("SELECT 1 FROM metrics LIMIT 1").fetchone() is not None
-    except sqlite3.Error:
+    except sqlite3.OperationalError:  # no such table: a new, empty store
         return False
+    except sqlite3.DatabaseError as exc:
+        raise corrupt_store_error(db_path, exc) from exc
     finally:
         conn.close()
 

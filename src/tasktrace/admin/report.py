@@ -8,7 +8,9 @@ or ``--format json``: a list of objects with exactly the keys ``app``, ``name``,
 Exit status: 0 with data (also when the filters match nothing: an empty table says so on
 stderr, JSON prints ``[]``); 1 when there is no data at all (the file is missing or holds
 nothing yet), with one line on stderr saying how to get some; 2 for bad arguments or a
-file that is not a tasktrace database. Never a traceback.
+file that cannot be read as a store, with one line saying what is wrong (a directory, not
+readable, not SQLite, corrupt or truncated, another program's database, a newer schema).
+Never a traceback.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     import sqlite3
 
     from tasktrace import store
-    from tasktrace.exceptions import TaskTraceError
+    from tasktrace.exceptions import StoreError, TaskTraceError
 
     since: Optional[float] = None
     if args.since:
@@ -128,20 +130,28 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"tasktrace-admin report: --since: {exc}\n")
             return 2
     path = _db_path(args.db)
-    if not os.path.exists(path) or not store.has_data(path):
-        if os.path.exists(path) and not _is_readable_store(path):
-            sys.stderr.write(f"tasktrace-admin report: {path} is not a tasktrace database\n")
-            return 2
+    try:
+        present = os.path.lexists(path) and store.has_data(path)
+        if present:
+            rows = store.report_rows(path, app=args.app, since_seconds=since, name_glob=args.name)
+            drops = store.drop_totals(path, app=args.app, since_seconds=since)
+    except StoreError as exc:  # says what is wrong with the file, and what to do
+        sys.stderr.write(f"tasktrace-admin report: {exc}\n")
+        return 2
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError):  # e.g. locked past the busy timeout
+            sys.stderr.write(f"tasktrace-admin report: cannot read {path}: {exc}\n")
+        else:  # a page SQLite finds malformed, met while reading
+            sys.stderr.write(f"tasktrace-admin report: {store.corrupt_store_error(path, exc)}\n")
+        return 2
+    except (sqlite3.Error, TaskTraceError, OSError) as exc:
+        sys.stderr.write(f"tasktrace-admin report: cannot read {path}: {exc}\n")
+        return 2
+    if not present:
         sys.stderr.write(
             f"no tasktrace data in {path}: run a program under tasktrace-admin run-program first\n"
         )
         return 1
-    try:
-        rows = store.report_rows(path, app=args.app, since_seconds=since, name_glob=args.name)
-        drops = store.drop_totals(path, app=args.app, since_seconds=since)
-    except (sqlite3.Error, TaskTraceError, OSError) as exc:
-        sys.stderr.write(f"tasktrace-admin report: cannot read {path}: {exc}\n")
-        return 2
     if args.format == "json":
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
@@ -157,24 +167,3 @@ def run(args: argparse.Namespace) -> int:
         )
     return 0
 
-
-def _is_readable_store(path: str) -> bool:
-    import sqlite3
-
-    from tasktrace import store
-
-    try:
-        conn = store.connect(path, readonly=True)
-    except (sqlite3.Error, OSError):
-        return False
-    try:
-        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        names: List[str] = [
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        ]
-    except sqlite3.Error:
-        return False
-    finally:
-        conn.close()
-    # An empty file is a valid (empty) database; anything else must have our tables.
-    return not names or "metrics" in names

@@ -28,6 +28,7 @@ from itertools import compress, repeat
 from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Set, Tuple
 
 from tasktrace import store
+from tasktrace.exceptions import StoreError
 from tasktrace.records import TransactionRecord, errors_of, same_task, task_key_of
 from tasktrace.reporters.base import Batch, ExportResult
 
@@ -149,7 +150,7 @@ class SqliteReporter:
             except (sqlite3.Error, OSError, ValueError) as exc:
                 last_error = exc
                 break
-            except Exception as exc:  # e.g. TaskTraceError: schema too new
+            except Exception as exc:  # e.g. StoreError: not a tasktrace store
                 last_error = exc
                 break
             self._kept = []
@@ -161,11 +162,11 @@ class SqliteReporter:
         self._close_connection()
         self._kept = []
         dropped, self._unsaid = self._unsaid, 0
-        return ExportResult(
-            False,
-            dropped=dropped,
-            message=f"cannot write {self.path}: {type(last_error).__name__}: {last_error}",
-        )
+        if isinstance(last_error, StoreError):  # says the path, what is wrong, what to do
+            message = f"not writing: {last_error}"
+        else:
+            message = f"cannot write {self.path}: {type(last_error).__name__}: {last_error}"
+        return ExportResult(False, dropped=dropped, message=message)
 
     def _trim(self) -> int:
         """Bound the kept batches; returns the transactions given up on."""
