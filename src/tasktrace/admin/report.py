@@ -19,7 +19,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from tasktrace._sanitize import clean, display_width, fit
 
@@ -166,4 +166,3 @@ def run(args: argparse.Namespace) -> int:
             "include those dropped for a full buffer, p50/p95 only the stored ones\n"
         )
     return 0
-
