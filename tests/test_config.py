@@ -546,7 +546,8 @@ def test_errors_never_show_secrets() -> None:
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://user:pw@host:4318/x", "https://user:***@host:4318/x"),
+        ("https://user:pw@host:4318/x", "https://***@host:4318/x"),
+        ("https://user:secret/v1", "https://user:***/v1"),
         ("https://TOKEN@host/x", "https://***@host/x"),
         ("http://host/v1?api_key=k&region=eu", "http://host/v1?api_key=***&region=eu"),
         ("http://host/v1?Signature=s&secret=1&x=2", "http://host/v1?Signature=***&secret=***&x=2"),
@@ -772,3 +773,27 @@ def test_cpu_time_is_off_by_default_and_set_by_file_or_variable() -> None:
     assert from_env.cpu_time is True and from_env.sources["cpu_time"] == "TASKTRACE_CPU_TIME"
     with pytest.raises(ConfigurationError, match="cpu_time"):
         config.parse({"cpu_time": "yes"}, "t.toml")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://user:URL-PASSWORD@host:notaport/v1?token=TOKEN-VALUE",
+        "https://user:URL-PASSWORD@host:99999/v1",
+        "https://user:URL-PASSWORD/v1",
+    ],
+)
+def test_bad_endpoint_port_is_rejected_without_secrets(endpoint: str) -> None:
+    """An endpoint whose port is not a number is refused; the message hides credentials."""
+    (problem,) = _problems({"reporter": {"endpoint": endpoint}})
+    assert "reporter.endpoint" in problem or "endpoint" in problem
+    assert "port that is not a number" in problem
+    for secret in ("URL-PASSWORD", "TOKEN-VALUE", "notaport"):
+        assert secret not in problem
+
+
+def test_one_redact_url() -> None:
+    """The OTLP reporter's messages use config's redact_url, the only one."""
+    from tasktrace.reporters import otlp
+
+    assert otlp.redact_url is redact_url

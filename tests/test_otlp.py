@@ -108,8 +108,10 @@ def test_traces_url() -> None:
 
 
 def test_redact_url() -> None:
-    """User info and query strings are removed from URLs used in messages."""
-    assert redact_url("https://user:secret@h:1/v1/traces?key=abc") == "https://***@h:1/v1/traces"
+    """User info and credential-like query values are hidden in URLs used in messages."""
+    assert redact_url("https://user:secret@h:1/v1/traces?key=abc") == (
+        "https://***@h:1/v1/traces?key=***"
+    )
 
 
 def test_request_body_is_valid_otlp() -> None:

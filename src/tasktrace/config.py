@@ -165,11 +165,16 @@ _SECRET_PARAM = r"(?i)token|key|secret|pass|pwd|auth|sig|credential|session"
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its userinfo and credential-like query values replaced by ``***``.
+    """``url`` as it may be shown: its userinfo and credential-like query values hidden.
 
-    ``https://user:pw@host/x?api_key=1&a=2`` becomes ``https://user:***@host/x?api_key=***&a=2``;
-    a userinfo without a password is treated as a token and hidden whole. Text that is not
-    a parsable URL is returned as ``"<unparsable URL>"`` rather than risk echoing a secret.
+    The one redaction of URLs in tasktrace: config errors, ``show-config``, ``repr()`` of
+    the settings and the OTLP reporter's messages all use it. ``https://user:pw@host/x?
+    api_key=1&a=2`` becomes ``https://***@host/x?api_key=***&a=2``: the whole userinfo goes
+    (a user name is often a token itself), so do the values of query parameters whose names
+    look like credentials (see ``_SECRET_PARAM``). A port that is not a number is hidden too
+    (``https://user:secret/v1`` lacks its ``@host``: the "port" is a password). Text that
+    is not a parsable URL is returned as ``"<unparsable URL>"`` rather than risk echoing a
+    secret.
     """
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -179,9 +184,13 @@ def redact_url(url: str) -> str:
         parts = urlsplit(url)
         netloc = parts.netloc
         if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user, has_password, _ = userinfo.partition(":")
-            netloc = f"{user}:{_REDACTED}@{hostport}" if has_password else f"{_REDACTED}@{hostport}"
+            netloc = f"{_REDACTED}@{netloc.rpartition('@')[2]}"
+        try:
+            _ = parts.port
+        except ValueError:
+            host, colon, port = netloc.rpartition(":")
+            if colon and "]" not in port:
+                netloc = f"{host}:{_REDACTED}"
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
@@ -391,6 +400,13 @@ def _check_endpoint(value: Any) -> str:
         ok = False
     if not ok:
         raise _BadValue(f"{redact_url(value)!r} is not an http:// or https:// URL", fix)
+    try:
+        _ = parts.port  # parsed lazily: it raises for "host:notaport" and "host:99999"
+    except ValueError:
+        # The port's text is not echoed: in "https://user:secret/v1" it is a password.
+        raise _BadValue(
+            f"{redact_url(value)!r} has a port that is not a number from 0 to 65535", fix
+        ) from None
     return value.strip()
 
 

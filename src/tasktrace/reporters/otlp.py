@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from tasktrace._version import __version__
+
+# The one URL redaction (re-exported here, where the reporter's messages use it).
+from tasktrace.config import redact_url
 from tasktrace.records import AttributeValue, TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult
 
@@ -100,18 +103,6 @@ def traces_url(endpoint: str) -> str:
     if base.rstrip("/").endswith("/v1/traces"):
         return base.rstrip("/")
     return base.rstrip("/") + "/v1/traces"
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info (``user:pass@``) and without its query, for messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _value(value: AttributeValue) -> Dict[str, Any]:
