@@ -265,3 +265,14 @@ def test_unreadable_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     finally:
         os.chmod(path, 0o600)
     assert "cannot be read" in capsys.readouterr().err
+
+
+def test_json_with_drops(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--with-drops wraps the default rows with the drop counts the table notes."""
+    path = _db(tmp_path)
+    assert report.run(_args("--db", path, "--format", "json")) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert isinstance(plain, list)
+    assert report.run(_args("--db", path, "--format", "json", "--with-drops")) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document == {"tasks": plain, "dropped": {"buffer_full": 2}}

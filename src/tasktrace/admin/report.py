@@ -23,6 +23,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from tasktrace._sanitize import clean, display_width, fit
 
+from tasktrace._sanitize import clean, display_width, pad, truncate
+
 __all__ = ["add_arguments", "format_table", "run"]
 
 _COLUMNS = (
@@ -80,6 +82,11 @@ def _db_path(explicit: Optional[str]) -> str:
     return store.resolve_db_path(configured)
 
 
+#: The most terminal cells a text column (app, group, name) takes; longer values are cut
+#: with "..." so one runaway name cannot push every other column off the screen.
+MAX_TEXT_WIDTH = 100
+
+
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
@@ -87,13 +94,19 @@ def _cell(key: str, value: Any) -> str:
         return f"{value:,.3f}" if value < 1 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
+<<<<<<< Updated upstream
     # A name the program chose: shown, never interpreted by the terminal.
     return clean(value)
+=======
+    # What a program wrote is data: control characters are shown, never sent as such.
+    return truncate(clean(value), MAX_TEXT_WIDTH)
+>>>>>>> Stashed changes
 
 
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     """``rows`` (from :func:`tasktrace.store.report_rows`) as an aligned text table.
 
+<<<<<<< Updated upstream
     Text cells are made safe with :func:`tasktrace._sanitize.clean` (escape sequences,
     carriage returns and bidi overrides are shown as escapes), columns are aligned by
     terminal cells (wide characters take two), and over-long names are cut with "…".
@@ -104,12 +117,25 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
         [fit(text, 0, limit=limit) for text, (_, _, _, limit) in zip(line, _COLUMNS)]
         for line in cells
     ]
+=======
+    App, group and task names are passed through :func:`tasktrace._sanitize.clean` (an
+    escape sequence in a name shows as ``\\x1b[...``) and aligned by terminal cells, so
+    wide East Asian characters and combining marks keep the columns straight.
+    """
+    cells = [[heading for _, heading, _ in _COLUMNS]]
+    cells += [[_cell(key, row[key]) for key, _, _ in _COLUMNS] for row in rows]
+>>>>>>> Stashed changes
     widths = [max(display_width(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     lines = []
     for line in cells:
         parts = [
+<<<<<<< Updated upstream
             fit(text, width, right=right)
             for text, width, (_, _, right, _) in zip(line, widths, _COLUMNS)
+=======
+            pad(text, width, right=right)
+            for text, width, (_, _, right) in zip(line, widths, _COLUMNS)
+>>>>>>> Stashed changes
         ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines) + "\n"
@@ -160,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(format_table(rows))
     if drops:
-        details = ", ".join(f"{reason}: {count:,}" for reason, count in drops.items())
+        details = ", ".join(f"{clean(reason)}: {count:,}" for reason, count in drops.items())
         sys.stdout.write(
             f"\nnote: transactions were dropped ({details}); calls, errors, max and total "
             "include those dropped for a full buffer, p50/p95 only the stored ones\n"
