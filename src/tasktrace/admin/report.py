@@ -3,7 +3,9 @@
 The database is, in order: ``--db``, ``TASKTRACE_DB``, ``[reporter] path`` of the config
 file found the usual way, then the default store path. Output goes to stdout (the table,
 or ``--format json``: a list of objects with exactly the keys ``app``, ``name``,
-``group``, ``calls``, ``errors``, ``p50_ms``, ``p95_ms``, ``max_ms``, ``total_ms``).
+``group``, ``calls``, ``errors``, ``p50_ms``, ``p95_ms``, ``max_ms``, ``total_ms``;
+with ``--with-drops``, an object ``{"tasks": <that list>, "dropped": {reason: count}}``
+holding the drop counts the table's note gives, for the same ``--app`` and ``--since``).
 
 Exit status: 0 with data (also when the filters match nothing: an empty table says so on
 stderr, JSON prints ``[]``); 1 when there is no data at all (the file is missing or holds
@@ -22,8 +24,6 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 from tasktrace._sanitize import clean, display_width, fit
-
-from tasktrace._sanitize import clean, display_width, pad, truncate
 
 __all__ = ["add_arguments", "format_table", "run"]
 
@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="table",
         help="a table for people (default) or JSON for programs",
     )
+    parser.add_argument(
+        "--with-drops",
+        action="store_true",
+        help='with --format json: an object {"tasks": [rows], "dropped": {reason: count}} '
+        "instead of the list of rows (the table always notes drops)",
+    )
 
 
 def _db_path(explicit: Optional[str]) -> str:
@@ -82,11 +88,6 @@ def _db_path(explicit: Optional[str]) -> str:
     return store.resolve_db_path(configured)
 
 
-#: The most terminal cells a text column (app, group, name) takes; longer values are cut
-#: with "..." so one runaway name cannot push every other column off the screen.
-MAX_TEXT_WIDTH = 100
-
-
 def _cell(key: str, value: Any) -> str:
     if value is None:
         return "-"
@@ -94,19 +95,13 @@ def _cell(key: str, value: Any) -> str:
         return f"{value:,.3f}" if value < 1 else f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
-<<<<<<< Updated upstream
     # A name the program chose: shown, never interpreted by the terminal.
     return clean(value)
-=======
-    # What a program wrote is data: control characters are shown, never sent as such.
-    return truncate(clean(value), MAX_TEXT_WIDTH)
->>>>>>> Stashed changes
 
 
 def format_table(rows: Sequence[Dict[str, Any]]) -> str:
     """``rows`` (from :func:`tasktrace.store.report_rows`) as an aligned text table.
 
-<<<<<<< Updated upstream
     Text cells are made safe with :func:`tasktrace._sanitize.clean` (escape sequences,
     carriage returns and bidi overrides are shown as escapes), columns are aligned by
     terminal cells (wide characters take two), and over-long names are cut with "…".
@@ -117,25 +112,12 @@ def format_table(rows: Sequence[Dict[str, Any]]) -> str:
         [fit(text, 0, limit=limit) for text, (_, _, _, limit) in zip(line, _COLUMNS)]
         for line in cells
     ]
-=======
-    App, group and task names are passed through :func:`tasktrace._sanitize.clean` (an
-    escape sequence in a name shows as ``\\x1b[...``) and aligned by terminal cells, so
-    wide East Asian characters and combining marks keep the columns straight.
-    """
-    cells = [[heading for _, heading, _ in _COLUMNS]]
-    cells += [[_cell(key, row[key]) for key, _, _ in _COLUMNS] for row in rows]
->>>>>>> Stashed changes
     widths = [max(display_width(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     lines = []
     for line in cells:
         parts = [
-<<<<<<< Updated upstream
             fit(text, width, right=right)
             for text, width, (_, _, right, _) in zip(line, widths, _COLUMNS)
-=======
-            pad(text, width, right=right)
-            for text, width, (_, _, right) in zip(line, widths, _COLUMNS)
->>>>>>> Stashed changes
         ]
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines) + "\n"
@@ -179,14 +161,15 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.format == "json":
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        document: Any = {"tasks": rows, "dropped": drops} if args.with_drops else rows
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 0
     if not rows:
         sys.stderr.write(f"no tasks in {path} match the filters\n")
         return 0
     sys.stdout.write(format_table(rows))
     if drops:
-        details = ", ".join(f"{clean(reason)}: {count:,}" for reason, count in drops.items())
+        details = ", ".join(f"{reason}: {count:,}" for reason, count in drops.items())
         sys.stdout.write(
             f"\nnote: transactions were dropped ({details}); calls, errors, max and total "
             "include those dropped for a full buffer, p50/p95 only the stored ones\n"

@@ -11,11 +11,7 @@ from __future__ import annotations
 import sys
 from typing import IO, TYPE_CHECKING, List, Optional
 
-<<<<<<< Updated upstream
 from tasktrace._sanitize import clean
-=======
-from tasktrace._sanitize import clean, truncate
->>>>>>> Stashed changes
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult
 
@@ -25,27 +21,16 @@ if TYPE_CHECKING:
 __all__ = ["ConsoleReporter", "format_line"]
 
 
-#: The most terminal cells of an error message on a console line.
-MAX_MESSAGE_WIDTH = 200
-
-
 def format_line(record: TransactionRecord) -> str:
     """The console line for ``record`` (no trailing newline; messages kept to one line).
 
-<<<<<<< Updated upstream
     Everything the program supplied (app, group, name, error type and message) goes
     through :func:`tasktrace._sanitize.clean`: the line never controls the terminal.
-=======
-    Everything the program wrote -- app, group and task name, error type and message -- is
-    passed through :func:`tasktrace._sanitize.clean`, so an escape sequence or a carriage
-    return in it is shown (``\\x1b[2J``), never acted on by the terminal.
->>>>>>> Stashed changes
     """
     error = record.error
     if error is None:
         outcome = "ok"
     else:
-<<<<<<< Updated upstream
         # Whitespace runs (newlines included) become one space, then whatever control
         # characters are left (ESC, CR, BEL, bidi overrides) are shown as escapes.
         message = clean(" ".join(error.message.split()))
@@ -53,11 +38,6 @@ def format_line(record: TransactionRecord) -> str:
             message = message[:197] + "..."
         kind = clean(error.type)
         outcome = f"ERROR {kind}: {message}" if message else f"ERROR {kind}"
-=======
-        message = truncate(clean(" ".join(error.message.split())), MAX_MESSAGE_WIDTH)
-        error_type = clean(error.type)
-        outcome = f"ERROR {error_type}: {message}" if message else f"ERROR {error_type}"
->>>>>>> Stashed changes
     return (
         f"tasktrace: {clean(record.app)} {clean(record.group)}/{clean(record.name)} "
         f"{record.duration * 1000.0:.1f} ms {outcome}"
