@@ -498,6 +498,13 @@ class OtlpReporter:
                     reply = _decode(bytes(raw[:MAX_RESPONSE_BYTES]), response.headers)
                 return response.status_code, reply, response.headers.get("Retry-After")
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            failure = _certificate_failure(exc)
+            if failure is not None:  # will not heal by retrying: fail at once, say why
+                raise _Fatal(
+                    f"certificate verify failed ({failure}): the endpoint's TLS certificate "
+                    "is not trusted; set [reporter] ca_bundle to the CA certificate that "
+                    "signed it (a PEM file), or fix the server's certificate"
+                ) from None
             raise _Retryable(_describe(exc)) from None
         except httpx.HTTPError as exc:
             raise _Fatal(_describe(exc)) from None
@@ -612,6 +619,19 @@ class _Retryable(Exception):
 
 class _Fatal(Exception):
     """A request that cannot succeed as configured (bad URL, TLS setup...)."""
+
+
+def _certificate_failure(exc: BaseException) -> Optional[str]:
+    """The reason if ``exc`` (or what caused it) is a TLS certificate verification error."""
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 10:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            reason = getattr(current, "verify_message", None) or current.reason or ""
+            return " ".join(str(reason).split()) or "unknown reason"
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
 
 
 def _describe(exc: BaseException) -> str:
