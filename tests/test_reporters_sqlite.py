@@ -251,3 +251,19 @@ def test_refuses_to_write_into_a_foreign_database(tmp_path: Path) -> None:
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     assert names == {"customers"}
+
+
+def test_default_path_honours_xdg_data_home_like_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With XDG_DATA_HOME set, the reporter writes where `report` reads."""
+    from tasktrace.admin import report
+    from tasktrace.config import Settings
+
+    monkeypatch.chdir(tmp_path)  # no tasktrace.toml or pyproject.toml here
+    monkeypatch.delenv("TASKTRACE_DB", raising=False)
+    monkeypatch.delenv("TASKTRACE_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    expected = str(tmp_path / "data" / "tasktrace" / "tasktrace.db")
+    assert SqliteReporter(Settings()).path == expected
+    assert report._db_path(None) == expected

@@ -42,8 +42,10 @@ DEFAULT_EXPORT_TIMEOUT = 5.0
 
 
 def db_path_for(settings: Settings) -> str:
-    """``[reporter] path`` (which ``TASKTRACE_DB`` sets) or the default store path."""
-    return store.resolve_db_path(settings.reporter.path, environ={})
+    """``[reporter] path`` (which ``TASKTRACE_DB`` sets) or the default store path, under
+    ``$XDG_DATA_HOME`` when it is set: resolved by :func:`tasktrace.store.resolve_db_path`,
+    as ``report`` resolves it, so both name the same file."""
+    return store.resolve_db_path(settings.reporter.path)
 
 
 class SqliteReporter:
