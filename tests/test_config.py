@@ -772,3 +772,38 @@ def test_cpu_time_is_off_by_default_and_set_by_file_or_variable() -> None:
     assert from_env.cpu_time is True and from_env.sources["cpu_time"] == "TASKTRACE_CPU_TIME"
     with pytest.raises(ConfigurationError, match="cpu_time"):
         config.parse({"cpu_time": "yes"}, "t.toml")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("shutdown_timeout", 1e10), ("harvest_interval", 1e308), ("reporter.timeout", 1e300)],
+)
+def test_seconds_past_the_platform_wait_limit_are_refused(key: str, value: float) -> None:
+    """A number of seconds above threading.TIMEOUT_MAX (which a wait cannot take) is
+    refused, and the message names the key and the limit."""
+    import threading
+
+    section, _, name = key.rpartition(".")
+    data: Dict[str, Any] = {section: {name: value}} if section else {name: value}
+    message = _one_problem(data)
+    assert key in message
+    assert "threading.TIMEOUT_MAX" in message and f"{threading.TIMEOUT_MAX:.0f}" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "text"),
+    [("TASKTRACE_SHUTDOWN_TIMEOUT", "1e10"), ("TASKTRACE_HARVEST_INTERVAL", "1e308")],
+)
+def test_seconds_variables_past_the_wait_limit_are_refused(variable: str, text: str) -> None:
+    """The same limit holds for TASKTRACE_* variables, which are named in the message."""
+    message = _one_problem({}, env={variable: text})
+    assert f"environment variable {variable}: must be at most" in message
+    assert "threading.TIMEOUT_MAX" in message
+
+
+def test_seconds_at_the_wait_limit_are_accepted() -> None:
+    """threading.TIMEOUT_MAX itself is still a valid number of seconds."""
+    import threading
+
+    settings = parse({"shutdown_timeout": threading.TIMEOUT_MAX}, "t.toml")
+    assert settings.shutdown_timeout == threading.TIMEOUT_MAX

@@ -421,3 +421,18 @@ def test_harvest_thread_exports_are_never_instrumented() -> None:
         STATE.set_recorder(None)
     names = [r.name for r in reporter.records]
     assert len(names) == 1
+
+
+def test_huge_intervals_set_in_code_still_deliver(recorders: List[HarvestRecorder]) -> None:
+    """Settings built in code skip validation: a harvest_interval and timeouts past
+    threading.TIMEOUT_MAX neither kill the harvest thread nor lose the exit delivery."""
+    memory = MemoryReporter()
+    rec = _make(recorders, [memory], harvest_interval=1e308, shutdown_timeout=1e10)
+    rec.record(_record())
+    time.sleep(0.2)
+    assert rec._thread is not None and rec._thread.is_alive()
+    assert rec.flush(1e10) is True
+    rec.record(_record())
+    recorder_mod._reset_for_tests()
+    recorder_mod._exit_flush_all()
+    assert len(memory.records) == 2

@@ -401,7 +401,9 @@ class HarvestRecorder:
         self._half = max(1, self._limit // 2)
         #: How many of the oldest records a full buffer evicts at once.
         self._evict_chunk = max(1, self._limit // 10)
-        self._interval = max(0.001, float(settings.harvest_interval))
+        # Clamped to what a wait accepts (validation refuses more; settings built in code
+        # bypass it), so that the harvest thread never dies of an OverflowError.
+        self._interval = _wait_seconds(max(0.001, float(settings.harvest_interval)))
 
     def configure(self, settings: Settings) -> None:
         """Apply new settings; new reporter settings take effect at the next harvest."""
@@ -487,7 +489,7 @@ class HarvestRecorder:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._cond.wait(left)
+                self._cond.wait(None if left is None else _wait_seconds(left))
             return self._flush_ok
 
     # -- the harvest thread -----------------------------------------------------------
@@ -756,6 +758,11 @@ def _start_without_signals(thread: threading.Thread) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _wait_seconds(seconds: float) -> float:
+    """``seconds``, at most ``threading.TIMEOUT_MAX`` (a longer wait raises OverflowError)."""
+    return min(seconds, threading.TIMEOUT_MAX)
+
+
 def is_harvest_thread() -> bool:
     """True on a tasktrace harvest thread (whose work must never be instrumented)."""
     return threading.current_thread().name == HARVEST_THREAD_NAME
@@ -1010,8 +1017,8 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     helper = threading.Thread(target=target, name="tasktrace-sigterm", daemon=True)
     try:
         _start_without_signals(helper)
-        helper.join(timeout + 0.5)
-    except Exception:
+        helper.join(_wait_seconds(timeout + 0.5))
+    except Exception:  # no thread could start (interpreter shutdown): deliver nothing
         pass
     _after_sigterm_delivery(signum, frame)
 
@@ -1106,8 +1113,11 @@ def _exit_flush_recorders(pid: int) -> None:
         for recorder in recorders:
             if not recorder._warned and recorder._drop_totals:
                 recorder._warn_at_exit(True)
-    except Exception:  # exit must go on whatever happens here
-        pass
+    except Exception as exc:  # exit must go on whatever happens here; say it once
+        for recorder in [r for r in list(_LIVE) if r._pid == pid][:1]:
+            recorder._log_once(
+                "recorder", f"exit delivery failed: {type(exc).__name__}: {exc}", exc_info=True
+            )
 
 
 def _exit_after_delivery(status: int) -> Any:

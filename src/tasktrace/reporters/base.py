@@ -121,7 +121,7 @@ class Deadline:
                 # A bring_forward() that still leaves room for the wait wakes us too: the
                 # loop then simply waits for the rest (a set-once Event would instead end
                 # this and every later wait at once, retrying in a tight loop).
-                self._moved.wait(left)
+                self._moved.wait(min(left, threading.TIMEOUT_MAX))
 
     def __repr__(self) -> str:
         return f"Deadline({self._at!r})"

@@ -38,6 +38,8 @@ __all__ = ["SqliteReporter", "db_path_for", "sample_rows"]
 
 #: Seconds one export may wait for the write lock when the batch sets no deadline.
 DEFAULT_EXPORT_TIMEOUT = 5.0
+#: The longest busy timeout SQLite takes (a C int of milliseconds).
+_MAX_BUSY_MS = 2**31 - 1
 
 
 def db_path_for(settings: Settings) -> str:
@@ -125,7 +127,8 @@ class SqliteReporter:
         count = sum(len(b.records) for b in self._kept)
         last_error: Optional[BaseException] = None
         while True:
-            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            # (SQLite's busy timeout is a C int of milliseconds.)
+            left_ms = int(min(max(0.0, deadline - time.monotonic()) * 1000, _MAX_BUSY_MS))
             try:
                 conn = self._connection(max(1, left_ms))
                 store.write_batches(conn, self._kept)
