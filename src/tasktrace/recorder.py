@@ -29,6 +29,9 @@ Process life:
   ours, and ``atexit`` still delivers if it exits normally. The handler itself takes none
   of our locks (it may have interrupted code holding them): the delivery runs in a helper
   thread it joins, or, if an exit delivery is already running, after that one ends.
+* SIGHUP (the terminal or the session went away): handled as SIGTERM, but only while it
+  has its default action; a program's own SIGHUP handler (often "reload") is never
+  replaced nor chained, and an ignored SIGHUP (``nohup``) stays ignored.
 * ``os.fork()``: the child starts with an empty buffer, zero counters, no thread and fresh
   reporters; the parent's pending records stay with the parent, which delivers them.
 * Children that end with ``os._exit()`` skip ``atexit``. ``multiprocessing`` children run
@@ -783,9 +786,16 @@ _exit_deadline: Optional[Tuple[int, float]] = None
 _exiting_pid = 0
 #: A SIGTERM (signum, frame) that arrived during an exit delivery, acted on after it.
 _sigterm_pending: Optional[Tuple[int, Optional[FrameType]]] = None
-#: The program's SIGTERM handler that ours replaced (callable: we chain to it).
-_previous_sigterm: Any = None
-_sigterm_installed = False
+#: The signals whose default action ends the process and that we deliver on first.
+_EXIT_SIGNALS: Tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+#: The only one whose earlier Python handler we chain to (see _install_signal_handlers).
+_CHAINED_SIGNALS = frozenset({signal.SIGTERM})
+#: The program's handlers that ours replaced, by signal (callable: we chain to it).
+_previous_handlers: Dict[int, Any] = {}
+#: The signals our handler is installed for in this process's main thread.
+_handled_signals: Set[int] = set()
 #: How many times _on_sigterm has started in this process (the watcher looks).
 _sigterm_calls = 0
 #: The read end of this process's wake-up pipe (see _watch_signals); -1: none.
@@ -806,9 +816,9 @@ def _install_process_hooks(settings: Settings) -> None:
         _hooks_pid = pid
         if not _atexit_registered:
             # atexit registrations survive fork, so one is enough for parent and children.
-            atexit.register(_exit_flush_all)
+            atexit.register(_at_exit)
             _atexit_registered = True
-    _install_sigterm_handler()
+    _install_signal_handlers()
     _register_multiprocessing_finalizer()
     if _forked_before_import() and os._exit is not _exit_after_delivery:
         # This module was first imported after a fork (the parent never recorded), so
@@ -826,33 +836,40 @@ def _forked_before_import() -> bool:
     return bool(getattr(getattr(state, "STATE", None), "forked_child", False))
 
 
-def _install_sigterm_handler() -> None:
-    """Deliver on SIGTERM, if it can be done without changing what SIGTERM does."""
-    global _previous_sigterm, _sigterm_installed
+def _install_signal_handlers() -> None:
+    """Deliver on SIGTERM and SIGHUP, if it can be done without changing what they do."""
     if threading.current_thread() is not threading.main_thread():
         return
-    if _sigterm_installed:
-        _install_signal_watch()  # (a forked child keeps the handler, not the watch)
-        return
+    installed = [signum for signum in _EXIT_SIGNALS if _install_exit_handler(signum)]
+    if installed:
+        _install_signal_watch()  # (a forked child keeps the handlers, not the watch)
+
+
+def _install_exit_handler(signum: int) -> bool:
+    """Put ``_on_sigterm`` in place for ``signum``; True if it is (or already was)."""
+    if signum in _handled_signals:
+        return True
     try:
-        current = signal.getsignal(signal.SIGTERM)
-    except (ValueError, AttributeError):
-        return
+        current = signal.getsignal(signum)
+    except (ValueError, AttributeError, OSError):
+        return False
     if current is _on_sigterm:
-        _sigterm_installed = True
-        _install_signal_watch()
-        return
-    # SIG_IGN: the program wants to survive SIGTERM; None: a handler installed from C
-    # that we cannot call. Leave both alone.
-    if current is not signal.SIG_DFL and not callable(current):
-        return
+        _handled_signals.add(signum)
+        return True
+    # SIG_IGN: the program wants to survive the signal; None: a handler installed from C
+    # that we cannot call. Leave both alone. A Python handler is chained for SIGTERM
+    # only: a SIGHUP handler usually means "reload", which must not come with a delivery
+    # and an exit, so such a program keeps its SIGHUP to itself.
+    chain = signum in _CHAINED_SIGNALS and callable(current)
+    if current is not signal.SIG_DFL and not chain:
+        return False
     try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signum, _on_sigterm)
     except (ValueError, OSError):
-        return
-    _previous_sigterm = None if current is signal.SIG_DFL else current
-    _sigterm_installed = True
-    _install_signal_watch()
+        return False
+    _previous_handlers[signum] = current if chain else None
+    _handled_signals.add(signum)
+    return True
 
 
 def _install_signal_watch() -> None:
@@ -938,15 +955,18 @@ def _watch_signals(read_fd: int) -> None:
             for level, kind, payload in ancillary:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS:
                     sender = credentials.unpack_from(payload)[0]
-            if sender == pid and signal.SIGTERM in data:
-                _nudge_if_unhandled()
+            if sender == pid:
+                for signum in _EXIT_SIGNALS:
+                    if signum in data:
+                        _nudge_if_unhandled(signum)
     finally:
         reader.detach()  # the fd is closed by _close_signal_watch, not here
 
 
-def _nudge_if_unhandled() -> None:
-    """SIGTERM arrived: if our handler has never run in this process within the grace
-    period (and is still the one installed), send SIGTERM to the main thread to wake it.
+def _nudge_if_unhandled(signum: int) -> None:
+    """SIGTERM (or SIGHUP) arrived: if our handler has never run in this process within
+    the grace period (and is still the one installed), send the signal to the main thread
+    to wake it.
 
     Only a process whose handler never ran is nudged. The handler usually runs before
     this thread even reads the signal's number, so "not since the signal" cannot be told
@@ -960,10 +980,10 @@ def _nudge_if_unhandled() -> None:
         if _sigterm_calls:
             return
         time.sleep(0.01)
-    if _sigterm_calls or signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+    if _sigterm_calls or signal.getsignal(signum) is not _on_sigterm:
         return
     try:
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)
     except (OSError, ValueError):
         pass
 
@@ -990,7 +1010,7 @@ def _close_signal_watch() -> None:
 
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-    """SIGTERM: deliver, then behave exactly as the previous disposition would have.
+    """SIGTERM or SIGHUP: deliver, then behave exactly as the previous disposition would.
 
     A Python signal handler runs on the main thread between two bytecodes of whatever it
     was doing -- possibly inside our own code, holding one of our locks (the record slow
@@ -1004,7 +1024,7 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     if _exiting_pid == os.getpid():
         _sigterm_pending = (signum, frame)
         return
-    previous = _previous_sigterm
+    previous = _previous_handlers.get(signum)
     timeout = _max_shutdown_timeout()
     deliver: Callable[[], object] = (
         (lambda: _flush_all(timeout)) if callable(previous) else _exit_flush_all
@@ -1024,15 +1044,15 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
 
 
 def _after_sigterm_delivery(signum: int, frame: Optional[FrameType]) -> None:
-    """Do what SIGTERM would have done without tasktrace."""
-    previous = _previous_sigterm
+    """Do what the signal would have done without tasktrace."""
+    previous = _previous_handlers.get(signum)
     if callable(previous):
         # The program has its own graceful shutdown: let it run; atexit delivers the
         # rest if it exits normally.
         previous(signum, frame)
         return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _register_multiprocessing_finalizer() -> None:
@@ -1072,6 +1092,51 @@ def _flush_all(timeout: float) -> None:
             pass
 
 
+def _at_exit() -> None:
+    """The ``atexit`` hook: the final delivery, leaving the exit status as it was.
+
+    A program ended by an unhandled ``KeyboardInterrupt`` (Ctrl-C, SIGINT) exits by
+    SIGINT -- status 130 in a shell -- because ``Py_RunMain`` reads a flag after the
+    interpreter is finalized. Every piece of code compiled from a string on the way
+    (``exec``/``eval``; ``dataclasses`` builds its methods so, and the first harvest may
+    import modules that use it) resets that flag, and the status would become 1. So when
+    the program is ending on a ``KeyboardInterrupt``, the flag is set again once the
+    delivery is done.
+    """
+    interrupted = _ending_on_keyboard_interrupt()
+    try:
+        _exit_flush_all()
+    finally:
+        if interrupted:
+            _mark_keyboard_interrupt_unhandled()
+
+
+def _ending_on_keyboard_interrupt() -> bool:
+    """True if the main program ended with an unhandled ``KeyboardInterrupt``.
+
+    ``PyErr_Print`` stores the exception that ended the main program in ``sys.last_exc``
+    (3.12+) and ``sys.last_value`` before ``atexit`` runs; nothing else sets them in a
+    program that is not interactive (an interactive session sets them for every error it
+    shows, so it is left alone).
+    """
+    if sys.flags.interactive or hasattr(sys, "ps1"):
+        return False
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return isinstance(last, KeyboardInterrupt)
+
+
+def _mark_keyboard_interrupt_unhandled() -> None:
+    """Set CPython's "unhandled KeyboardInterrupt" flag again.
+
+    The flag is set when code compiled from a string ends with a ``KeyboardInterrupt``
+    (``run_eval_code_obj``), so that is what this does; the exception is caught here.
+    """
+    try:
+        exec("raise KeyboardInterrupt")
+    except KeyboardInterrupt:
+        pass
+
+
 def _exit_flush_all() -> None:
     """The final delivery of this process, shared by every exit path, within one budget.
 
@@ -1089,7 +1154,7 @@ def _exit_flush_all() -> None:
         _exiting_pid = 0
         pending, _sigterm_pending = _sigterm_pending, None
         if pending is not None:
-            # SIGTERM arrived while we delivered: now act on it as it would have acted.
+            # SIGTERM (SIGHUP) arrived while we delivered: now act on it as it would have.
             _after_sigterm_delivery(*pending)
 
 
@@ -1155,7 +1220,7 @@ def _after_fork_in_child() -> None:
         recorder._reset_process_state()
     _hooks_pid = 0
     _exit_deadline = None
-    # The Python-level SIGTERM handler is inherited, so ours (if any) is still in place.
+    # Python-level signal handlers are inherited, so ours (if any) are still in place.
     if os._exit is not _exit_after_delivery:
         os._exit = _exit_after_delivery
 
