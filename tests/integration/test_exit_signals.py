@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import pytest
 from _faults import clean_env, run_python, stored_calls, write_program
@@ -135,7 +135,7 @@ print("survived", flush=True)
 """
 
 
-def _hang_up(tmp_path: Path, mode: str) -> "tuple[int, str, str]":
+def _hang_up(tmp_path: Path, mode: str) -> Tuple[int, str, str]:
     """Run the program with SIGHUP at its default, send SIGHUP once it is ready."""
     prog = write_program(tmp_path, _HUP_PROGRAM)
 
