@@ -331,3 +331,23 @@ def test_cpu_time_attribute_only_when_measured() -> None:
     assert "tasktrace.cpu_time" not in root_attributes(_record()._replace(cpu_time=None))
     measured = root_attributes(_record()._replace(cpu_time=0.25))
     assert measured["tasktrace.cpu_time"] == {"doubleValue": 0.25}
+
+
+def test_unanswered_requests_are_given_up_as_timeout() -> None:
+    """A request with no answer in time may have reached the collector: what is given up
+    on says "timeout"; one refused outright says the default reason."""
+
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    for handler, reason in ((silent, "timeout"), (refuse, "")):
+        reporter = OtlpReporter(
+            endpoint="http://collector:4318",
+            timeout=0.3,
+            transport=httpx.MockTransport(Collector(handler)),
+        )
+        result = reporter.export(Batch((_record(), _record())))
+        assert (result.success, result.dropped, result.reason) == (False, 2, reason)

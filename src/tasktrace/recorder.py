@@ -621,7 +621,8 @@ class HarvestRecorder:
         account = self._account(reporter)
         if account.kept:
             # Shut down still holding transactions without saying what became of them.
-            self._settle(reporter, ExportResult(False, dropped=account.kept, reason="shutdown"), 0)
+            gone = ExportResult(False, dropped=account.kept, retryable=True, reason="shutdown")
+            self._settle(reporter, gone, 0)
 
     def _take(self) -> Tuple[List[TransactionRecord], _AggMap, Dict[Tuple[str, str], int]]:
         """Drain the buffer; take the evicted aggregates and drop counters."""
@@ -760,8 +761,8 @@ class HarvestRecorder:
             if dropped:
                 account.dropped[reason] = account.dropped.get(reason, 0) + dropped
                 self._add_drops_for(batch, reason, dropped)
-            if self._stopping and not result.success and (result.retryable or kept):
-                self._out_of_time = True
+            if self._stopping and dropped and result.retryable:
+                self._out_of_time = True  # given up on at exit for lack of time
         if name and (not result.success or dropped):
             self._log_once(name, result.message or "export failed")
         return result.success and not dropped and not kept
@@ -860,7 +861,7 @@ class HarvestRecorder:
                 view[account.name] = (account.delivered, dropped, self._pending_of(account))
             return view
 
-    def _warn_at_exit(self, finished: bool) -> None:
+    def _warn_at_exit(self) -> None:
         """Say on stderr (through logging), from the ledger, what this process did not
         deliver: one line per reporter, with the reasons; pending transactions count as
         not delivered within ``shutdown_timeout``."""
@@ -868,8 +869,7 @@ class HarvestRecorder:
             return
         self._warned = True
         view = self.undelivered()
-        out_of_time = self._out_of_time or any(pending for _, _, pending in view.values())
-        if out_of_time or not finished:
+        if self._out_of_time or any(pending for _, _, pending in view.values()):
             logger.warning(
                 "tasktrace: delivery did not finish within shutdown_timeout=%ss",
                 self._settings.shutdown_timeout,
@@ -1379,10 +1379,10 @@ def _exit_flush_recorders(pid: int) -> None:
                 continue
             tickets.append((recorder, recorder._post(work_deadline, stop=True)))
         for recorder, ticket in tickets:
-            finished = recorder._wait(ticket, deadline)
-            recorder._warn_at_exit(finished)
+            recorder._wait(ticket, deadline)  # (what did not finish is pending in the ledger)
+            recorder._warn_at_exit()
         for recorder in recorders:
-            recorder._warn_at_exit(True)  # (says nothing if everything was delivered)
+            recorder._warn_at_exit()  # (says nothing if everything was delivered)
     except Exception as exc:  # exit must go on whatever happens here; say it once
         for recorder in [r for r in list(_LIVE) if r._pid == pid][:1]:
             recorder._log_once(

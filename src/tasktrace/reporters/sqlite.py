@@ -45,8 +45,8 @@ __all__ = ["SqliteReporter", "db_path_for", "sample_rows"]
 
 #: Seconds one export may wait for the write lock when the batch sets no deadline.
 DEFAULT_EXPORT_TIMEOUT = 5.0
-#: The longest busy timeout SQLite takes (a C int of milliseconds).
-_MAX_BUSY_MS = 2**31 - 1
+#: Seconds of one wait for the write lock; between two, the deadline is looked at again.
+_BUSY_SLICE = 0.25
 #: Why transactions are kept (or, at shutdown, dropped): other writers held the lock.
 REASON_LOCKED = "locked"
 #: Rows let go from kept batches past ``max_kept`` (their metrics stay).
@@ -137,25 +137,33 @@ class SqliteReporter:
             batch = batch._replace(records=sample_rows(batch.records, self._max_rows_per_name))
         self._kept.append(batch)
         self._held += units
-        return self._write(batch.time_left(self._timeout))
+        return self._write(batch.time_left(self._timeout), batch)
 
-    def _write(self, budget: float) -> ExportResult:
-        """Write every kept batch within ``budget`` seconds."""
+    def _write(self, budget: float, batch: Optional[Batch] = None) -> ExportResult:
+        """Write every kept batch within ``budget`` seconds, or by ``batch``'s deadline
+        if the recorder brings it forward meanwhile (the process is exiting)."""
         if not self._kept:
             return ExportResult(True)
         deadline = time.monotonic() + budget
         held = self._held
         last_error: Optional[BaseException] = None
         while True:
-            # (SQLite's busy timeout is a C int of milliseconds.)
-            left_ms = int(min(max(0.0, deadline - time.monotonic()) * 1000, _MAX_BUSY_MS))
+            left = deadline - time.monotonic()
+            if batch is not None:
+                left = batch.time_left(left)
+            # SQLite's busy handler sleeps in C, deaf to a deadline brought forward: wait
+            # for the lock in slices, looking at the deadline between them.
+            left_ms = int(min(max(0.0, left), _BUSY_SLICE) * 1000)
             try:
                 conn = self._connection(max(1, left_ms))
                 store.write_batches(conn, self._kept)
             except sqlite3.OperationalError as exc:
                 last_error = exc
-                if _is_busy(exc) and deadline - time.monotonic() > 0.01:
-                    continue  # the busy handler gave up early (e.g. a deadlock guard)
+                left = deadline - time.monotonic()
+                if batch is not None:
+                    left = batch.time_left(left)
+                if _is_busy(exc) and left > 0.01:
+                    continue  # a slice ended (or the busy handler gave up early)
                 if _is_busy(exc):
                     lost = self._bound_kept()
                     return ExportResult(
@@ -251,7 +259,8 @@ class SqliteReporter:
                     False,
                     exported=result.exported,
                     dropped=result.dropped + gone,
-                    reason=REASON_LOCKED if result.retryable else (result.reason or ""),
+                    retryable=True,  # (it was only a matter of time)
+                    reason=REASON_LOCKED,
                     message=result.message,
                 )
         self._close_connection()
