@@ -17,6 +17,13 @@ with it, so every record is counted in exactly one window,
 either as a kept record or as a dropped one. Metrics (count, errors, total, min, max, sum of
 squares) are therefore exact whatever is dropped.
 
+Accounting. One ledger, per reporter, says what became of every transaction recorded:
+delivered, dropped (by reason), or pending -- buffered, in flight, or kept by the reporter
+for a later harvest (``ExportResult.kept``). A reporter with ``stores_metrics`` (SQLite)
+delivers evicted records as calls; for the others they are dropped (``buffer_full``).
+``pending()``, ``flush()`` and the exit warning read the ledger, so what is said at exit
+plus what was delivered is exactly what was recorded.
+
 Process life:
 
 * ``atexit``: a final delivery, run by the harvest thread; the exiting thread waits for it
@@ -1289,7 +1296,8 @@ def _flush_all(timeout: float) -> None:
     pid = os.getpid()
     recorders = [r for r in list(_LIVE) if r._pid == pid and r._thread is not None]
     deadline = time.monotonic() + timeout
-    tickets = [(r, r._post(deadline, stop=False)) for r in recorders]
+    work_deadline = deadline - _settling_margin(timeout)
+    tickets = [(r, r._post(work_deadline, stop=False)) for r in recorders]
     for recorder, ticket in tickets:
         try:
             recorder._wait(ticket, deadline)
