@@ -173,6 +173,25 @@ def test_thirty_processes_one_store_at_a_short_interval(tmp_path: Path) -> None:
     assert stored + sum(said) == procs * per, (stored, said)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("TASKTRACE_SHUTDOWN_TIMEOUT", "1e10"), ("TASKTRACE_HARVEST_INTERVAL", "1e308")],
+)
+def test_seconds_past_the_wait_limit_are_refused_and_nothing_is_lost(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    """A huge shutdown_timeout or harvest_interval once lost every task silently (or killed
+    the harvest thread): the value is refused with the limit named, and the default in
+    its place delivers every task."""
+    n = 50
+    env = clean_env(tmp_path, **{variable: value})
+    run = run_python([str(write_program(tmp_path, _BURSTS)), str(n)], env)
+    assert run.returncode == 0 and run.stdout == f"done {n}\n", run.stderr
+    assert f"environment variable {variable}: must be at most" in run.stderr, run.stderr
+    assert "threading.TIMEOUT_MAX" in run.stderr and "Traceback" not in run.stderr
+    assert stored_calls(tmp_path / "tasks.db") == n
+
+
 # -- OTLP -----------------------------------------------------------------------------
 
 

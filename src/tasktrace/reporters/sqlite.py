@@ -154,6 +154,7 @@ class SqliteReporter:
             # SQLite's busy handler sleeps in C, deaf to a deadline brought forward: wait
             # for the lock in slices, looking at the deadline between them.
             left_ms = int(min(max(0.0, left), _BUSY_SLICE) * 1000)
+            attempt = time.monotonic()
             try:
                 conn = self._connection(max(1, left_ms))
                 store.write_batches(conn, self._kept)
@@ -163,7 +164,11 @@ class SqliteReporter:
                 if batch is not None:
                     left = batch.time_left(left)
                 if _is_busy(exc) and left > 0.01:
-                    continue  # a slice ended (or the busy handler gave up early)
+                    # A slice ended, or the busy handler gave up at once (a deadlock
+                    # guard): then pause a little rather than spin.
+                    if time.monotonic() - attempt < left_ms / 2000:
+                        time.sleep(min(0.005, left))
+                    continue
                 if _is_busy(exc):
                     lost = self._bound_kept()
                     return ExportResult(
