@@ -1351,8 +1351,10 @@ type = "sqlite"
 # Each [[background_task]] makes every call of a function a background-task transaction.
 # function is "module:object.path"; each dotted segment after ':' may be a glob
 # (*, ?, [abc]), e.g. "billing.jobs:Exporter.*". Use "__main__:main" for the script.
-[[background_task]]
-function = "my_app.jobs:run"
+# Uncomment this example and point it at your own code, or let
+# `tasktrace-admin generate-config --target MODULE:OBJECT` write the entries.
+# [[background_task]]
+# function = "my_app.jobs:run"
 # name = "Run the job"          # default: "module:qualname" of the function
 # group = "Task"                # default: "Function"
 # application = "my-batch"      # default: app_name
