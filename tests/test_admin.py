@@ -151,6 +151,45 @@ def test_show_config_lists_sources_and_redacts_secrets(
     assert "default" in lines["harvest_interval"]
 
 
+def test_validate_and_show_config_accept_config_option(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate-config and show-config take --config FILE as run-program does."""
+    (project / "other.toml").write_text(
+        'app_name = "other"\n[[background_task]]\nfunction = "adminjobs:send"\n'
+    )
+    assert main(["validate-config", "--config", "other.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "other.toml" in out and "1 target(s), 0 error(s)" in out
+    assert main(["show-config", "--config", "other.toml"]) == 0
+    assert '"other"' in capsys.readouterr().out
+    assert main(["show-config", "other.toml", "--config", "./other.toml"]) == 0
+
+
+def test_config_file_given_twice_differently_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FILE and a different --config exit 2 with one clear line; nothing is loaded."""
+    for command in ("validate-config", "show-config"):
+        assert main([command, "a.toml", "--config", "b.toml"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == (
+            f"tasktrace-admin {command}: error: the config file is given twice, as FILE "
+            "(a.toml) and as --config (b.toml); give only one\n"
+        )
+
+
+def test_missing_config_file_names_its_origin(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing file says whether FILE or --config named it."""
+    assert main(["validate-config", "--config", "nope.toml"]) == 1
+    assert "(named by the --config option)" in capsys.readouterr().out
+    assert main(["show-config", "nope.toml"]) == 1
+    assert "(named by the FILE argument)" in capsys.readouterr().out
+
+
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     """--version prints the version; help lists the commands; help COMMAND shows its usage."""
     with pytest.raises(SystemExit) as exc:

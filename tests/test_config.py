@@ -701,6 +701,24 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
         load(env={"TASKTRACE_CONFIG_FILE": str(missing)})
 
 
+def test_missing_file_says_how_it_was_named(tmp_path: Path) -> None:
+    """The message names the origin: --config, another origin given, or run-program's
+    --config carried in TASKTRACE_CONFIG_FILE (only while the variable still holds it)."""
+    missing = str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigurationError, match=r"named by the --config option\)"):
+        load(missing, env={})
+    with pytest.raises(ConfigurationError, match=r"named by the FILE argument\)"):
+        load(missing, env={}, origin="the FILE argument")
+    launched = {"TASKTRACE_CONFIG_FILE": missing, "TASKTRACE_BOOTSTRAP_CONFIG": missing}
+    with pytest.raises(ConfigurationError) as info:
+        load(env=launched)
+    assert "named by the --config option of tasktrace-admin run-program" in str(info.value)
+    assert "TASKTRACE_CONFIG_FILE" not in str(info.value)
+    changed = dict(launched, TASKTRACE_CONFIG_FILE=str(tmp_path / "other.toml"))
+    with pytest.raises(ConfigurationError, match="named by TASKTRACE_CONFIG_FILE"):
+        load(env=changed)
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     """A path that cannot be read (a directory) is an error naming it."""
     with pytest.raises(ConfigurationError, match="cannot read the config file"):

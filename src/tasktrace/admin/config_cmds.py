@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 from tasktrace._compat import load_toml
 from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load, parse
@@ -14,21 +14,57 @@ from tasktrace.exceptions import ConfigurationError, TargetError
 
 
 def add_file_argument(parser: argparse.ArgumentParser) -> None:
-    """``[FILE]`` plus ``--environment``, shared by validate-config and show-config."""
+    """``[FILE]``, ``--config FILE`` and ``--environment``, for validate-config and
+    show-config (``--config`` as ``run-program`` takes it)."""
     parser.add_argument(
         "file",
         nargs="?",
         help="the config file (default: TASKTRACE_CONFIG_FILE, ./tasktrace.toml, "
         "[tool.tasktrace] in ./pyproject.toml)",
     )
+    parser.add_argument(
+        "--config", metavar="FILE", help="the config file, as run-program takes it (or FILE)"
+    )
     parser.add_argument("--environment", metavar="ENV", help="apply the [env.ENV] table")
+
+
+class _UsageError(Exception):
+    """The command line names the config file twice, differently."""
+
+
+def _config_path(args: argparse.Namespace) -> Tuple[Optional[str], Optional[str]]:
+    """The config file named on the command line and how: ``(path, origin)``.
+
+    Raises:
+        _UsageError: FILE and ``--config`` are both given and name different files.
+    """
+    file, option = getattr(args, "file", None), getattr(args, "config", None)
+    if file and option:
+        if os.path.abspath(os.path.expanduser(file)) != os.path.abspath(os.path.expanduser(option)):
+            raise _UsageError(
+                f"the config file is given twice, as FILE ({file}) and as --config "
+                f"({option}); give only one"
+            )
+        return option, "--config"
+    if option:
+        return option, "--config"
+    if file:
+        return file, "the FILE argument"
+    return None, None
 
 
 def _load(args: argparse.Namespace) -> Settings:
     overrides: Dict[str, Any] = {}
     if getattr(args, "environment", None):
         overrides["environment"] = args.environment
-    return load(args.file, environment=args.environment, overrides=overrides)
+    path, origin = _config_path(args)
+    return load(path, environment=args.environment, overrides=overrides, origin=origin)
+
+
+def _usage_error(args: argparse.Namespace, exc: _UsageError) -> int:
+    command = getattr(args, "command", None) or "validate-config"
+    sys.stderr.write(f"tasktrace-admin {command}: error: {exc}\n")
+    return 2
 
 
 def _print_problems(exc: ConfigurationError) -> None:
@@ -76,6 +112,8 @@ def validate_config(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         settings = _load(args)
+    except _UsageError as exc:
+        return _usage_error(args, exc)
     except ConfigurationError as exc:
         _print_problems(exc)
         print(f"{len(exc.problems)} problem(s) found")
@@ -160,6 +198,8 @@ def show_config(args: argparse.Namespace) -> int:
     """Print every effective setting and where it came from (secrets redacted)."""
     try:
         settings = _load(args)
+    except _UsageError as exc:
+        return _usage_error(args, exc)
     except ConfigurationError as exc:
         _print_problems(exc)
         return 1
