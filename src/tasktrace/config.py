@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from _thread import TIMEOUT_MAX  # (what threading.TIMEOUT_MAX is, without importing threading)
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_APP_NAME",
+    "MAX_SECONDS",
     "STARTER_CONFIG",
     "ReporterSettings",
     "Settings",
@@ -315,6 +317,12 @@ def _check_bool(value: Any) -> bool:
     return value
 
 
+#: The longest wait, in seconds, that this platform's locks and conditions accept
+#: (``threading.TIMEOUT_MAX``, about 292 years on Linux); a longer one raises
+#: ``OverflowError`` in the harvest thread or at exit, so it is refused here.
+MAX_SECONDS = float(TIMEOUT_MAX)
+
+
 def _check_seconds(value: Any) -> float:
     if not _is_number(value):
         raise _WrongType
@@ -322,6 +330,12 @@ def _check_seconds(value: Any) -> float:
         raise _BadValue(
             f"must be a positive number of seconds, got {value!r}",
             "use a number greater than 0, e.g. 5.0",
+        )
+    if value > MAX_SECONDS:
+        raise _BadValue(
+            f"must be at most {MAX_SECONDS:.0f} seconds (threading.TIMEOUT_MAX, the longest "
+            f"wait this platform supports), got {value!r}",
+            "use a smaller number of seconds, e.g. 5.0",
         )
     return float(value)
 
@@ -1128,6 +1142,7 @@ def load(
     env: Optional[Mapping[str, str]] = None,
     overrides: Mapping[str, Any] = _NO_OVERRIDES,
     cwd: Optional[str] = None,
+    origin: Optional[str] = None,
 ) -> Settings:
     """Find, read and parse the configuration; see :func:`find_config_file` and :func:`parse`.
 
@@ -1138,6 +1153,8 @@ def load(
         overrides: command-line flags, as for :func:`parse`.
         cwd: where to look for ``tasktrace.toml``/``pyproject.toml`` (default: the
             current directory).
+        origin: how ``path`` was named, for messages (default ``"--config"``), e.g.
+            ``"the FILE argument"``.
 
     Returns:
         The settings. With no config file at all: defaults plus variables and flags.
@@ -1169,7 +1186,12 @@ def load(
         return _with_source(settings, "config_file", "default")
 
     source, kind = found
-    named_by = "the --config option" if how == "--config" else how
+    if how == "--config":
+        named_by = "the --config option" if origin in (None, "--config") else origin
+    elif how == _vars.TASKTRACE_CONFIG_FILE and _from_launcher(variables):
+        named_by = "the --config option of tasktrace-admin run-program"
+    else:
+        named_by = how
     try:
         with open(source, "rb") as handle:
             content = handle.read()
@@ -1215,6 +1237,18 @@ def load(
         data, key_prefix = dict(table), "tool.tasktrace."
     settings = _parse_file_data(data, source, environment, variables, overrides, key_prefix)
     return _with_source(settings, "config_file", how)
+
+
+#: Set by ``tasktrace-admin run-program --config FILE`` to the path it puts in
+#: ``TASKTRACE_CONFIG_FILE``, so a message about that file can say where it was named.
+#: (A literal in ``tasktrace.admin.run`` too: the launcher imports nothing of this module.)
+_LAUNCHER_CONFIG = "TASKTRACE_BOOTSTRAP_CONFIG"
+
+
+def _from_launcher(env: Mapping[str, str]) -> bool:
+    """Whether ``TASKTRACE_CONFIG_FILE`` holds what ``run-program --config`` put there."""
+    marked = env.get(_LAUNCHER_CONFIG)
+    return bool(marked) and marked == env.get(_vars.TASKTRACE_CONFIG_FILE)
 
 
 def _with_source(settings: Settings, key: str, origin: str) -> Settings:
@@ -1353,8 +1387,10 @@ type = "sqlite"
 # Each [[background_task]] makes every call of a function a background-task transaction.
 # function is "module:object.path"; each dotted segment after ':' may be a glob
 # (*, ?, [abc]), e.g. "billing.jobs:Exporter.*". Use "__main__:main" for the script.
-[[background_task]]
-function = "my_app.jobs:run"
+# Uncomment this example and point it at your own code, or let
+# `tasktrace-admin generate-config --target MODULE:OBJECT` write the entries.
+# [[background_task]]
+# function = "my_app.jobs:run"
 # name = "Run the job"          # default: "module:qualname" of the function
 # group = "Task"                # default: "Function"
 # application = "my-batch"      # default: app_name

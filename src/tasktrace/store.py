@@ -468,6 +468,8 @@ def _check_file(path: str) -> None:
     """
     if os.path.isdir(path):
         raise StoreError(path, "is a directory, not a file", _OTHER_FILE)
+    if not os.path.lexists(path):
+        return  # a new file (if its directory cannot hold one, creating it will say so)
     try:
         with open(path, "rb") as file:
             header = file.read(100)
