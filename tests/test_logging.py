@@ -166,3 +166,19 @@ def test_log_lines_never_pass_terminal_controls(tmp_path: Path) -> None:
     assert "\x1b" not in text and "\r" not in text and "\x07" not in text
     assert "jobs:\\x1b[2Jx\\nFORGED WARNING line\\u202e" in text
     assert "boom\\r" in text and "Traceback (most recent call last):\n" in text
+
+
+def test_log_file_is_created_private(tmp_path: Path) -> None:
+    """A log file tasktrace creates is 0600 (its lines quote error messages)."""
+    import stat
+
+    target = tmp_path / "tasktrace.log"
+    old = os.umask(0o022)
+    try:
+        _logging.configure("warning", str(target))
+        _logging.get_logger("tasktrace.test_private").warning("tasktrace: hello")
+    finally:
+        os.umask(old)
+        _logging._reset_for_tests()
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    assert "hello" in target.read_text(encoding="utf-8")

@@ -101,7 +101,12 @@ def _apply() -> None:
         handler = logging.StreamHandler(sys.stdout)
     else:
         try:
-            handler = logging.FileHandler(os.path.expanduser(target), encoding="utf-8")
+            from tasktrace._files import FILE_MODE
+
+            path = os.path.expanduser(target)
+            # Created 0600 if new (messages quote errors): FileHandler would use 0644.
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE))
+            handler = logging.FileHandler(path, encoding="utf-8")
         except OSError as exc:
             handler = logging.StreamHandler(sys.stderr)
             sys.stderr.write(f"tasktrace: cannot open log file {target!r} ({exc}); using stderr\n")
