@@ -242,6 +242,8 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
 class _TargetHook:
     """The post-import hook of one target (a class so its repr names the target)."""
 
+    __slots__ = ("strict", "target")
+
     def __init__(self, target: TargetSettings, strict: bool) -> None:
         self.target = target
         self.strict = strict
@@ -267,12 +269,12 @@ def install(settings: Settings) -> None:
     """
     if not settings.enabled:
         return
-    new: List[TargetSettings] = []
+    # Written for tables of thousands of targets: the bootstrap runs this in every
+    # process it starts, so each target costs a set lookup and one small object.
+    enabled = [t for t in (*settings.background_tasks, *settings.function_traces) if t.enabled]
     with _lock:
-        for target in (*settings.background_tasks, *settings.function_traces):
-            if target.enabled and target not in _installed:
-                _installed.add(target)
-                new.append(target)
+        new = [t for t in dict.fromkeys(enabled) if t not in _installed]
+        _installed.update(new)
     strict = settings.strict
     main: List[Tuple[TargetSettings, bool]] = []
     hooks: List[Tuple[str, PostImportHook]] = []
