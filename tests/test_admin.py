@@ -90,6 +90,44 @@ def test_generate_config_writes_a_valid_starter(project: Path) -> None:
     assert main(["generate-config", str(target), "--force"]) == 0
 
 
+def test_generate_config_output_passes_validate_config_as_written(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The starter generate-config writes validates unchanged: its example targets are comments."""
+    assert main(["generate-config", "tasktrace.toml"]) == 0
+    capsys.readouterr()
+    assert main(["validate-config", "tasktrace.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and "0 target(s), 0 error(s)" in out
+
+
+def test_generate_config_target_writes_entries_that_validate(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each --target MODULE:OBJECT becomes a [[background_task]] entry that validates."""
+    argv = ["generate-config", "tasktrace.toml", "--target", "adminjobs:send"]
+    assert main([*argv, "--target", "adminjobs:Exporter.*"]) == 0
+    settings = parse(load_toml((project / "tasktrace.toml").read_text()), "tasktrace.toml")
+    assert [t.function for t in settings.background_tasks] == [
+        "adminjobs:send",
+        "adminjobs:Exporter.*",
+    ]
+    capsys.readouterr()
+    assert main(["validate-config", "tasktrace.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "ok    background_task adminjobs:send  -> adminjobs:send" in out
+    assert "2 target(s), 0 error(s)" in out
+
+
+def test_generate_config_refuses_a_malformed_target(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --target that is not "module:object" is an error (exit 2) and nothing is written."""
+    assert main(["generate-config", "tasktrace.toml", "--target", "adminjobs.send"]) == 2
+    assert "has no ':'" in capsys.readouterr().err
+    assert not (project / "tasktrace.toml").exists()
+
+
 def test_generate_config_to_stdout(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without FILE the starter goes to stdout."""
     assert main(["generate-config"]) == 0

@@ -124,7 +124,8 @@ def test_all_optional_keys_parse() -> None:
 def test_starter_config_parses() -> None:
     """STARTER_CONFIG is valid TOML that parse accepts."""
     settings = parse(load_toml(STARTER_CONFIG), "tasktrace.toml")
-    assert settings.background_tasks
+    # Its example target is a comment: a module that does not exist would fail validate-config.
+    assert settings.background_tasks == ()
     for key in ("harvest_interval", "shutdown_timeout", "buffer_size", "endpoint", "headers"):
         assert key in STARTER_CONFIG
     for table in ("[reporter]", "[[background_task]]", "[[function_trace]]", "[env.production]"):
@@ -142,6 +143,8 @@ def test_starter_config_uncommented_still_parses() -> None:
     settings = parse(data, "t.toml", environment="production")
     assert settings.app_name == "my-worker-prod"
     assert settings.reporter.types == ("sqlite", "otlp")
+    assert [t.function for t in settings.background_tasks] == ["my_app.jobs:run"]
+    assert [t.function for t in settings.function_traces] == ["my_app.db:Client.query"]
 
 
 # ------------------------------------------------------------------------ precedence
@@ -825,3 +828,38 @@ def test_one_bad_entry_in_a_large_table_is_reported(bad: Any, fragment: str) -> 
         parse(_table([*functions, bad]), "big.toml")
     (problem,) = info.value.problems
     assert "background_task[101]" in problem and fragment in problem
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("shutdown_timeout", 1e10), ("harvest_interval", 1e308), ("reporter.timeout", 1e300)],
+)
+def test_seconds_past_the_platform_wait_limit_are_refused(key: str, value: float) -> None:
+    """A number of seconds above threading.TIMEOUT_MAX (which a wait cannot take) is
+    refused, and the message names the key and the limit."""
+    import threading
+
+    section, _, name = key.rpartition(".")
+    data: Dict[str, Any] = {section: {name: value}} if section else {name: value}
+    message = _one_problem(data)
+    assert key in message
+    assert "threading.TIMEOUT_MAX" in message and f"{threading.TIMEOUT_MAX:.0f}" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "text"),
+    [("TASKTRACE_SHUTDOWN_TIMEOUT", "1e10"), ("TASKTRACE_HARVEST_INTERVAL", "1e308")],
+)
+def test_seconds_variables_past_the_wait_limit_are_refused(variable: str, text: str) -> None:
+    """The same limit holds for TASKTRACE_* variables, which are named in the message."""
+    message = _one_problem({}, env={variable: text})
+    assert f"environment variable {variable}: must be at most" in message
+    assert "threading.TIMEOUT_MAX" in message
+
+
+def test_seconds_at_the_wait_limit_are_accepted() -> None:
+    """threading.TIMEOUT_MAX itself is still a valid number of seconds."""
+    import threading
+
+    settings = parse({"shutdown_timeout": threading.TIMEOUT_MAX}, "t.toml")
+    assert settings.shutdown_timeout == threading.TIMEOUT_MAX

@@ -442,7 +442,13 @@ def test_install_is_idempotent(mods: ModuleDir) -> None:
     settings = _settings(_target(f"{name}:send_invoices"))
     hooks.install(settings)
     hooks.install(settings)
-    assert len(hooks._registry[name]) == 1
+    module = importlib.import_module(name)
+    wrapped = module.send_invoices
+    assert hasattr(wrapped, "__wrapped__")
+    assert not hasattr(wrapped.__wrapped__, "__wrapped__")  # wrapped once, not twice
+    with capture_transactions() as records:
+        assert module.send_invoices() == "sent"
+    assert len(records) == 1
 
 
 def test_disabled_targets_and_settings(mods: ModuleDir) -> None:
@@ -455,7 +461,13 @@ def test_disabled_targets_and_settings(mods: ModuleDir) -> None:
     module = importlib.import_module(name)
     assert not hasattr(module.send_invoices, "__wrapped__")
     assert not hasattr(module.send_reminders, "__wrapped__")
-    assert name not in hooks._registry
+    # The module's own functions, untouched: calling them records nothing.
+    assert module.send_invoices.__module__ == name and module.send_invoices.__qualname__ == (
+        "send_invoices"
+    )
+    with capture_transactions() as records:
+        assert module.send_invoices() == "sent" and module.send_reminders() == "reminded"
+    assert records == []
 
 
 def test_missing_attribute_warns_and_import_goes_on(

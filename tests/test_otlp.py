@@ -228,7 +228,9 @@ def test_batch_deadline_caps_retries() -> None:
     started = time.monotonic()
     result = reporter.export(Batch((_record(),), deadline=time.monotonic() + 1.0))
     assert not result.success
-    assert time.monotonic() - started < 1.5
+    # The first backoff (at most 0.75 s) fits before the deadline, so it is slept.
+    assert 0.25 <= time.monotonic() - started < 1.5
+    assert len(collector.requests) >= 2
 
 
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 413, 500])
@@ -269,7 +271,8 @@ def test_connection_errors_retry_until_deadline() -> None:
     )
     started = time.monotonic()
     result = reporter.export(Batch((_record(),)))
-    assert time.monotonic() - started < 1.5
+    # At least one backoff (0.25 s or more) was slept between the attempts.
+    assert 0.25 <= time.monotonic() - started < 1.5
     assert not result.success and result.retryable and result.dropped == 1
     assert len(collector.requests) >= 2
 
@@ -331,3 +334,23 @@ def test_cpu_time_attribute_only_when_measured() -> None:
     assert "tasktrace.cpu_time" not in root_attributes(_record()._replace(cpu_time=None))
     measured = root_attributes(_record()._replace(cpu_time=0.25))
     assert measured["tasktrace.cpu_time"] == {"doubleValue": 0.25}
+
+
+def test_unanswered_requests_are_given_up_as_timeout() -> None:
+    """A request with no answer in time may have reached the collector: what is given up
+    on says "timeout"; one refused outright says the default reason."""
+
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    for handler, reason in ((silent, "timeout"), (refuse, "")):
+        reporter = OtlpReporter(
+            endpoint="http://collector:4318",
+            timeout=0.3,
+            transport=httpx.MockTransport(Collector(handler)),
+        )
+        result = reporter.export(Batch((_record(), _record())))
+        assert (result.success, result.dropped, result.reason) == (False, 2, reason)

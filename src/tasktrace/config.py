@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from _thread import TIMEOUT_MAX  # (what threading.TIMEOUT_MAX is, without importing threading)
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_APP_NAME",
+    "MAX_SECONDS",
     "STARTER_CONFIG",
     "ReporterSettings",
     "Settings",
@@ -306,6 +308,12 @@ def _check_bool(value: Any) -> bool:
     return value
 
 
+#: The longest wait, in seconds, that this platform's locks and conditions accept
+#: (``threading.TIMEOUT_MAX``, about 292 years on Linux); a longer one raises
+#: ``OverflowError`` in the harvest thread or at exit, so it is refused here.
+MAX_SECONDS = float(TIMEOUT_MAX)
+
+
 def _check_seconds(value: Any) -> float:
     if not _is_number(value):
         raise _WrongType
@@ -313,6 +321,12 @@ def _check_seconds(value: Any) -> float:
         raise _BadValue(
             f"must be a positive number of seconds, got {value!r}",
             "use a number greater than 0, e.g. 5.0",
+        )
+    if value > MAX_SECONDS:
+        raise _BadValue(
+            f"must be at most {MAX_SECONDS:.0f} seconds (threading.TIMEOUT_MAX, the longest "
+            f"wait this platform supports), got {value!r}",
+            "use a smaller number of seconds, e.g. 5.0",
         )
     return float(value)
 
@@ -1445,8 +1459,10 @@ type = "sqlite"
 # Each [[background_task]] makes every call of a function a background-task transaction.
 # function is "module:object.path"; each dotted segment after ':' may be a glob
 # (*, ?, [abc]), e.g. "billing.jobs:Exporter.*". Use "__main__:main" for the script.
-[[background_task]]
-function = "my_app.jobs:run"
+# Uncomment this example and point it at your own code, or let
+# `tasktrace-admin generate-config --target MODULE:OBJECT` write the entries.
+# [[background_task]]
+# function = "my_app.jobs:run"
 # name = "Run the job"          # default: "module:qualname" of the function
 # group = "Task"                # default: "Function"
 # application = "my-batch"      # default: app_name

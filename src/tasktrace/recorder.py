@@ -17,6 +17,13 @@ with it, so every record is counted in exactly one window,
 either as a kept record or as a dropped one. Metrics (count, errors, total, min, max, sum of
 squares) are therefore exact whatever is dropped.
 
+Accounting. One ledger, per reporter, says what became of every transaction recorded:
+delivered, dropped (by reason), or pending -- buffered, in flight, or kept by the reporter
+for a later harvest (``ExportResult.kept``). A reporter with ``stores_metrics`` (SQLite)
+delivers evicted records as calls; for the others they are dropped (``buffer_full``).
+``pending()``, ``flush()`` and the exit warning read the ledger, so what is said at exit
+plus what was delivered is exactly what was recorded.
+
 Process life:
 
 * ``atexit``: a final delivery, run by the harvest thread; the exiting thread waits for it
@@ -29,6 +36,9 @@ Process life:
   ours, and ``atexit`` still delivers if it exits normally. The handler itself takes none
   of our locks (it may have interrupted code holding them): the delivery runs in a helper
   thread it joins, or, if an exit delivery is already running, after that one ends.
+* SIGHUP (the terminal or the session went away): handled as SIGTERM, but only while it
+  has its default action; a program's own SIGHUP handler (often "reload") is never
+  replaced nor chained, and an ignored SIGHUP (``nohup``) stays ignored.
 * ``os.fork()``: the child starts with an empty buffer, zero counters, no thread and fresh
   reporters; the parent's pending records stay with the parent, which delivers them.
 * Children that end with ``os._exit()`` skip ``atexit``. ``multiprocessing`` children run
@@ -101,6 +111,27 @@ HARVEST_THREAD_NAME = "tasktrace-harvest"
 REASON_BUFFER_FULL = "buffer_full"
 #: Drop reason for records recorded after the recorder was shut down.
 REASON_AFTER_SHUTDOWN = "after_shutdown"
+#: What the exit warning says of transactions still pending when the exit budget ended.
+REASON_SHUTDOWN_TIMEOUT = "shutdown_timeout"
+
+
+class _Account:
+    """What one reporter was given, by transactions (see HarvestRecorder._settle)."""
+
+    __slots__ = ("delivered", "dropped", "in_flight", "kept", "name", "stores_metrics")
+
+    def __init__(self, name: str, stores_metrics: bool) -> None:
+        self.name = name
+        #: The reporter delivers the exact metrics, which count evicted records too.
+        self.stores_metrics = stores_metrics
+        self.delivered = 0
+        #: Dropped by reason ("<reporter>:<reason>").
+        self.dropped: Dict[str, int] = {}
+        #: Handed to the reporter in the export running now.
+        self.in_flight = 0
+        #: Held by the reporter for a later harvest (what its last answer said).
+        self.kept = 0
+
 
 # Aggregates while they are being built: [count, errors, total, min, max, sumsq]. A list is
 # cheaper to update in place than rebuilding a NamedTuple per record.
@@ -283,7 +314,14 @@ class HarvestRecorder:
         self._flush_deadline: Optional[float] = None
         self._stopping = False
         self._stopped = False
-        self._in_flight = 0
+        #: The ledger (see _settle): one account per reporter name.
+        self._accounts: Dict[str, _Account] = {}
+        #: Records evicted from the full buffer whose metrics wait for the next harvest.
+        self._unharvested_evictions = 0
+        #: Of those, the ones evicted after the final harvest (no reporter takes them).
+        self._unharvested_evictions_lost = 0
+        #: A reporter gave up at shutdown for lack of time (said in the exit warning).
+        self._out_of_time = False
         #: The deadline of the export in progress, which _post() may bring forward.
         self._export_deadline: Optional[Deadline] = None
         self._logged: set[Tuple[str, str]] = set()
@@ -343,6 +381,7 @@ class HarvestRecorder:
                 evicted = list(starmap(buffer.popleft, repeat((), chunk)))
                 buffer.append(record)
                 _fold_many(self._evicted, evicted)
+                self._unharvested_evictions += chunk
                 for app, count in Counter(map(app_of, evicted)).items():
                     self._add_drop(app, REASON_BUFFER_FULL, count)
             self._wake_early()
@@ -401,7 +440,9 @@ class HarvestRecorder:
         self._half = max(1, self._limit // 2)
         #: How many of the oldest records a full buffer evicts at once.
         self._evict_chunk = max(1, self._limit // 10)
-        self._interval = max(0.001, float(settings.harvest_interval))
+        # Clamped to what a wait accepts (validation refuses more; settings built in code
+        # bypass it), so that the harvest thread never dies of an OverflowError.
+        self._interval = _wait_seconds(max(0.001, float(settings.harvest_interval)))
 
     def configure(self, settings: Settings) -> None:
         """Apply new settings; new reporter settings take effect at the next harvest."""
@@ -439,8 +480,11 @@ class HarvestRecorder:
         return self._request(timeout, stop=True)
 
     def _request(self, timeout: Optional[float], *, stop: bool) -> bool:
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        ticket = self._post(deadline, stop=stop)
+        if timeout is None:
+            return self._wait(self._post(None, stop=stop), None)
+        timeout = max(0.0, timeout)
+        deadline = time.monotonic() + timeout
+        ticket = self._post(deadline - _settling_margin(timeout), stop=stop)
         return self._wait(ticket, deadline)
 
     def _post(self, deadline: Optional[float], *, stop: bool) -> int:
@@ -487,7 +531,7 @@ class HarvestRecorder:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     return False
-                self._cond.wait(left)
+                self._cond.wait(None if left is None else _wait_seconds(left))
             return self._flush_ok
 
     # -- the harvest thread -----------------------------------------------------------
@@ -523,10 +567,10 @@ class HarvestRecorder:
             if served or stopping:
                 reporters = self._reporters or []
                 for reporter in reporters:
-                    ok = self._call(reporter, "force_flush", deadline) and ok
+                    ok = self._flush_reporter(reporter, deadline) and ok
                 if stopping:
                     for reporter in reporters:
-                        self._call(reporter, "shutdown", deadline)
+                        self._close_reporter(reporter, deadline)
         finally:
             # Waiters are released even if the harvest failed unexpectedly.
             self._finish_cycle(ticket, ok, stopping)
@@ -543,23 +587,49 @@ class HarvestRecorder:
                 self._high_water = 0
             self._cond.notify_all()
         if stopping:
-            # Records that raced with the final drain are counted, not silently lost.
+            # Records that raced with the final drain are counted, not silently lost;
+            # so are records evicted meanwhile, whose metrics no reporter will take now.
             late, _evicted, _drops = self._take()
             with self._lock:
                 for record in late:
                     self._add_drop(record.app, REASON_AFTER_SHUTDOWN, 1)
                 for key, n in _drops.items():
                     self._pending_drops[key] = self._pending_drops.get(key, 0) + n
+                self._unharvested_evictions_lost += self._unharvested_evictions
+                self._unharvested_evictions = 0
 
-    def _call(self, reporter: Reporter, method: str, deadline: Optional[float]) -> bool:
-        """Call ``reporter.force_flush`` or ``.shutdown`` in isolation."""
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    def _timeout_until(self, deadline: Optional[float]) -> Optional[float]:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _flush_reporter(self, reporter: Reporter, deadline: Optional[float]) -> bool:
+        """``reporter.force_flush``, in isolation; its answer is entered in the ledger."""
         try:
-            result = getattr(reporter, method)(timeout)
+            result = reporter.force_flush(self._timeout_until(deadline))
         except Exception as exc:
-            self._log_once(_name(reporter), f"{method} failed: {type(exc).__name__}: {exc}")
+            self._log_once(_name(reporter), f"force_flush failed: {type(exc).__name__}: {exc}")
             return False
-        return result is not False
+        if isinstance(result, ExportResult):
+            return self._settle(reporter, result, 0)
+        if result is not False:
+            # "Nothing is left": whatever the reporter said it kept went out.
+            self._settle(reporter, ExportResult(True), 0)
+            return True
+        return False
+
+    def _close_reporter(self, reporter: Reporter, deadline: Optional[float]) -> None:
+        """``reporter.shutdown``, in isolation; what it still keeps afterwards is dropped."""
+        try:
+            result = reporter.shutdown(self._timeout_until(deadline))
+        except Exception as exc:
+            self._log_once(_name(reporter), f"shutdown failed: {type(exc).__name__}: {exc}")
+            result = None
+        if isinstance(result, ExportResult):
+            self._settle(reporter, result, 0)
+        account = self._account(reporter)
+        if account.kept:
+            # Shut down still holding transactions without saying what became of them.
+            gone = ExportResult(False, dropped=account.kept, retryable=True, reason="shutdown")
+            self._settle(reporter, gone, 0)
 
     def _take(self) -> Tuple[List[TransactionRecord], _AggMap, Dict[Tuple[str, str], int]]:
         """Drain the buffer; take the evicted aggregates and drop counters."""
@@ -574,11 +644,33 @@ class HarvestRecorder:
 
     def _harvest(self, deadline: Optional[float]) -> bool:
         """Build one batch and hand it to every reporter; True if all of them took it."""
-        records, evicted, drops = self._take()
+        reporters = self._current_reporters()
+        buffer = self._buffer
+        with self._lock:
+            # As _take, and in the same step the ledger moves what is taken from
+            # "buffered" (or "evicted, not harvested") to "in flight" for every reporter,
+            # so that pending() never misses it nor counts it twice.
+            records = list(starmap(buffer.popleft, repeat((), len(buffer))))
+            evicted, self._evicted = self._evicted, {}
+            drops, self._pending_drops = self._pending_drops, {}
+            evictions, self._unharvested_evictions = self._unharvested_evictions, 0
+            # (Reporters are told apart by name: two of one name share an account.)
+            handed: List[int] = []
+            owners: List[Optional[Reporter]] = list(reporters) if reporters else [None]
+            for owner in owners:
+                account = self._account(owner)
+                units = len(records) + (evictions if account.stores_metrics else 0)
+                account.in_flight += units
+                handed.append(units)
         now = time.time()
         window_start, self._window_start = self._window_start, now
         if not records and not evicted and not drops:
-            return True
+            # Nothing new; a reporter that kept a batch back gets its chance to write it.
+            ok = True
+            for reporter in reporters:
+                if self._account(reporter).kept:
+                    ok = self._flush_reporter(reporter, deadline) and ok
+            return ok
         aggs: _AggMap = {}
         _fold_many(aggs, records)
         _merge_agg(aggs, evicted)
@@ -592,63 +684,119 @@ class HarvestRecorder:
             pid=self._pid,
             deadline=export_deadline,
         )
-        self._in_flight = len(records)
         self._export_deadline = export_deadline
         try:
-            reporters = self._current_reporters()
             ok = True
-            for reporter in reporters:
-                ok = self._export(reporter, batch) and ok
-            if not reporters and records:
-                with self._lock:
-                    self._add_drops_for(batch, "no_reporter", len(records))
-                ok = False
+            for reporter, units in zip(reporters, handed):
+                ok = self._export(reporter, batch, units) and ok
+            if not reporters:
+                self._settle(None, ExportResult(False, dropped=handed[0]), handed[0], batch)
+                ok = not handed[0]
             return ok
         finally:
-            self._in_flight = 0
             self._export_deadline = None
 
-    def _export(self, reporter: Reporter, batch: Batch) -> bool:
-        """Hand ``batch`` to one reporter; count and log (once) what it could not take."""
-        name = _name(reporter)
+    def _export(self, reporter: Reporter, batch: Batch, handed: int) -> bool:
+        """Hand ``batch`` to one reporter; enter the outcome in the ledger (see _settle)."""
         try:
             result = reporter.export(batch)
         except Exception as exc:
+            kept = self._account(reporter).kept
             result = ExportResult(
                 success=False,
-                dropped=len(batch.records),
+                dropped=handed,
+                kept=kept,
                 message=f"export raised {type(exc).__name__}: {exc}",
             )
         if not isinstance(result, ExportResult):
-            return True  # a plugin returning None: assume it took the batch
-        if result.dropped:
-            reason = f"{name}:{'rejected' if result.success else 'export_failed'}"
-            with self._lock:
-                self._add_drops_for(batch, reason, result.dropped)
-        if not result.success or result.dropped:
-            self._log_once(name, result.message or "export failed")
-        return result.success and not result.dropped
+            result = ExportResult(True)  # a plugin returning None: assume it took the batch
+        return self._settle(reporter, result, handed, batch)
 
-    def _add_drops_for(self, batch: Batch, reason: str, count: int) -> None:
-        """Attribute ``count`` dropped records of ``batch`` to their apps."""
+    # -- the ledger -------------------------------------------------------------------
+    #
+    # One account per reporter of every transaction this process recorded (STYLE habit
+    # 17): delivered, dropped by reason, or pending (buffered, in flight, or kept by the
+    # reporter for a later harvest). pending(), flush(), drop_totals() and the exit
+    # warning all read it, so that delivered + said dropped = recorded holds exactly.
+    # It lives under self._lock, which the eviction path already holds.
+
+    def _account(self, reporter: Optional[Reporter]) -> _Account:
+        """The account of ``reporter`` (None: no reporter could be built)."""
+        name = "" if reporter is None else _name(reporter)
+        account = self._accounts.get(name)
+        if account is None:
+            stores = bool(getattr(reporter, "stores_metrics", False))
+            with self._lock:
+                account = self._accounts.setdefault(name, _Account(name, stores))
+        return account
+
+    def _settle(
+        self,
+        reporter: Optional[Reporter],
+        result: ExportResult,
+        handed: int,
+        batch: Optional[Batch] = None,
+    ) -> bool:
+        """Enter what ``reporter`` answered about the ``handed`` transactions given to it
+        and those it kept from before; count and log (once) what it could not take.
+
+        The answer is made to add up: a reporter that says too little (a plugin that
+        returns ``ExportResult(True)``) delivered the rest if it succeeded and dropped it
+        if it failed; one that says too much is capped. Returns True if everything it
+        held went out.
+        """
+        account = self._account(reporter)
+        name = account.name
+        with self._lock:
+            held = account.kept + handed
+            kept = min(max(0, result.kept), held)
+            dropped = min(max(0, result.dropped), held - kept)
+            exported = min(max(0, result.exported), held - kept - dropped)
+            rest = held - kept - dropped - exported
+            if result.success:
+                exported += rest
+            else:
+                dropped += rest
+            account.in_flight = max(0, account.in_flight - handed)
+            account.kept = kept
+            account.delivered += exported
+            if not name:
+                reason = "no_reporter"
+            else:
+                why = result.reason or ("rejected" if result.success else "export_failed")
+                reason = f"{name}:{why}"
+            if dropped:
+                account.dropped[reason] = account.dropped.get(reason, 0) + dropped
+                self._add_drops_for(batch, reason, dropped)
+            if self._stopping and dropped and result.retryable:
+                self._out_of_time = True  # given up on at exit for lack of time
+        if name and (not result.success or dropped):
+            self._log_once(name, result.message or "export failed")
+        return result.success and not dropped and not kept
+
+    def _add_drops_for(self, batch: Optional[Batch], reason: str, count: int) -> None:
+        """Attribute ``count`` dropped transactions to their apps (as the records of
+        ``batch`` spread them; the rest under the first app). The caller holds the lock."""
         apps: Dict[str, int] = {}
-        for record in batch.records:
+        for record in batch.records if batch is not None else ():
             apps[record.app] = apps.get(record.app, 0) + 1
-        if count >= len(batch.records) and apps:
+        left = count
+        if count >= sum(apps.values()):
             for app, n in apps.items():
                 self._add_drop(app, reason, n)
-        else:
-            # A partial refusal does not say which spans; with several apps in the
-            # batch, the count is kept under the first.
+                left -= n
+        if left:
+            # A partial refusal does not say which spans, and kept batches of earlier
+            # harvests are not in this one: the count goes under the first app.
             app = next(iter(apps), self._settings.app_name)
-            self._add_drop(app, reason, count)
+            self._add_drop(app, reason, left)
 
     def _current_reporters(self) -> List[Reporter]:
         """The reporters, built lazily in this thread (so heavy imports happen here)."""
         if self._reporters_stale and self._reporters is not None:
             old, self._reporters = self._reporters, None
             for reporter in old:
-                self._call(reporter, "shutdown", time.monotonic() + 1.0)
+                self._close_reporter(reporter, time.monotonic() + 1.0)
         self._reporters_stale = False
         if self._reporters is None:
             try:
@@ -672,32 +820,91 @@ class HarvestRecorder:
     # -- accounting -------------------------------------------------------------------
 
     def drop_totals(self) -> Dict[str, int]:
-        """Records dropped in this process so far, by reason."""
+        """Transactions dropped in this process so far, by reason.
+
+        ``buffer_full`` counts records evicted from the full buffer (their calls are still
+        in the metrics, which a reporter with ``stores_metrics`` delivers);
+        ``"<reporter>:<reason>"`` counts what that reporter could not deliver.
+        """
         with self._lock:
             return dict(self._drop_totals)
 
     def pending(self) -> int:
-        """Records buffered or being exported right now."""
-        return len(self._buffer) + self._in_flight
+        """Transactions recorded in this process that some reporter has neither delivered
+        nor said dropped yet: buffered, being exported, or kept by a reporter for a later
+        harvest (the most of any one reporter)."""
+        with self._lock:
+            return max(self._pending_of(a) for a in self._all_accounts())
 
-    def _warn_at_exit(self, finished: bool) -> None:
-        """Say on stderr (through logging) what this process did not deliver."""
+    def _all_accounts(self) -> List[_Account]:
+        """The accounts, or an empty one for a recorder that has not harvested yet.
+        The caller holds the lock."""
+        return list(self._accounts.values()) or [_Account("", True)]
+
+    def _pending_of(self, account: _Account) -> int:
+        """Not yet delivered nor dropped for ``account``. The caller holds the lock."""
+        pending = len(self._buffer) + account.in_flight + account.kept
+        if account.stores_metrics:
+            pending += self._unharvested_evictions
+        return pending
+
+    def undelivered(self) -> Dict[str, Tuple[int, Dict[str, int], int]]:
+        """Per reporter: (delivered, dropped by reason, pending) transactions, from the
+        ledger; for any reporter, delivered + dropped + pending = recorded."""
+        with self._lock:
+            totals = self._drop_totals
+            view: Dict[str, Tuple[int, Dict[str, int], int]] = {}
+            for account in self._all_accounts():
+                dropped = dict(account.dropped)
+                if account.stores_metrics:
+                    # Evicted after the final harvest: not even in the metrics.
+                    lost = self._unharvested_evictions_lost
+                    if lost:
+                        dropped[REASON_BUFFER_FULL] = lost
+                elif totals.get(REASON_BUFFER_FULL):
+                    dropped[REASON_BUFFER_FULL] = totals[REASON_BUFFER_FULL]
+                if totals.get(REASON_AFTER_SHUTDOWN):
+                    dropped[REASON_AFTER_SHUTDOWN] = totals[REASON_AFTER_SHUTDOWN]
+                view[account.name] = (account.delivered, dropped, self._pending_of(account))
+            return view
+
+    def _warn_at_exit(self) -> None:
+        """Say on stderr (through logging), from the ledger, what this process did not
+        deliver: one line per reporter, with the reasons; pending transactions count as
+        not delivered within ``shutdown_timeout``."""
         if self._warned:
             return
         self._warned = True
-        totals = self.drop_totals()
-        pending = 0 if finished else self.pending()
-        if pending:
+        view = self.undelivered()
+        if self._out_of_time or any(pending for _, _, pending in view.values()):
             logger.warning(
-                "tasktrace: delivery did not finish within shutdown_timeout=%ss; "
-                "%d transactions of process %d were not delivered",
+                "tasktrace: delivery did not finish within shutdown_timeout=%ss",
                 self._settings.shutdown_timeout,
-                pending,
-                self._pid,
             )
-        if totals:
-            details = ", ".join(f"{reason}: {n}" for reason, n in sorted(totals.items()))
-            logger.warning("tasktrace: process %d dropped transactions (%s)", self._pid, details)
+        for name, (delivered, dropped, pending) in sorted(view.items()):
+            if pending:
+                dropped[REASON_SHUTDOWN_TIMEOUT] = dropped.get(REASON_SHUTDOWN_TIMEOUT, 0) + pending
+            lost = sum(dropped.values())
+            if not lost:
+                continue
+            details = ", ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items()) if n)
+            logger.warning(
+                "tasktrace: %d of %d transactions of process %d were not delivered %s (%s)",
+                lost,
+                delivered + lost,
+                self._pid,
+                f"to {name}" if name else "to any reporter",
+                details,
+            )
+        evicted = self.drop_totals().get(REASON_BUFFER_FULL, 0)
+        if evicted and any(a.stores_metrics for a in self._accounts.values()):
+            logger.warning(
+                "tasktrace: the buffer of process %d was full: %d transactions were kept "
+                "only in the metrics, without their rows (buffer_full: %d)",
+                self._pid,
+                evicted,
+                evicted,
+            )
 
     def __repr__(self) -> str:
         return (
@@ -756,6 +963,21 @@ def _start_without_signals(thread: threading.Thread) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _settling_margin(budget: float) -> float:
+    """How much sooner than a flush or exit budget ends the reporters must give up.
+
+    The waiting thread reads the ledger when the budget ends; reporters that stop a
+    little before (a tenth of the budget, at most a quarter of a second) have entered
+    their answers by then, so what is said matches what happened.
+    """
+    return min(0.25, 0.1 * max(0.0, budget))
+
+
+def _wait_seconds(seconds: float) -> float:
+    """``seconds``, at most ``threading.TIMEOUT_MAX`` (a longer wait raises OverflowError)."""
+    return min(seconds, threading.TIMEOUT_MAX)
+
+
 def is_harvest_thread() -> bool:
     """True on a tasktrace harvest thread (whose work must never be instrumented)."""
     return threading.current_thread().name == HARVEST_THREAD_NAME
@@ -776,9 +998,16 @@ _exit_deadline: Optional[Tuple[int, float]] = None
 _exiting_pid = 0
 #: A SIGTERM (signum, frame) that arrived during an exit delivery, acted on after it.
 _sigterm_pending: Optional[Tuple[int, Optional[FrameType]]] = None
-#: The program's SIGTERM handler that ours replaced (callable: we chain to it).
-_previous_sigterm: Any = None
-_sigterm_installed = False
+#: The signals whose default action ends the process and that we deliver on first.
+_EXIT_SIGNALS: Tuple[int, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+#: The only one whose earlier Python handler we chain to (see _install_signal_handlers).
+_CHAINED_SIGNALS = frozenset({signal.SIGTERM})
+#: The program's handlers that ours replaced, by signal (callable: we chain to it).
+_previous_handlers: Dict[int, Any] = {}
+#: The signals our handler is installed for in this process's main thread.
+_handled_signals: Set[int] = set()
 #: How many times _on_sigterm has started in this process (the watcher looks).
 _sigterm_calls = 0
 #: The read end of this process's wake-up pipe (see _watch_signals); -1: none.
@@ -799,9 +1028,9 @@ def _install_process_hooks(settings: Settings) -> None:
         _hooks_pid = pid
         if not _atexit_registered:
             # atexit registrations survive fork, so one is enough for parent and children.
-            atexit.register(_exit_flush_all)
+            atexit.register(_at_exit)
             _atexit_registered = True
-    _install_sigterm_handler()
+    _install_signal_handlers()
     _register_multiprocessing_finalizer()
     if _forked_before_import() and os._exit is not _exit_after_delivery:
         # This module was first imported after a fork (the parent never recorded), so
@@ -819,33 +1048,40 @@ def _forked_before_import() -> bool:
     return bool(getattr(getattr(state, "STATE", None), "forked_child", False))
 
 
-def _install_sigterm_handler() -> None:
-    """Deliver on SIGTERM, if it can be done without changing what SIGTERM does."""
-    global _previous_sigterm, _sigterm_installed
+def _install_signal_handlers() -> None:
+    """Deliver on SIGTERM and SIGHUP, if it can be done without changing what they do."""
     if threading.current_thread() is not threading.main_thread():
         return
-    if _sigterm_installed:
-        _install_signal_watch()  # (a forked child keeps the handler, not the watch)
-        return
+    installed = [signum for signum in _EXIT_SIGNALS if _install_exit_handler(signum)]
+    if installed:
+        _install_signal_watch()  # (a forked child keeps the handlers, not the watch)
+
+
+def _install_exit_handler(signum: int) -> bool:
+    """Put ``_on_sigterm`` in place for ``signum``; True if it is (or already was)."""
+    if signum in _handled_signals:
+        return True
     try:
-        current = signal.getsignal(signal.SIGTERM)
-    except (ValueError, AttributeError):
-        return
+        current = signal.getsignal(signum)
+    except (ValueError, AttributeError, OSError):
+        return False
     if current is _on_sigterm:
-        _sigterm_installed = True
-        _install_signal_watch()
-        return
-    # SIG_IGN: the program wants to survive SIGTERM; None: a handler installed from C
-    # that we cannot call. Leave both alone.
-    if current is not signal.SIG_DFL and not callable(current):
-        return
+        _handled_signals.add(signum)
+        return True
+    # SIG_IGN: the program wants to survive the signal; None: a handler installed from C
+    # that we cannot call. Leave both alone. A Python handler is chained for SIGTERM
+    # only: a SIGHUP handler usually means "reload", which must not come with a delivery
+    # and an exit, so such a program keeps its SIGHUP to itself.
+    chain = signum in _CHAINED_SIGNALS and callable(current)
+    if current is not signal.SIG_DFL and not chain:
+        return False
     try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signum, _on_sigterm)
     except (ValueError, OSError):
-        return
-    _previous_sigterm = None if current is signal.SIG_DFL else current
-    _sigterm_installed = True
-    _install_signal_watch()
+        return False
+    _previous_handlers[signum] = current if chain else None
+    _handled_signals.add(signum)
+    return True
 
 
 def _install_signal_watch() -> None:
@@ -931,15 +1167,18 @@ def _watch_signals(read_fd: int) -> None:
             for level, kind, payload in ancillary:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_CREDENTIALS:
                     sender = credentials.unpack_from(payload)[0]
-            if sender == pid and signal.SIGTERM in data:
-                _nudge_if_unhandled()
+            if sender == pid:
+                for signum in _EXIT_SIGNALS:
+                    if signum in data:
+                        _nudge_if_unhandled(signum)
     finally:
         reader.detach()  # the fd is closed by _close_signal_watch, not here
 
 
-def _nudge_if_unhandled() -> None:
-    """SIGTERM arrived: if our handler has never run in this process within the grace
-    period (and is still the one installed), send SIGTERM to the main thread to wake it.
+def _nudge_if_unhandled(signum: int) -> None:
+    """SIGTERM (or SIGHUP) arrived: if our handler has never run in this process within
+    the grace period (and is still the one installed), send the signal to the main thread
+    to wake it.
 
     Only a process whose handler never ran is nudged. The handler usually runs before
     this thread even reads the signal's number, so "not since the signal" cannot be told
@@ -953,10 +1192,10 @@ def _nudge_if_unhandled() -> None:
         if _sigterm_calls:
             return
         time.sleep(0.01)
-    if _sigterm_calls or signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+    if _sigterm_calls or signal.getsignal(signum) is not _on_sigterm:
         return
     try:
-        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)
     except (OSError, ValueError):
         pass
 
@@ -983,7 +1222,7 @@ def _close_signal_watch() -> None:
 
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-    """SIGTERM: deliver, then behave exactly as the previous disposition would have.
+    """SIGTERM or SIGHUP: deliver, then behave exactly as the previous disposition would.
 
     A Python signal handler runs on the main thread between two bytecodes of whatever it
     was doing -- possibly inside our own code, holding one of our locks (the record slow
@@ -997,7 +1236,7 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     if _exiting_pid == os.getpid():
         _sigterm_pending = (signum, frame)
         return
-    previous = _previous_sigterm
+    previous = _previous_handlers.get(signum)
     timeout = _max_shutdown_timeout()
     deliver: Callable[[], object] = (
         (lambda: _flush_all(timeout)) if callable(previous) else _exit_flush_all
@@ -1010,22 +1249,22 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     helper = threading.Thread(target=target, name="tasktrace-sigterm", daemon=True)
     try:
         _start_without_signals(helper)
-        helper.join(timeout + 0.5)
-    except Exception:
+        helper.join(_wait_seconds(timeout + 0.5))
+    except Exception:  # no thread could start (interpreter shutdown): deliver nothing
         pass
     _after_sigterm_delivery(signum, frame)
 
 
 def _after_sigterm_delivery(signum: int, frame: Optional[FrameType]) -> None:
-    """Do what SIGTERM would have done without tasktrace."""
-    previous = _previous_sigterm
+    """Do what the signal would have done without tasktrace."""
+    previous = _previous_handlers.get(signum)
     if callable(previous):
         # The program has its own graceful shutdown: let it run; atexit delivers the
         # rest if it exits normally.
         previous(signum, frame)
         return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def _register_multiprocessing_finalizer() -> None:
@@ -1057,12 +1296,58 @@ def _flush_all(timeout: float) -> None:
     pid = os.getpid()
     recorders = [r for r in list(_LIVE) if r._pid == pid and r._thread is not None]
     deadline = time.monotonic() + timeout
-    tickets = [(r, r._post(deadline, stop=False)) for r in recorders]
+    work_deadline = deadline - _settling_margin(timeout)
+    tickets = [(r, r._post(work_deadline, stop=False)) for r in recorders]
     for recorder, ticket in tickets:
         try:
             recorder._wait(ticket, deadline)
         except Exception:
             pass
+
+
+def _at_exit() -> None:
+    """The ``atexit`` hook: the final delivery, leaving the exit status as it was.
+
+    A program ended by an unhandled ``KeyboardInterrupt`` (Ctrl-C, SIGINT) exits by
+    SIGINT -- status 130 in a shell -- because ``Py_RunMain`` reads a flag after the
+    interpreter is finalized. Every piece of code compiled from a string on the way
+    (``exec``/``eval``; ``dataclasses`` builds its methods so, and the first harvest may
+    import modules that use it) resets that flag, and the status would become 1. So when
+    the program is ending on a ``KeyboardInterrupt``, the flag is set again once the
+    delivery is done.
+    """
+    interrupted = _ending_on_keyboard_interrupt()
+    try:
+        _exit_flush_all()
+    finally:
+        if interrupted:
+            _mark_keyboard_interrupt_unhandled()
+
+
+def _ending_on_keyboard_interrupt() -> bool:
+    """True if the main program ended with an unhandled ``KeyboardInterrupt``.
+
+    ``PyErr_Print`` stores the exception that ended the main program in ``sys.last_exc``
+    (3.12+) and ``sys.last_value`` before ``atexit`` runs; nothing else sets them in a
+    program that is not interactive (an interactive session sets them for every error it
+    shows, so it is left alone).
+    """
+    if sys.flags.interactive or hasattr(sys, "ps1"):
+        return False
+    last = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    return isinstance(last, KeyboardInterrupt)
+
+
+def _mark_keyboard_interrupt_unhandled() -> None:
+    """Set CPython's "unhandled KeyboardInterrupt" flag again.
+
+    The flag is set when code compiled from a string ends with a ``KeyboardInterrupt``
+    (``run_eval_code_obj``), so that is what this does; the exception is caught here.
+    """
+    try:
+        exec("raise KeyboardInterrupt")
+    except KeyboardInterrupt:
+        pass
 
 
 def _exit_flush_all() -> None:
@@ -1082,7 +1367,7 @@ def _exit_flush_all() -> None:
         _exiting_pid = 0
         pending, _sigterm_pending = _sigterm_pending, None
         if pending is not None:
-            # SIGTERM arrived while we delivered: now act on it as it would have acted.
+            # SIGTERM (SIGHUP) arrived while we delivered: now act on it as it would have.
             _after_sigterm_delivery(*pending)
 
 
@@ -1095,19 +1380,22 @@ def _exit_flush_recorders(pid: int) -> None:
         if _exit_deadline is None or _exit_deadline[0] != pid:
             _exit_deadline = (pid, time.monotonic() + _max_shutdown_timeout())
         deadline = _exit_deadline[1]
+        work_deadline = deadline - _settling_margin(_max_shutdown_timeout())
         tickets = []
         for recorder in recorders:
             if recorder._stopped or (recorder._thread is None and not recorder._buffer):
                 continue
-            tickets.append((recorder, recorder._post(deadline, stop=True)))
+            tickets.append((recorder, recorder._post(work_deadline, stop=True)))
         for recorder, ticket in tickets:
-            finished = recorder._wait(ticket, deadline)
-            recorder._warn_at_exit(finished)
+            recorder._wait(ticket, deadline)  # (what did not finish is pending in the ledger)
+            recorder._warn_at_exit()
         for recorder in recorders:
-            if not recorder._warned and recorder._drop_totals:
-                recorder._warn_at_exit(True)
-    except Exception:  # exit must go on whatever happens here
-        pass
+            recorder._warn_at_exit()  # (says nothing if everything was delivered)
+    except Exception as exc:  # exit must go on whatever happens here; say it once
+        for recorder in [r for r in list(_LIVE) if r._pid == pid][:1]:
+            recorder._log_once(
+                "recorder", f"exit delivery failed: {type(exc).__name__}: {exc}", exc_info=True
+            )
 
 
 def _exit_after_delivery(status: int) -> Any:
@@ -1145,7 +1433,7 @@ def _after_fork_in_child() -> None:
         recorder._reset_process_state()
     _hooks_pid = 0
     _exit_deadline = None
-    # The Python-level SIGTERM handler is inherited, so ours (if any) is still in place.
+    # Python-level signal handlers are inherited, so ours (if any) are still in place.
     if os._exit is not _exit_after_delivery:
         os._exit = _exit_after_delivery
 

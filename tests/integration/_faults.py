@@ -7,7 +7,8 @@
   (answered 2xx), so a test can check that every task arrived exactly once.
 * :func:`run_python`: run a small program in a real subprocess with a clean environment.
 * :func:`undelivered`: how many transactions a process said (on stderr, at exit) it
-  dropped or could not deliver, so that "stored + said lost = tasks run" can be checked.
+  could not deliver (the lines "N of M transactions of process P were not delivered to
+  R (reason: n, ...)"), so that "stored + said lost = tasks run" can be checked.
 * :func:`stored_transactions`, :func:`stored_records`, :func:`stored_calls`: what a
   program's SQLite store holds.
 """
@@ -293,19 +294,28 @@ def run_python(
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
-_DROPPED = re.compile(r"dropped transactions \(([^)]*)\)")
-_NOT_DELIVERED = re.compile(r"(\d+) transactions of process \d+ were not delivered")
+_NOT_DELIVERED = re.compile(
+    r"(\d+) of (\d+) transactions of process (\d+) were not delivered to (\S+)(?: reporter)? \("
+)
 
 
-def undelivered(stderr: str) -> int:
-    """Transactions the process said it dropped or could not deliver (its exit warnings)."""
-    total = 0
-    for match in _DROPPED.finditer(stderr):
-        for item in match.group(1).split(", "):
-            total += int(item.rpartition(": ")[2])
-    for match in _NOT_DELIVERED.finditer(stderr):
-        total += int(match.group(1))
-    return total
+def undelivered(stderr: str, reporter: Optional[str] = None) -> int:
+    """Transactions the process said (on stderr, at exit) it could not deliver: to
+    ``reporter``, or to any (summed over the lines of a run with a single reporter)."""
+    return sum(
+        int(match.group(1))
+        for match in _NOT_DELIVERED.finditer(stderr)
+        if reporter is None or match.group(4) == reporter
+    )
+
+
+def said_recorded(stderr: str, reporter: Optional[str] = None) -> int:
+    """The "of M transactions" the exit lines gave (0 when nothing was said lost)."""
+    return sum(
+        int(match.group(2))
+        for match in _NOT_DELIVERED.finditer(stderr)
+        if reporter is None or match.group(4) == reporter
+    )
 
 
 def stored_transactions(db: Path, where: str = "", params: Sequence[Any] = ()) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
-from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load
+from tasktrace._compat import load_toml
+from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load, parse
 from tasktrace.exceptions import ConfigurationError, TargetError
 
 
@@ -134,10 +136,50 @@ def validate_config(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+#: Where generate-config puts the entries given with --target: after the commented
+#: [[background_task]] example, before the [[function_trace]] one.
+_TARGETS_GO_BEFORE = "# Each [[function_trace]]"
+
+
+def starter_config(targets: Sequence[str] = ()) -> str:
+    """The starter config, with a ``[[background_task]]`` entry per item of ``targets``.
+
+    Without targets every entry is a commented example, so the file validates as written;
+    each target becomes a real entry (``"module:object.path"``, written as a TOML string).
+    """
+    if not targets:
+        return STARTER_CONFIG
+    import json
+
+    lines = ["# The targets given to generate-config --target."]
+    for target in targets:
+        # A JSON string is a valid TOML basic string (the same escapes); non-ASCII stays
+        # as it is, which TOML allows.
+        lines += ["[[background_task]]", f"function = {json.dumps(target, ensure_ascii=False)}", ""]
+    entries = "\n".join(lines) + "\n"
+    head, marker, tail = STARTER_CONFIG.partition(_TARGETS_GO_BEFORE)
+    if not marker:
+        return STARTER_CONFIG.rstrip("\n") + "\n\n" + entries
+    return head + entries + "\n" + marker + tail
+
+
 def generate_config(args: argparse.Namespace) -> int:
-    """Write the commented starter config to FILE or stdout."""
+    """Write the commented starter config, plus an entry per ``--target``, to FILE or stdout.
+
+    Returns 2 without writing anything if a ``--target`` is not a valid target string.
+    """
+    targets: List[str] = list(getattr(args, "target", None) or ())
+    text = starter_config(targets)
+    if targets:
+        destination = args.file if args.file and args.file != "-" else "<stdout>"
+        try:
+            parse(load_toml(text), destination)
+        except ConfigurationError as exc:
+            for problem in exc.problems:
+                sys.stderr.write(f"tasktrace-admin: --target: {problem}\n")
+            return 2
     if not args.file or args.file == "-":
-        sys.stdout.write(STARTER_CONFIG)
+        sys.stdout.write(text)
         return 0
     if os.path.exists(args.file) and not args.force:
         sys.stderr.write(
@@ -146,7 +188,7 @@ def generate_config(args: argparse.Namespace) -> int:
         return 1
     try:
         with open(args.file, "w", encoding="utf-8") as handle:
-            handle.write(STARTER_CONFIG)
+            handle.write(text)
     except OSError as exc:
         sys.stderr.write(f"tasktrace-admin: cannot write {args.file}: {exc.strerror}\n")
         return 1

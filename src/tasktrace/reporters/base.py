@@ -121,7 +121,7 @@ class Deadline:
                 # A bring_forward() that still leaves room for the wait wakes us too: the
                 # loop then simply waits for the rest (a set-once Event would instead end
                 # this and every later wait at once, retrying in a tight loop).
-                self._moved.wait(left)
+                self._moved.wait(min(left, threading.TIMEOUT_MAX))
 
     def __repr__(self) -> str:
         return f"Deadline({self._at!r})"
@@ -166,17 +166,47 @@ class Batch(NamedTuple):
 
 
 class ExportResult(NamedTuple):
-    """The outcome of one ``Reporter.export`` call."""
+    """The outcome of one ``Reporter.export`` (or ``force_flush``/``shutdown``) call.
+
+    The counts are of *transactions*, and they cover everything the reporter held when
+    called: the batch handed over plus whatever it kept from earlier harvests, so that
+    ``exported + dropped + kept`` equals what it held before plus the batch. A reporter
+    whose ``stores_metrics`` is True counts what the batch's exact metrics stand for
+    (:func:`transactions_in`), the others count ``batch.records``. The recorder keeps
+    one ledger of these, which ``pending()``, ``flush()`` and the exit warning read.
+
+    Truthy when ``success`` is, so it can be returned where a bool is expected
+    (``force_flush``).
+    """
 
     success: bool
-    #: Transactions delivered.
+    #: Transactions delivered by this call (earlier kept ones included).
     exported: int = 0
-    #: Transactions given up on (refused by the collector, or failed for good).
+    #: Transactions given up on by this call (refused by the collector, failed for good,
+    #: or kept ones that could not be delivered in time), for the reason ``reason``.
     dropped: int = 0
     #: True if the failure is temporary (the reporter may have kept the batch for later).
     retryable: bool = False
     #: What happened, for the log; never contains credentials.
     message: str = ""
+    #: Transactions the reporter holds after this call, to deliver with a later harvest
+    #: (all of them, not only this batch's). They are neither delivered nor dropped yet.
+    kept: int = 0
+    #: One word for why transactions were dropped (or kept), e.g. ``"locked"``; the
+    #: recorder says it as ``"<reporter>:<reason>"``. Empty: ``"rejected"`` for a
+    #: success that dropped some, ``"export_failed"`` otherwise.
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.success
+
+
+def transactions_in(batch: Batch) -> int:
+    """The transactions ``batch`` stands for: the calls its exact metrics count (records
+    evicted from a full buffer included), or its records when it carries no metrics."""
+    if batch.metrics:
+        return sum(stats.calls for stats in batch.metrics.values())
+    return len(batch.records)
 
 
 @runtime_checkable
@@ -194,6 +224,14 @@ class Reporter(Protocol):
     * After ``os.fork()`` the recorder builds fresh reporters in the child from the
       settings; a reporter may also check ``os.getpid()`` itself before reusing
       connections.
+    * A reporter that keeps a batch for a later harvest says so in ``ExportResult.kept``;
+      ``force_flush`` and ``shutdown`` may return an :class:`ExportResult` too, saying
+      what they delivered or gave up on (``shutdown`` must give up on everything it still
+      keeps, and say why). Whatever a reporter still keeps after ``shutdown`` is counted
+      as dropped.
+    * An optional attribute ``stores_metrics = True`` says that the reporter delivers the
+      batch's exact metrics, which stand for every transaction of the window, so that a
+      record evicted from the recorder's full buffer still counts as delivered by it.
     """
 
     #: The name used in settings and in drop reasons, e.g. ``"sqlite"``.
@@ -203,11 +241,11 @@ class Reporter(Protocol):
         """Deliver ``batch``; see the class docstring for the contract."""
         ...
 
-    def force_flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver anything the reporter still holds; True if nothing is left."""
+    def force_flush(self, timeout: Optional[float] = None) -> Union[bool, ExportResult]:
+        """Deliver anything the reporter still holds; truthy if nothing is left."""
         ...
 
-    def shutdown(self, timeout: Optional[float] = None) -> None:
+    def shutdown(self, timeout: Optional[float] = None) -> Optional[ExportResult]:
         """Release resources (files, connections); exports after this are dropped."""
         ...
 

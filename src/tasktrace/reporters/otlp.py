@@ -383,6 +383,7 @@ class OtlpReporter:
         end = time.monotonic() + self._timeout
         exported = dropped = 0
         messages: List[str] = []
+        reasons: List[str] = []
         retryable = False
         success = True
         for offset in range(0, len(records), MAX_SPANS_PER_REQUEST):
@@ -394,6 +395,8 @@ class OtlpReporter:
             success = success and result.success
             if result.message and result.message not in messages:
                 messages.append(result.message)
+            if result.dropped and result.reason not in reasons:
+                reasons.append(result.reason)
         # success means every request was accepted; a partial success still reports
         # the spans the collector rejected in ``dropped``.
         return ExportResult(
@@ -402,6 +405,7 @@ class OtlpReporter:
             dropped=dropped,
             retryable=retryable,
             message="; ".join(messages),
+            reason=reasons[0] if len(reasons) == 1 else "",
         )
 
     def _send(self, records: Sequence[TransactionRecord], batch: Batch, end: float) -> ExportResult:
@@ -420,6 +424,9 @@ class OtlpReporter:
             headers["Content-Encoding"] = "gzip"
         url = redact_url(self.url)
         attempt = 0
+        # After a request whose answer did not come in time, the collector may have taken
+        # the spans after all: what is given up on then is said as a "timeout".
+        unanswered = ""
         while True:
             left = batch.time_left(end - time.monotonic())
             if left <= 0:
@@ -428,12 +435,14 @@ class OtlpReporter:
                     dropped=len(records),
                     retryable=True,
                     message=f"POST {url}: no time left to retry",
+                    reason=unanswered,
                 )
             retry_after: Optional[float] = None
             try:
                 status, reply, retry_header = self._post(body, headers, left)
             except _Retryable as exc:
                 problem = f"POST {url}: {exc}"
+                unanswered = "timeout" if isinstance(exc, _Timeout) else ""
             except _Fatal as exc:
                 return ExportResult(False, dropped=len(records), message=f"POST {url}: {exc}")
             else:
@@ -460,6 +469,7 @@ class OtlpReporter:
                         message=f"POST {url}: HTTP {status}{_snippet(reply)}",
                     )
                 problem = f"POST {url}: HTTP {status}"
+                unanswered = ""
                 retry_after = _retry_after(retry_header, time.time())
             # Retryable: wait as told (Retry-After) or back off, but never past the deadline.
             if retry_after is None:
@@ -472,6 +482,7 @@ class OtlpReporter:
                     dropped=len(records),
                     retryable=True,
                     message=f"{problem} (gave up after {attempt} attempts within the timeout)",
+                    reason=unanswered,
                 )
             if self._sleep is not None:
                 self._sleep(retry_after)
@@ -504,6 +515,8 @@ class OtlpReporter:
                             break
                     reply = _decode(bytes(raw[:MAX_RESPONSE_BYTES]), response.headers)
                 return response.status_code, reply, response.headers.get("Retry-After")
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:  # sent, or partly sent
+            raise _Timeout(_describe(exc)) from None
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise _Retryable(_describe(exc)) from None
         except httpx.HTTPError as exc:
@@ -615,6 +628,10 @@ def _silence_own_requests() -> None:
 
 class _Retryable(Exception):
     """A connection error or timeout: retry if time allows."""
+
+
+class _Timeout(_Retryable):
+    """No answer in time (the collector may still have taken the request)."""
 
 
 class _Fatal(Exception):

@@ -25,11 +25,18 @@ import sqlite3
 import time
 from collections import Counter
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from tasktrace import store
-from tasktrace.records import TransactionRecord, errors_of, same_task, task_key_of
-from tasktrace.reporters.base import Batch, ExportResult
+from tasktrace.records import TransactionRecord, app_of, errors_of, same_task, task_key_of
+from tasktrace.reporters.base import (
+    Batch,
+    DropCount,
+    ExportResult,
+    MetricKey,
+    MetricStats,
+    transactions_in,
+)
 
 if TYPE_CHECKING:
     from tasktrace.config import Settings
@@ -38,6 +45,12 @@ __all__ = ["SqliteReporter", "db_path_for", "sample_rows"]
 
 #: Seconds one export may wait for the write lock when the batch sets no deadline.
 DEFAULT_EXPORT_TIMEOUT = 5.0
+#: Seconds of one wait for the write lock; between two, the deadline is looked at again.
+_BUSY_SLICE = 0.25
+#: Why transactions are kept (or, at shutdown, dropped): other writers held the lock.
+REASON_LOCKED = "locked"
+#: Rows let go from kept batches past ``max_kept`` (their metrics stay).
+REASON_KEPT_FULL = "kept_full"
 
 
 def db_path_for(settings: Settings) -> str:
@@ -57,6 +70,9 @@ class SqliteReporter:
     """
 
     name = "sqlite"
+    #: The exact metrics are stored, so a record evicted from the recorder's full buffer
+    #: (whose row is gone) is still delivered here as a call.
+    stores_metrics = True
 
     def __init__(
         self,
@@ -84,10 +100,9 @@ class SqliteReporter:
         self._pid = os.getpid()
         #: Batches kept because the database was locked, oldest first.
         self._kept: List[Batch] = []
-        #: Transactions the kept batches stand for that no drop count has said yet: the
-        #: recorder's records before sampling, less those already given up by _trim().
-        #: If the kept batches are lost, their metrics go too, so all of these are.
-        self._unsaid = 0
+        #: The transactions the kept batches stand for (their metrics' calls, not their
+        #: sampled rows): what the recorder's ledger shows as kept by this reporter.
+        self._held = 0
         self._closed = False
 
     def _connection(self, budget_ms: int) -> sqlite3.Connection:
@@ -102,47 +117,69 @@ class SqliteReporter:
         return self._conn
 
     def export(self, batch: Batch) -> ExportResult:
-        """Write ``batch`` (and any kept ones) in one transaction."""
+        """Write ``batch`` (and any kept ones) in one transaction.
+
+        The result counts transactions as the batch's metrics do (rows may be sampled);
+        while the database stays locked, ``kept`` says how many it holds.
+        """
+        units = transactions_in(batch)
         if self._closed:
-            return ExportResult(False, dropped=len(batch.records), message="reporter shut down")
+            return ExportResult(
+                False, dropped=units, reason="shut_down", message="reporter shut down"
+            )
         if self._pid != os.getpid():
             # Inherited through fork: batches kept (or in flight) here are the parent's,
             # which the parent writes; writing them here too would duplicate them.
             self._pid = os.getpid()
             self._kept = []
-            self._unsaid = 0
-        self._unsaid += len(batch.records)
+            self._held = 0
         if self._max_rows_per_name:
             batch = batch._replace(records=sample_rows(batch.records, self._max_rows_per_name))
         self._kept.append(batch)
-        return self._write(batch.time_left(self._timeout))
+        self._held += units
+        return self._write(batch.time_left(self._timeout), batch)
 
-    def _write(self, budget: float) -> ExportResult:
-        """Write every kept batch within ``budget`` seconds."""
+    def _write(self, budget: float, batch: Optional[Batch] = None) -> ExportResult:
+        """Write every kept batch within ``budget`` seconds, or by ``batch``'s deadline
+        if the recorder brings it forward meanwhile (the process is exiting)."""
         if not self._kept:
             return ExportResult(True)
         deadline = time.monotonic() + budget
-        count = sum(len(b.records) for b in self._kept)
+        held = self._held
         last_error: Optional[BaseException] = None
         while True:
-            left_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            left = deadline - time.monotonic()
+            if batch is not None:
+                left = batch.time_left(left)
+            # SQLite's busy handler sleeps in C, deaf to a deadline brought forward: wait
+            # for the lock in slices, looking at the deadline between them.
+            left_ms = int(min(max(0.0, left), _BUSY_SLICE) * 1000)
+            attempt = time.monotonic()
             try:
                 conn = self._connection(max(1, left_ms))
                 store.write_batches(conn, self._kept)
             except sqlite3.OperationalError as exc:
                 last_error = exc
-                if _is_busy(exc) and deadline - time.monotonic() > 0.01:
-                    continue  # the busy handler gave up early (e.g. a deadlock guard)
+                left = deadline - time.monotonic()
+                if batch is not None:
+                    left = batch.time_left(left)
+                if _is_busy(exc) and left > 0.01:
+                    # A slice ended, or the busy handler gave up at once (a deadlock
+                    # guard): then pause a little rather than spin.
+                    if time.monotonic() - attempt < left_ms / 2000:
+                        time.sleep(min(0.005, left))
+                    continue
                 if _is_busy(exc):
-                    dropped = self._trim()
+                    lost = self._bound_kept()
                     return ExportResult(
                         False,
-                        dropped=dropped,
+                        dropped=lost,
                         retryable=True,
+                        kept=self._held,
+                        reason=REASON_KEPT_FULL if lost else REASON_LOCKED,
                         message=(
                             f"database {self.path} is locked by other writers; kept "
-                            f"{sum(len(b.records) for b in self._kept)} transactions for "
-                            "the next harvest"
+                            f"{self._held} transactions for the next harvest"
                         ),
                     )
                 break
@@ -153,49 +190,86 @@ class SqliteReporter:
                 last_error = exc
                 break
             self._kept = []
-            self._unsaid = 0
-            return ExportResult(True, exported=count)
+            self._held = 0
+            return ExportResult(True, exported=held)
         # A lasting failure (disk full, not a database, no permission): give up on these,
         # rows and metrics alike, so every transaction they stand for is dropped (not only
         # the sampled rows).
         self._close_connection()
         self._kept = []
-        dropped, self._unsaid = self._unsaid, 0
+        self._held = 0
         return ExportResult(
             False,
-            dropped=dropped,
+            dropped=held,
             message=f"cannot write {self.path}: {type(last_error).__name__}: {last_error}",
         )
 
-    def _trim(self) -> int:
-        """Bound the kept batches; returns the transactions given up on."""
-        total = sum(len(b.records) for b in self._kept)
-        dropped = 0
-        index = 0
-        while total > self._max_kept and index < len(self._kept):
-            batch = self._kept[index]
-            if batch.records:
-                total -= len(batch.records)
-                dropped += len(batch.records)
-                # The transactions go; the exact metrics and drop counts of the window stay.
+    def _bound_kept(self) -> int:
+        """Bound the memory the kept batches take; returns the transactions given up on.
+
+        Rows beyond ``max_kept`` are let go, oldest first; a batch's exact metrics stay,
+        so its transactions are still delivered when the store opens up (the rows let go
+        are written as drops, reason ``sqlite:kept_full``). Batches left with no rows are
+        merged into one (one metrics row per key, over their windows together), so that
+        a store locked for hours costs memory per task name, not per harvest. Only the
+        rows of a batch without metrics (which nothing else counts) are lost for good.
+        """
+        rows = sum(len(b.records) for b in self._kept)
+        lost = 0
+        for index, batch in enumerate(self._kept):
+            if rows <= self._max_kept:
+                break
+            if not batch.records:
+                continue
+            rows -= len(batch.records)
+            if batch.metrics:
+                let_go = Counter(map(app_of, batch.records))
+                drops = batch.drops + tuple(
+                    DropCount(app, f"{self.name}:{REASON_KEPT_FULL}", n)
+                    for app, n in let_go.items()
+                )
+                self._kept[index] = batch._replace(records=(), drops=drops)
+            else:
+                lost += len(batch.records)
                 self._kept[index] = batch._replace(records=())
-            index += 1
-        self._unsaid = max(0, self._unsaid - dropped)
-        return dropped
+        self._held -= lost
+        bare = [b for b in self._kept if not b.records]
+        if len(bare) > 1:
+            merged = _merge_bare(bare)
+            first = next(i for i, b in enumerate(self._kept) if not b.records)
+            rest = [b for b in self._kept if b.records]
+            self._kept = [*rest[:first], merged, *rest[first:]]
+        return lost
 
-    def force_flush(self, timeout: Optional[float] = None) -> bool:
-        """Try once more to write kept batches; True if none is left."""
+    def force_flush(self, timeout: Optional[float] = None) -> ExportResult:
+        """Try once more to write kept batches; truthy if none is left."""
         if not self._kept:
-            return True
+            return ExportResult(True)
         budget = self._timeout if timeout is None else timeout
-        return self._write(budget).success
+        return self._write(budget)
 
-    def shutdown(self, timeout: Optional[float] = None) -> None:
-        """Write kept batches if possible, then close the connection."""
+    def shutdown(self, timeout: Optional[float] = None) -> Optional[ExportResult]:
+        """Write kept batches if possible, then close the connection. What cannot be
+        written in time is given up on, and said: ``dropped`` with its reason (such as
+        ``locked``)."""
+        result: Optional[ExportResult] = None
         if not self._closed:
-            self.force_flush(timeout)
+            result = self.force_flush(timeout)
             self._closed = True
+            if self._held:
+                gone = self._held
+                self._kept = []
+                self._held = 0
+                result = ExportResult(
+                    False,
+                    exported=result.exported,
+                    dropped=result.dropped + gone,
+                    retryable=True,  # (it was only a matter of time)
+                    reason=REASON_LOCKED,
+                    message=result.message,
+                )
         self._close_connection()
+        return result
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -260,6 +334,25 @@ def _spread(total: int, limit: int) -> Iterable[int]:
         operator.floordiv,
         map(operator.add, repeat(start), map(operator.mul, range(limit), repeat(total))),
         repeat(limit),
+    )
+
+
+def _merge_bare(batches: Sequence[Batch]) -> Batch:
+    """Batches without rows as one: exact metrics per key and drop counts per (app,
+    reason) over their windows together."""
+    metrics: Dict[MetricKey, MetricStats] = {}
+    drops: Dict[Tuple[str, str], int] = {}
+    for batch in batches:
+        for key, stats in batch.metrics.items():
+            mine = metrics.get(key)
+            metrics[key] = stats if mine is None else mine.merged(stats)
+        for drop in batch.drops:
+            drops[(drop.app, drop.reason)] = drops.get((drop.app, drop.reason), 0) + drop.dropped
+    return batches[0]._replace(
+        metrics=metrics,
+        window_start=min(b.window_start for b in batches),
+        window_end=max(b.window_end for b in batches),
+        drops=tuple(DropCount(app, reason, n) for (app, reason), n in drops.items()),
     )
 
 
