@@ -27,23 +27,33 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Tuple
+
 
 def _config(count: int) -> str:
     """A config of ``count`` targets whose modules the program never imports."""
     return "\n".join(
-        f'[[background_task]]\nfunction = "never_imported_{i}.jobs:run_{i}"\n'
-        for i in range(count)
+        f'[[background_task]]\nfunction = "never_imported_{i}.jobs:run_{i}"\n' for i in range(count)
     )
 
 
 CONFIG = _config(20)
 
 
-def _run(cmd: List[str], env: Dict[str, str]) -> float:
+def _run(cmd: List[str], env: Dict[str, str]) -> Tuple[float, float]:
+    """Wall time and CPU time (user + system, from the child's rusage) of one run.
+
+    The CPU time hardly moves when other processes load the machine, the wall time does:
+    on a busy machine compare the CPU column.
+    """
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdin=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise subprocess.CalledProcessError(child.returncode, cmd)
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 def main(argv: List[str]) -> int:
@@ -106,19 +116,30 @@ def main(argv: List[str]) -> int:
                 env,
             )
         samples: Dict[str, List[float]] = {k: [] for k in variants}
+        cpu: Dict[str, List[float]] = {k: [] for k in variants}
         for cmd, e in variants.values():  # warm the page cache and .pyc files
             _run(cmd, e)
         for _ in range(args.repeats):
             for label, (cmd, e) in variants.items():
-                samples[label].append(_run(cmd, e))
+                wall, used = _run(cmd, e)
+                samples[label].append(wall)
+                cpu[label].append(used)
     med = {k: statistics.median(v) * 1000 for k, v in samples.items()}
-    base = med["python -c pass"]
+    med_cpu = {k: statistics.median(v) * 1000 for k, v in cpu.items()}
+    base, base_cpu = med["python -c pass"], med_cpu["python -c pass"]
     print(f"python {sys.version.split()[0]}; median of {args.repeats} runs, milliseconds")
-    print(f"{'variant':32s} {'ms':>8s} {'added':>8s} {'p25':>8s} {'p75':>8s}")
+    print(
+        f"{'variant':32s} {'ms':>8s} {'added':>8s} {'p25':>8s} {'p75':>8s} "
+        f"{'cpu ms':>8s} {'added':>8s}"
+    )
     for label, value in med.items():
         quartiles = statistics.quantiles(samples[label], n=4)
         low, high = quartiles[0] * 1000, quartiles[2] * 1000
-        print(f"{label:32s} {value:8.1f} {value - base:8.1f} {low:8.1f} {high:8.1f}")
+        used = med_cpu[label]
+        print(
+            f"{label:32s} {value:8.1f} {value - base:8.1f} {low:8.1f} {high:8.1f} "
+            f"{used:8.1f} {used - base_cpu:8.1f}"
+        )
     return 0
 
 
