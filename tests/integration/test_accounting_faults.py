@@ -220,7 +220,9 @@ def test_otlp_dead_collector_says_every_task_once(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert undelivered(run.stderr, "otlp") == n, run.stderr
     assert said_recorded(run.stderr, "otlp") == n, run.stderr
-    assert "otlp:export_failed" in run.stderr
+    # (Refused, or -- on a loaded machine, still connecting when the budget ended --
+    # pending: said either way, once.)
+    assert "otlp:export_failed" in run.stderr or "(shutdown_timeout: " in run.stderr
 
 
 def test_otlp_refusals_then_accepting_hold_the_equation(
