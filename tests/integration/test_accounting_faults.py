@@ -76,7 +76,7 @@ def test_store_locked_for_longer_than_the_program_runs(tmp_path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
         env = clean_env(
-            tmp_path, TASKTRACE_HARVEST_INTERVAL="0.2", TASKTRACE_SHUTDOWN_TIMEOUT="1.5"
+            tmp_path, TASKTRACE_HARVEST_INTERVAL="0.2", TASKTRACE_SHUTDOWN_TIMEOUT="2.5"
         )
         # About 6 s of tasks: several harvests wait for the lock and keep their batches.
         run = run_python([str(write_program(tmp_path, _BURSTS)), str(n), "0.1"], env)
