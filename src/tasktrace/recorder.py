@@ -665,11 +665,14 @@ class HarvestRecorder:
         now = time.time()
         window_start, self._window_start = self._window_start, now
         if not records and not evicted and not drops:
-            # Nothing new; a reporter that kept a batch back gets its chance to write it.
+            # Nothing new; a reporter that kept a batch back gets its chance to write it
+            # (briefly, unless a flush asked: an exit may come meanwhile, and cannot
+            # bring a force_flush's timeout forward).
             ok = True
+            retry_by = time.monotonic() + min(1.0, self._interval) if deadline is None else deadline
             for reporter in reporters:
                 if self._account(reporter).kept:
-                    ok = self._flush_reporter(reporter, deadline) and ok
+                    ok = self._flush_reporter(reporter, retry_by) and ok
             return ok
         aggs: _AggMap = {}
         _fold_many(aggs, records)
