@@ -13,17 +13,23 @@ from tasktrace._state import STATE
 from tasktrace.records import TransactionRecord
 from tasktrace.testing import capture_transactions
 
+pytest_plugins = ["pytester"]
+
+#: Environment variables that configure tasktrace, removed for every test.
+_CLEARED_PREFIXES = ("TASKTRACE_", "OTEL_")
+
 
 @pytest.fixture(autouse=True)
 def _fresh_agent() -> Iterator[None]:
     """Reset the agent's global state and application handles, and restore ``os.environ``.
 
-    ``TASKTRACE_*`` variables set in the shell that runs pytest are removed for the test, so
-    that a developer's own settings cannot change what the tests see.
+    ``TASKTRACE_*`` and ``OTEL_*`` variables (the config reads ``OTEL_EXPORTER_OTLP_*``) set
+    in the shell that runs pytest are removed for the test, so that a developer's own
+    settings cannot change what the tests see; they are back once the test ends.
     """
     saved = dict(os.environ)
     for key in list(os.environ):
-        if key.startswith("TASKTRACE_"):
+        if key.startswith(_CLEARED_PREFIXES):
             del os.environ[key]
     STATE._reset_for_tests()
     tasktrace.apps._reset_for_tests()

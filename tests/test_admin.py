@@ -90,6 +90,44 @@ def test_generate_config_writes_a_valid_starter(project: Path) -> None:
     assert main(["generate-config", str(target), "--force"]) == 0
 
 
+def test_generate_config_output_passes_validate_config_as_written(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The starter generate-config writes validates unchanged: its example targets are comments."""
+    assert main(["generate-config", "tasktrace.toml"]) == 0
+    capsys.readouterr()
+    assert main(["validate-config", "tasktrace.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and "0 target(s), 0 error(s)" in out
+
+
+def test_generate_config_target_writes_entries_that_validate(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each --target MODULE:OBJECT becomes a [[background_task]] entry that validates."""
+    argv = ["generate-config", "tasktrace.toml", "--target", "adminjobs:send"]
+    assert main([*argv, "--target", "adminjobs:Exporter.*"]) == 0
+    settings = parse(load_toml((project / "tasktrace.toml").read_text()), "tasktrace.toml")
+    assert [t.function for t in settings.background_tasks] == [
+        "adminjobs:send",
+        "adminjobs:Exporter.*",
+    ]
+    capsys.readouterr()
+    assert main(["validate-config", "tasktrace.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "ok    background_task adminjobs:send  -> adminjobs:send" in out
+    assert "2 target(s), 0 error(s)" in out
+
+
+def test_generate_config_refuses_a_malformed_target(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A --target that is not "module:object" is an error (exit 2) and nothing is written."""
+    assert main(["generate-config", "tasktrace.toml", "--target", "adminjobs.send"]) == 2
+    assert "has no ':'" in capsys.readouterr().err
+    assert not (project / "tasktrace.toml").exists()
+
+
 def test_generate_config_to_stdout(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Without FILE the starter goes to stdout."""
     assert main(["generate-config"]) == 0
@@ -111,6 +149,45 @@ def test_show_config_lists_sources_and_redacts_secrets(
     assert "from-file" in lines["app_name"] and "tasktrace.toml" in lines["app_name"]
     assert "TASKTRACE_SHUTDOWN_TIMEOUT" in lines["shutdown_timeout"]
     assert "default" in lines["harvest_interval"]
+
+
+def test_validate_and_show_config_accept_config_option(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate-config and show-config take --config FILE as run-program does."""
+    (project / "other.toml").write_text(
+        'app_name = "other"\n[[background_task]]\nfunction = "adminjobs:send"\n'
+    )
+    assert main(["validate-config", "--config", "other.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "other.toml" in out and "1 target(s), 0 error(s)" in out
+    assert main(["show-config", "--config", "other.toml"]) == 0
+    assert '"other"' in capsys.readouterr().out
+    assert main(["show-config", "other.toml", "--config", "./other.toml"]) == 0
+
+
+def test_config_file_given_twice_differently_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """FILE and a different --config exit 2 with one clear line; nothing is loaded."""
+    for command in ("validate-config", "show-config"):
+        assert main([command, "a.toml", "--config", "b.toml"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == (
+            f"tasktrace-admin {command}: error: the config file is given twice, as FILE "
+            "(a.toml) and as --config (b.toml); give only one\n"
+        )
+
+
+def test_missing_config_file_names_its_origin(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing file says whether FILE or --config named it."""
+    assert main(["validate-config", "--config", "nope.toml"]) == 1
+    assert "(named by the --config option)" in capsys.readouterr().out
+    assert main(["show-config", "nope.toml"]) == 1
+    assert "(named by the FILE argument)" in capsys.readouterr().out
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -163,3 +163,38 @@ def test_launcher_imports_little(tmp_path: Path) -> None:
     modules = json.loads(result.stdout)
     heavy = ("argparse", "typing", "shutil", "tasktrace.config", "tasktrace.agent", "logging")
     assert [name for name in heavy if name in modules] == []
+
+
+_ADMIN = [sys.executable, "-m", "tasktrace"]
+
+
+@pytest.mark.integration
+def test_missing_config_says_run_program_named_it(tmp_path: Path) -> None:
+    """``run-program --config /missing.toml`` says --config named the file, not the
+    variable the launcher passes it on in; the program still runs, uninstrumented."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTRACE_")}
+    missing = str(tmp_path / "missing.toml")
+    result = subprocess.run(
+        [*_ADMIN, "run-program", "--config", missing, sys.executable, "-c", "print('ran')"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout == "ran\n"
+    assert result.stderr == (
+        f"tasktrace: {missing}: the config file does not exist (named by the --config "
+        "option of tasktrace-admin run-program); check the path, or run 'tasktrace-admin "
+        "generate-config' to create one; running uninstrumented\n"
+    )
+
+
+def test_build_environment_marks_the_config_from_the_option(tmp_path: Path) -> None:
+    """--config is passed on in TASKTRACE_CONFIG_FILE, marked as coming from the option;
+    without --config an inherited mark is dropped."""
+    env = run.build_environment({}, config="c.toml", app_name=None, environment=None)
+    assert env["TASKTRACE_CONFIG_FILE"] == env["TASKTRACE_BOOTSTRAP_CONFIG"]
+    inherited = {"TASKTRACE_CONFIG_FILE": "/x.toml", "TASKTRACE_BOOTSTRAP_CONFIG": "/x.toml"}
+    env = run.build_environment(inherited, config=None, app_name=None, environment=None)
+    assert "TASKTRACE_BOOTSTRAP_CONFIG" not in env

@@ -124,7 +124,8 @@ def test_all_optional_keys_parse() -> None:
 def test_starter_config_parses() -> None:
     """STARTER_CONFIG is valid TOML that parse accepts."""
     settings = parse(load_toml(STARTER_CONFIG), "tasktrace.toml")
-    assert settings.background_tasks
+    # Its example target is a comment: a module that does not exist would fail validate-config.
+    assert settings.background_tasks == ()
     for key in ("harvest_interval", "shutdown_timeout", "buffer_size", "endpoint", "headers"):
         assert key in STARTER_CONFIG
     for table in ("[reporter]", "[[background_task]]", "[[function_trace]]", "[env.production]"):
@@ -142,6 +143,8 @@ def test_starter_config_uncommented_still_parses() -> None:
     settings = parse(data, "t.toml", environment="production")
     assert settings.app_name == "my-worker-prod"
     assert settings.reporter.types == ("sqlite", "otlp")
+    assert [t.function for t in settings.background_tasks] == ["my_app.jobs:run"]
+    assert [t.function for t in settings.function_traces] == ["my_app.db:Client.query"]
 
 
 # ------------------------------------------------------------------------ precedence
@@ -696,6 +699,24 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
         load(missing, env={})
     with pytest.raises(ConfigurationError, match="named by TASKTRACE_CONFIG_FILE"):
         load(env={"TASKTRACE_CONFIG_FILE": str(missing)})
+
+
+def test_missing_file_says_how_it_was_named(tmp_path: Path) -> None:
+    """The message names the origin: --config, another origin given, or run-program's
+    --config carried in TASKTRACE_CONFIG_FILE (only while the variable still holds it)."""
+    missing = str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigurationError, match=r"named by the --config option\)"):
+        load(missing, env={})
+    with pytest.raises(ConfigurationError, match=r"named by the FILE argument\)"):
+        load(missing, env={}, origin="the FILE argument")
+    launched = {"TASKTRACE_CONFIG_FILE": missing, "TASKTRACE_BOOTSTRAP_CONFIG": missing}
+    with pytest.raises(ConfigurationError) as info:
+        load(env=launched)
+    assert "named by the --config option of tasktrace-admin run-program" in str(info.value)
+    assert "TASKTRACE_CONFIG_FILE" not in str(info.value)
+    changed = dict(launched, TASKTRACE_CONFIG_FILE=str(tmp_path / "other.toml"))
+    with pytest.raises(ConfigurationError, match="named by TASKTRACE_CONFIG_FILE"):
+        load(env=changed)
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

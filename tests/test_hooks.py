@@ -387,14 +387,15 @@ def test_function_trace_target(mods: ModuleDir) -> None:
         ("send_*", ["send_invoices", "send_reminders"]),
         ("send_?nvoices", ["send_invoices"]),
         ("[BE]*.run", ["Exporter.run", "Batch.run"]),
-        ("Exporter.*", ["Exporter.run", "Exporter.create", "Exporter.helper", "Exporter.Inner"]),
+        ("Exporter.*", ["Exporter.run", "Exporter.create", "Exporter.helper"]),
         ("Exporter.[ch]*", ["Exporter.create", "Exporter.helper"]),
         ("Exporter.Inner.go", ["Exporter.Inner.go"]),
         ("*.Inner.g?", ["Exporter.Inner.go"]),
     ],
 )
 def test_glob_targets(mods: ModuleDir, pattern: str, expected: List[str]) -> None:
-    """Glob targets wrap every match: functions, methods, nested classes, descriptors."""
+    """Glob targets wrap every function and method they match (classmethods and
+    staticmethods too), inside nested classes, never a class itself."""
     name = mods.name("globbed")
     mods.write(f"{name}.py", JOBS)
     hooks.install(_settings(_target(f"{name}:{pattern}")))
@@ -441,7 +442,13 @@ def test_install_is_idempotent(mods: ModuleDir) -> None:
     settings = _settings(_target(f"{name}:send_invoices"))
     hooks.install(settings)
     hooks.install(settings)
-    assert len(hooks._registry[name]) == 1
+    module = importlib.import_module(name)
+    wrapped = module.send_invoices
+    assert hasattr(wrapped, "__wrapped__")
+    assert not hasattr(wrapped.__wrapped__, "__wrapped__")  # wrapped once, not twice
+    with capture_transactions() as records:
+        assert module.send_invoices() == "sent"
+    assert len(records) == 1
 
 
 def test_disabled_targets_and_settings(mods: ModuleDir) -> None:
@@ -454,7 +461,13 @@ def test_disabled_targets_and_settings(mods: ModuleDir) -> None:
     module = importlib.import_module(name)
     assert not hasattr(module.send_invoices, "__wrapped__")
     assert not hasattr(module.send_reminders, "__wrapped__")
-    assert name not in hooks._registry
+    # The module's own functions, untouched: calling them records nothing.
+    assert module.send_invoices.__module__ == name and module.send_invoices.__qualname__ == (
+        "send_invoices"
+    )
+    with capture_transactions() as records:
+        assert module.send_invoices() == "sent" and module.send_reminders() == "reminded"
+    assert records == []
 
 
 def test_missing_attribute_warns_and_import_goes_on(
@@ -667,3 +680,149 @@ def test_top_level_stores_reads_bytecode() -> None:
     code = compile("import os\nx = 1\ndef f():\n    y = 2\nx = 3\n", "<t>", "exec")
     stores = hooks._top_level_stores(code)
     assert stores == {"os": 1, "x": 5, "f": 3}
+
+
+# ------------------------------------------------------------- aliases, strict globs
+
+ALIASES = """
+def f():
+    return "f"
+
+g = f
+
+class Thing:
+    def run(self):
+        return "run"
+
+    again = run
+"""
+
+
+def test_glob_over_aliases_installs_one_wrapper(mods: ModuleDir) -> None:
+    """With ``g = f`` matched by one glob, ``mod.f is mod.g`` stays true, in classes too."""
+    name = mods.name("aliases")
+    mods.write(f"{name}.py", ALIASES)
+    hooks.install(_settings(_target(f"{name}:*"), _target(f"{name}:Thing.*")))
+    module = importlib.import_module(name)
+    assert hasattr(module.f, "__wrapped__")
+    assert module.f is module.g
+    assert vars(module.Thing)["run"] is vars(module.Thing)["again"]
+    with capture_transactions() as records:
+        assert module.g() == "f"
+    assert [r.name for r in records] == [f"{name}:f"]
+
+
+def test_explicit_targets_on_aliases_share_the_wrapper(mods: ModuleDir) -> None:
+    """Two targets naming an original and its alias, of one kind or two, stay identical."""
+    name = mods.name("explicit_aliases")
+    mods.write(f"{name}.py", ALIASES)
+    hooks.install(
+        _settings(
+            _target(f"{name}:g"),
+            _target(f"{name}:f"),
+            _target(f"{name}:f", kind="function_trace"),
+            _target(f"{name}:g", kind="function_trace"),
+        )
+    )
+    module = importlib.import_module(name)
+    assert module.f is module.g
+    assert all(a.ok for a in hooks.applied())
+
+
+def test_reload_keeps_aliases_identical(mods: ModuleDir) -> None:
+    """After importlib.reload the fresh functions get fresh wrappers, aliases still one."""
+    name = mods.name("reload_aliases")
+    mods.write(f"{name}.py", ALIASES)
+    hooks.install(_settings(_target(f"{name}:*")))
+    module = importlib.import_module(name)
+    before = module.f
+    importlib.reload(module)
+    assert module.f is module.g
+    assert module.f is not before and hasattr(module.f, "__wrapped__")
+
+
+def test_glob_matching_only_classes_says_so(
+    mods: ModuleDir, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A glob that matched only classes warns naming them and what to target instead."""
+    name = mods.name("only_classes")
+    mods.write(f"{name}.py", "class Err(Exception):\n    pass\n")
+    hooks.install(_settings(_target(f"{name}:E*")))
+    with caplog.at_level(logging.WARNING, logger="tasktrace"):
+        module = importlib.import_module(name)
+    assert "matched nothing" in caplog.text and "the classes 'Err'" in caplog.text
+    assert isinstance(module.Err, type)
+
+
+def test_strict_glob_matching_nothing_fails_the_import(mods: ModuleDir) -> None:
+    """With strict settings, a glob matching nothing in the imported module is fatal."""
+    name = mods.name("strict_glob")
+    mods.write(f"{name}.py", JOBS)
+    hooks.install(_settings(_target(f"{name}:zzz*"), strict=True))
+    with pytest.raises(TargetError, match=r"test\.toml: entry\[1\].*matched nothing"):
+        importlib.import_module(name)
+
+
+def _launch(
+    tmp_path: Path, config: str, *python_args: str, strict: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python *python_args`` under ``tasktrace-admin run-program`` in ``tmp_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTRACE_", "OTEL_"))}
+    env.pop("PYTHONWARNINGS", None)
+    env["TASKTRACE_REPORTER"] = "memory"
+    if strict:
+        env["TASKTRACE_STRICT"] = "1"
+    (tmp_path / "tasktrace.toml").write_text(config)
+    return subprocess.run(
+        [sys.executable, "-m", "tasktrace", "run-program", sys.executable, *python_args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_strict_glob_matching_nothing_is_fatal_under_the_launcher(tmp_path: Path) -> None:
+    """Under TASKTRACE_STRICT=1 the import fails; the traceback ends in one clear line."""
+    (tmp_path / "jobs.py").write_text("class Job:\n    pass\n")
+    (tmp_path / "prog.py").write_text("import jobs\nprint('ran')\n")
+    config = '[[background_task]]\nfunction = "jobs:J*"\n'
+    plain = _launch(tmp_path, config, "prog.py")
+    assert plain.returncode == 0 and plain.stdout == "ran\n"
+    strict = _launch(tmp_path, config, "prog.py", strict=True)
+    assert strict.returncode != 0 and strict.stdout == ""
+    last = strict.stderr.strip().splitlines()[-1]
+    assert last.startswith("tasktrace.exceptions.TargetError: ")
+    assert "'jobs:J*': the glob matched nothing in 'jobs'" in last
+    assert "the classes 'Job'" in last
+
+
+NOISY = """
+import warnings
+warnings.warn("noisy is deprecated", DeprecationWarning, stacklevel=2)
+
+def job():
+    return 1
+"""
+
+
+def test_import_time_warnings_are_attributed_to_the_importer(tmp_path: Path) -> None:
+    """A target module's stacklevel=2 warning at import names the importing code, so
+    ``-W error::DeprecationWarning:__main__`` fails the same plainly and instrumented."""
+    (tmp_path / "noisy.py").write_text(NOISY)
+    (tmp_path / "prog.py").write_text("import noisy\nprint(noisy.job())\n")
+    config = '[[background_task]]\nfunction = "noisy:job"\n'
+    flags = ("-W", "error::DeprecationWarning:__main__", "prog.py")
+    plain = subprocess.run(
+        [sys.executable, *flags], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert plain.returncode == 1 and "DeprecationWarning: noisy is deprecated" in plain.stderr
+    instrumented = _launch(tmp_path, config, *flags)
+    assert instrumented.returncode == 1, instrumented.stderr
+    assert "DeprecationWarning: noisy is deprecated" in instrumented.stderr
+    shown = _launch(tmp_path, config, "-W", "always::DeprecationWarning", "prog.py")
+    assert shown.returncode == 0 and shown.stdout == "1\n"
+    assert "prog.py:1: DeprecationWarning: noisy is deprecated" in shown.stderr
+    assert "hooks.py" not in shown.stderr

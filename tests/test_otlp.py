@@ -228,7 +228,9 @@ def test_batch_deadline_caps_retries() -> None:
     started = time.monotonic()
     result = reporter.export(Batch((_record(),), deadline=time.monotonic() + 1.0))
     assert not result.success
-    assert time.monotonic() - started < 1.5
+    # The first backoff (at most 0.75 s) fits before the deadline, so it is slept.
+    assert 0.25 <= time.monotonic() - started < 1.5
+    assert len(collector.requests) >= 2
 
 
 @pytest.mark.parametrize("code", [400, 401, 403, 404, 413, 500])
@@ -269,7 +271,8 @@ def test_connection_errors_retry_until_deadline() -> None:
     )
     started = time.monotonic()
     result = reporter.export(Batch((_record(),)))
-    assert time.monotonic() - started < 1.5
+    # At least one backoff (0.25 s or more) was slept between the attempts.
+    assert 0.25 <= time.monotonic() - started < 1.5
     assert not result.success and result.retryable and result.dropped == 1
     assert len(collector.requests) >= 2
 

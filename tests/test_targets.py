@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tasktrace.exceptions import ConfigurationError, TargetError
-from tasktrace.targets import Target, is_glob, parse_target, resolve
+from tasktrace.targets import Target, is_glob, no_match_hint, parse_target, resolve
 
 
 def _module() -> types.ModuleType:
@@ -146,13 +146,12 @@ def test_resolve_nested_and_inherited() -> None:
                 "Exporter.rerun",
                 "Exporter.create",
                 "Exporter.helper",
-                "Exporter.Inner",
             ],
         ),
         ("Exporter.r*", ["Exporter.run", "Exporter.rerun"]),
-        ("Exporter.[!r]*", ["Exporter.create", "Exporter.helper", "Exporter.Inner"]),
+        ("Exporter.[!r]*", ["Exporter.create", "Exporter.helper"]),
         ("*.Inner.go", ["Exporter.Inner.go"]),
-        ("*", ["send_invoices", "send_reminders", "fetch", "Exporter", "Importer", "Bexporter"]),
+        ("*", ["send_invoices", "send_reminders", "fetch"]),
         ("_*", ["_private"]),
         ("Exporter.__init__", ["Exporter.__init__"]),
         ("Exporter.__in*", ["Exporter.__init__"]),
@@ -160,8 +159,9 @@ def test_resolve_nested_and_inherited() -> None:
     ],
 )
 def test_glob_matrix(pattern: str, expected: list[str]) -> None:
-    """Globs expand per segment, in definition order, over callables only, skipping
-    private names unless asked for, imported names in modules, and data/properties."""
+    """Globs expand per segment, in definition order, over functions only (never classes),
+    skipping private names unless asked for, imported names in modules, and
+    data/properties."""
     assert _paths(_module(), pattern) == expected
 
 
@@ -169,7 +169,9 @@ def test_glob_is_case_sensitive() -> None:
     """Glob matching is case-sensitive on every platform."""
     assert _paths(_module(), "[e]xporter") == []
     assert _paths(_module(), "EXP*") == []
-    assert _paths(_module(), "[E]xporter") == ["Exporter"]
+    assert _paths(_module(), "[E]xporter.run") == ["Exporter.run"]
+    assert _paths(_module(), "[S]end_*") == []
+    assert _paths(_module(), "[s]end_invoices") == ["send_invoices"]
 
 
 def test_missing_segment_suggests_names() -> None:
@@ -193,3 +195,89 @@ def test_cannot_go_through_a_function() -> None:
     """A path through a non-class raises TargetError saying why."""
     with pytest.raises(TargetError, match="not a class"):
         resolve(_module(), "send_invoices.attr")
+
+
+def _classy_module() -> types.ModuleType:
+    module = types.ModuleType("classy_jobs")
+    source = """
+import functools
+from json import dumps
+
+class Err(Exception):
+    pass
+
+class Base:
+    def __init__(self, x=0):
+        self.x = x
+
+class Thing(Base):
+    def run(self): pass
+    def stop(self): pass
+    def __call__(self): pass
+    encode = dumps
+    class Nested:
+        pass
+
+class Plain:
+    pass
+
+def job(): pass
+alias = job
+partial_job = functools.partial(job)
+instance = Thing()
+lam = lambda: None
+"""
+    exec(compile(source, "classy_jobs.py", "exec"), module.__dict__)
+    return module
+
+
+def test_globs_match_only_functions_defined_here() -> None:
+    """A glob never picks classes, exception classes, modules, partials, instances or
+    functions imported into the module or assigned into a class body."""
+    module = _classy_module()
+    assert _paths(module, "*") == ["job", "alias", "lam"]
+    assert _paths(module, "Thing.*") == ["Thing.run", "Thing.stop"]
+    assert _paths(module, "*.*") == ["Thing.run", "Thing.stop"]
+    assert _paths(module, "E*") == []
+
+
+def test_explicit_class_target_is_an_error_with_methods() -> None:
+    """An explicit target naming a class says what to target instead, with its methods."""
+    with pytest.raises(TargetError) as info:
+        resolve(_classy_module(), "Thing")
+    message = str(info.value)
+    assert "'classy_jobs:Thing' names a class" in message
+    assert "'classy_jobs:Thing.run', 'classy_jobs:Thing.stop'" in message
+    assert "'classy_jobs:Thing.*'" in message
+    assert "'classy_jobs:Thing.__call__' to time calls of its instances" in message
+    assert "'classy_jobs:Thing.__init__' to time its construction" in message
+
+
+def test_explicit_exception_class_and_module_targets_are_errors() -> None:
+    """Exception classes, nested classes and modules cannot be targeted either."""
+    module = _classy_module()
+    with pytest.raises(TargetError, match="'classy_jobs:Err' names an exception class"):
+        resolve(module, "Err")
+    with pytest.raises(TargetError, match="names a class") as info:
+        resolve(module, "Thing.Nested")
+    assert "__call__" not in str(info.value) and "__init__" not in str(info.value)
+    with pytest.raises(TargetError, match="names the module 'functools'"):
+        resolve(module, "functools")
+
+
+def test_explicit_targets_may_name_other_callables() -> None:
+    """Partials, callable instances and inherited methods can still be named explicitly."""
+    module = _classy_module()
+    assert _paths(module, "partial_job") == ["partial_job"]
+    assert _paths(module, "instance") == ["instance"]
+    assert _paths(module, "Thing.__init__") == ["Thing.__init__"]
+
+
+def test_no_match_hint_names_the_classes_passed_over() -> None:
+    """A glob that matched only classes gets a hint naming them and their methods."""
+    module = _classy_module()
+    hint = no_match_hint(module, "P*")
+    assert "'Plain'" in hint and "classes are never wrapped" in hint and "'Plain.*'" in hint
+    assert no_match_hint(module, "nothing*") == ""
+    hint = no_match_hint(module, "Thing.N*")
+    assert "classes 'Thing.Nested':" in hint and "'Thing.Nested.*'" in hint

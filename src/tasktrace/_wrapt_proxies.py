@@ -33,7 +33,9 @@ def _reference(obj: Any) -> Tuple[Any, Tuple[str, str]]:
     return _resolve_reference, (module, qualname)
 
 
-class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+# wrapt's stubs declare their classes only for Python 3.10+, and mypy checks for 3.9: there
+# the base classes are unknown (name-defined) and so untyped (misc: subclassing Any).
+class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[name-defined, misc]
     """A tasktrace wrapper bound to an instance or class; pickles like a bound method."""
 
     def __reduce_ex__(self, protocol: Any) -> Any:
@@ -57,7 +59,7 @@ class _BoundWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
         return getattr(copy.deepcopy(instance, memo), self.__name__)
 
 
-class TaskTraceWrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]
+class TaskTraceWrapper(wrapt.FunctionWrapper):  # type: ignore[name-defined, misc]
     """The proxy tasktrace puts around a function; ``kind`` says what it records."""
 
     __bound_function_wrapper__ = _BoundWrapper

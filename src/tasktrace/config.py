@@ -1126,6 +1126,7 @@ def load(
     env: Optional[Mapping[str, str]] = None,
     overrides: Mapping[str, Any] = _NO_OVERRIDES,
     cwd: Optional[str] = None,
+    origin: Optional[str] = None,
 ) -> Settings:
     """Find, read and parse the configuration; see :func:`find_config_file` and :func:`parse`.
 
@@ -1136,6 +1137,8 @@ def load(
         overrides: command-line flags, as for :func:`parse`.
         cwd: where to look for ``tasktrace.toml``/``pyproject.toml`` (default: the
             current directory).
+        origin: how ``path`` was named, for messages (default ``"--config"``), e.g.
+            ``"the FILE argument"``.
 
     Returns:
         The settings. With no config file at all: defaults plus variables and flags.
@@ -1167,7 +1170,12 @@ def load(
         return _with_source(settings, "config_file", "default")
 
     source, kind = found
-    named_by = "the --config option" if how == "--config" else how
+    if how == "--config":
+        named_by = "the --config option" if origin in (None, "--config") else origin
+    elif how == _vars.TASKTRACE_CONFIG_FILE and _from_launcher(variables):
+        named_by = "the --config option of tasktrace-admin run-program"
+    else:
+        named_by = how
     try:
         with open(source, "rb") as handle:
             content = handle.read()
@@ -1213,6 +1221,18 @@ def load(
         data, key_prefix = dict(table), "tool.tasktrace."
     settings = _parse_file_data(data, source, environment, variables, overrides, key_prefix)
     return _with_source(settings, "config_file", how)
+
+
+#: Set by ``tasktrace-admin run-program --config FILE`` to the path it puts in
+#: ``TASKTRACE_CONFIG_FILE``, so a message about that file can say where it was named.
+#: (A literal in ``tasktrace.admin.run`` too: the launcher imports nothing of this module.)
+_LAUNCHER_CONFIG = "TASKTRACE_BOOTSTRAP_CONFIG"
+
+
+def _from_launcher(env: Mapping[str, str]) -> bool:
+    """Whether ``TASKTRACE_CONFIG_FILE`` holds what ``run-program --config`` put there."""
+    marked = env.get(_LAUNCHER_CONFIG)
+    return bool(marked) and marked == env.get(_vars.TASKTRACE_CONFIG_FILE)
 
 
 def _with_source(settings: Settings, key: str, origin: str) -> Settings:
@@ -1351,8 +1371,10 @@ type = "sqlite"
 # Each [[background_task]] makes every call of a function a background-task transaction.
 # function is "module:object.path"; each dotted segment after ':' may be a glob
 # (*, ?, [abc]), e.g. "billing.jobs:Exporter.*". Use "__main__:main" for the script.
-[[background_task]]
-function = "my_app.jobs:run"
+# Uncomment this example and point it at your own code, or let
+# `tasktrace-admin generate-config --target MODULE:OBJECT` write the entries.
+# [[background_task]]
+# function = "my_app.jobs:run"
 # name = "Run the job"          # default: "module:qualname" of the function
 # group = "Task"                # default: "Function"
 # application = "my-batch"      # default: app_name

@@ -13,7 +13,9 @@ offers (``get_code``, ``get_source``, ``is_package``, ``get_resource_reader``, `
 packages behave as before. A module already imported when its hook is registered gets the
 callback at once. Callbacks stay registered: ``importlib.reload`` finds the spec again,
 goes through the proxy and re-applies them to the fresh functions of the reloaded module
-(the wrappers make applying a target twice to the same object a no-op).
+(the wrappers make applying a target twice to the same object a no-op). The finder, the
+loader proxies and the registry live in :mod:`tasktrace._importlib_bootstrap`, whose name
+keeps the proxy's frame out of ``warnings`` attribution (its docstring says why).
 
 Targets
 -------
@@ -23,7 +25,10 @@ resolved with :func:`tasktrace.targets.resolve` (globs expanded) and each match 
 with ``tasktrace.api.wrap_background_task``/``wrap_function_trace`` (imported only then, as
 they pull in wrapt). A target that does not resolve logs one warning naming the config
 entry and the closest names, and the import goes on; with ``settings.strict`` the hook
-raises :class:`~tasktrace.exceptions.TargetError` instead, failing that import.
+raises :class:`~tasktrace.exceptions.TargetError` instead, failing that import (a glob
+that matches nothing in the imported module too). Each original object gets one wrapper
+per kind: aliases (``g = f``) matched by one target or several get the same wrapper
+object, so ``mod.f is mod.g`` stays true.
 
 ``__main__`` targets
 --------------------
@@ -68,17 +73,23 @@ what the script has defined by then (see :func:`apply_main_targets`).
 from __future__ import annotations
 
 import sys
-import threading
 from types import FrameType, ModuleType
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
+from tasktrace import _importlib_bootstrap
+from tasktrace._importlib_bootstrap import PostImportHook, register_post_import_hook
+
+# Re-exported (``X as X``) for the tests, which knew them here.
+from tasktrace._importlib_bootstrap import _PostImportFinder as _PostImportFinder
+from tasktrace._importlib_bootstrap import _registry as _registry
 from tasktrace._logging import get_logger
 from tasktrace.config import Settings, TargetSettings
-from tasktrace.exceptions import TargetError, TaskTraceError
-from tasktrace.targets import Resolved, is_glob, resolve
+from tasktrace.exceptions import TargetError
+from tasktrace.targets import Resolved, is_glob, no_match_hint, resolve
 
 __all__ = [
     "AppliedTarget",
+    "PostImportHook",
     "applied",
     "apply_main_targets",
     "install",
@@ -90,31 +101,24 @@ __all__ = [
 # Lazy: ``logging`` is imported only when there is something to log.
 _log = get_logger()
 
-PostImportHook = Callable[[ModuleType], Any]
-
 _MAIN = "__main__"
 
-# The one piece of global state, behind one lock. Callbacks are always run *outside* the
-# lock: they import modules (``tasktrace.api`` pulls in wrapt) and may register further
-# hooks, so holding the lock there would deadlock against another thread importing a
-# registered module, or against the callback itself.
-_lock = threading.Lock()
-#: Module name -> its callbacks, in registration order; kept after the module is imported
-#: so that ``importlib.reload`` re-applies them.
-_registry: Dict[str, List[PostImportHook]] = {}
-#: Names whose module a proxy loader is executing right now: a hook registered meanwhile is
-#: run by that proxy when execution finishes, not at once on the half-built module.
-_executing: Set[str] = set()
+# The global state, behind the registry's lock (see tasktrace._importlib_bootstrap).
+# Callbacks are always run *outside* it.
+_lock = _importlib_bootstrap.lock
 #: Targets already registered by ``install`` (which is idempotent).
 _installed: Set[TargetSettings] = set()
 #: ``__main__`` targets with the strictness they were installed with.
 _main_targets: List[Tuple[TargetSettings, bool]] = []
 #: What got wrapped (or failed), keyed so that a reload replaces instead of adding.
 _applied: Dict[Tuple[TargetSettings, str, Optional[str]], AppliedTarget] = {}
-_finder: Optional[_PostImportFinder] = None
 _main_tracer: Optional[_MainTracer] = None
-#: Per thread, the names this thread's finder is looking up (see ``find_spec``).
-_lookups = threading.local()
+#: One wrapper per original object and kind in each namespace (module or class), so that
+#: aliases (``g = f``) stay identical: ``(id(parent), id(original), kind)`` -> ``(parent,
+#: original, wrapper)``. The entry holds the parent and the original, so neither id can be
+#: reused while it exists. Per module name, with the execution it belongs to (see
+#: ``_cached_wrappers``), so a reload starts afresh.
+_wrappers: Dict[str, Tuple[int, Dict[Tuple[int, int, str], Tuple[Any, Any, Any]]]] = {}
 
 
 class AppliedTarget(NamedTuple):
@@ -136,197 +140,6 @@ class AppliedTarget(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------
-# The finder and the loader proxies
-# --------------------------------------------------------------------------------------
-
-
-class _PostImportFinder:
-    """A ``sys.meta_path`` finder that only ever acts for modules with registered hooks."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname not in _registry:  # the fast path: one dict lookup
-            return None
-        # Another finder may itself call importlib.util.find_spec() for the same name
-        # (wrapt's and New Relic's hook finders do); without this guard we would recurse.
-        active: Optional[Set[str]] = getattr(_lookups, "names", None)
-        if active is None:
-            active = _lookups.names = set()
-        if fullname in active:
-            return None
-        active.add(fullname)
-        try:
-            spec = _find_real_spec(self, fullname, path, target)
-        finally:
-            active.discard(fullname)
-        if spec is None:
-            return None
-        return _hook_spec(spec)
-
-    def invalidate_caches(self) -> None:
-        """Nothing cached here (``importlib.invalidate_caches`` calls every finder)."""
-
-
-def _find_real_spec(me: object, fullname: str, path: Any, target: Any) -> Any:
-    """The spec the rest of ``sys.meta_path`` finds for ``fullname``, or None."""
-    for finder in list(sys.meta_path):
-        if finder is me or isinstance(finder, _PostImportFinder):
-            continue
-        find_spec = getattr(finder, "find_spec", None)
-        if find_spec is not None:
-            spec = find_spec(fullname, path, target)
-        else:  # a legacy finder (find_module only), still honoured on Python < 3.12
-            find_module = getattr(finder, "find_module", None)
-            if find_module is None:
-                continue
-            loader = find_module(fullname, path)
-            if loader is None:
-                continue
-            import importlib.util
-
-            spec = importlib.util.spec_from_loader(fullname, loader)
-        if spec is not None:
-            return spec
-    return None
-
-
-def _hook_spec(spec: Any) -> Any:
-    """Put a proxy loader in ``spec`` that runs the hooks once the module has executed."""
-    loader = spec.loader
-    namespace = False
-    if loader is None:
-        if spec.submodule_search_locations is None:
-            return spec  # no loader at all: nothing we can hook, the import fails anyway
-        from tasktrace._compat import namespace_loader_for
-
-        loader, namespace = namespace_loader_for(spec), True
-    if isinstance(loader, (_LoaderProxy, _LegacyLoaderProxy)):
-        return spec
-    if hasattr(loader, "exec_module"):
-        spec.loader = _LoaderProxy(loader, spec.name, namespace)
-    elif hasattr(loader, "load_module"):
-        spec.loader = _LegacyLoaderProxy(loader, spec.name)
-    return spec
-
-
-class _LoaderProxy:
-    """Delegates to the real loader; after ``exec_module`` runs the module's hooks."""
-
-    def __init__(self, loader: Any, name: str, namespace: bool) -> None:
-        self._tasktrace_loader = loader
-        self._tasktrace_name = name
-        self._tasktrace_namespace = namespace
-
-    def __getattr__(self, attribute: str) -> Any:
-        # Only called for what this class does not define: get_code, get_source,
-        # is_package, get_resource_reader, get_data, get_filename, archive, path, ...
-        return getattr(self._tasktrace_loader, attribute)
-
-    def __repr__(self) -> str:
-        return f"<tasktrace hook loader for {self._tasktrace_loader!r}>"
-
-    def create_module(self, spec: Any) -> Any:
-        create = getattr(self._tasktrace_loader, "create_module", None)
-        return None if create is None else create(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        loader, name = self._tasktrace_loader, self._tasktrace_name
-        # Put the real loader back before the module runs: the module and everything
-        # afterwards (inspect, pkgutil, importlib.resources, isinstance checks) see exactly
-        # what they would have seen without us.
-        if getattr(module, "__loader__", None) is self:
-            module.__loader__ = loader
-        spec = getattr(module, "__spec__", None)
-        if spec is not None and spec.loader is self:
-            spec.loader = loader
-        if self._tasktrace_namespace and not hasattr(module, "__file__"):
-            module.__file__ = None  # as importlib sets it for namespace packages
-        before = sys.modules.get(name)
-        with _lock:
-            _executing.add(name)
-        try:
-            loader.exec_module(module)
-        finally:
-            with _lock:
-                _executing.discard(name)
-                callbacks = list(_registry.get(name, ()))
-        # A module may replace itself in sys.modules while executing; hook the replacement.
-        after = sys.modules.get(name)
-        target = after if after is not None and after is not before else module
-        _run_callbacks(callbacks, target)
-
-
-class _LegacyLoaderProxy:
-    """For loaders with only ``load_module`` (Python 3.9's zipimporter, old plugins)."""
-
-    def __init__(self, loader: Any, name: str) -> None:
-        self._tasktrace_loader = loader
-        self._tasktrace_name = name
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self._tasktrace_loader, attribute)
-
-    def load_module(self, fullname: str) -> ModuleType:
-        module: ModuleType = self._tasktrace_loader.load_module(fullname)
-        if getattr(module, "__loader__", None) is self:
-            module.__loader__ = self._tasktrace_loader
-        with _lock:
-            callbacks = list(_registry.get(self._tasktrace_name, ()))
-        _run_callbacks(callbacks, module)
-        return module
-
-
-def _run_callbacks(callbacks: Sequence[PostImportHook], module: ModuleType) -> None:
-    """Run ``callbacks`` on ``module``; never while holding ``_lock``.
-
-    A callback raising a ``TaskTraceError`` (strict mode) fails the import after the other
-    callbacks have run; any other exception is logged and the import goes on.
-    """
-    fatal: Optional[TaskTraceError] = None
-    for callback in callbacks:
-        try:
-            callback(module)
-        except TaskTraceError as exc:
-            fatal = fatal or exc
-        except Exception:
-            _log.warning(
-                "tasktrace: post-import hook %r for module %r failed; the module is "
-                "imported without it",
-                callback,
-                getattr(module, "__name__", "?"),
-                exc_info=True,
-            )
-    if fatal is not None:
-        raise fatal
-
-
-def register_post_import_hook(module_name: str, callback: PostImportHook) -> None:
-    """Call ``callback(module)`` when ``module_name`` has been imported (and re-imported).
-
-    If the module is already in ``sys.modules`` the callback runs at once, in this thread.
-    Otherwise it runs right after the module's code has executed, in the importing thread,
-    and again after every ``importlib.reload`` of it. Callbacks of one module run in
-    registration order.
-
-    Raises:
-        TaskTraceError: only what the callback raises when run at once; a callback that
-            raises a ``TaskTraceError`` during an import fails that import (strict mode),
-            any other exception is logged.
-    """
-    global _finder
-    with _lock:
-        if _finder is None:
-            _finder = _PostImportFinder()
-        if _finder not in sys.meta_path:
-            sys.meta_path.insert(0, _finder)
-        _registry.setdefault(module_name, []).append(callback)
-        module = sys.modules.get(module_name)
-        run_now = module is not None and module_name not in _executing
-    if run_now:
-        assert module is not None
-        _run_callbacks([callback], module)
-
-
-# --------------------------------------------------------------------------------------
 # Applying targets
 # --------------------------------------------------------------------------------------
 
@@ -336,20 +149,50 @@ def _record(result: AppliedTarget) -> None:
         _applied[(result.target, result.module, result.path)] = result
 
 
+def _cached_wrappers(module_name: str) -> Dict[Tuple[int, int, str], Tuple[Any, Any, Any]]:
+    """The wrappers made for ``module_name``'s current execution (call with ``_lock``)."""
+    execution = _importlib_bootstrap.executions(module_name)
+    entry = _wrappers.get(module_name)
+    if entry is None or entry[0] != execution:
+        # First use, or the module was executed again (importlib.reload): its functions are
+        # new objects, and the old wrappers must not be kept alive.
+        entry = _wrappers[module_name] = (execution, {})
+    return entry[1]
+
+
 def _wrap(target: TargetSettings, module_name: str, match: Resolved) -> Any:
-    """Patch one resolved match (no second lookup: ``match`` holds parent and raw value)."""
+    """Patch one resolved match (no second lookup: ``match`` holds parent and raw value).
+
+    One wrapper per original object: a match whose value was already wrapped as
+    ``target.kind`` in the same namespace (``g = f``, two targets naming ``f`` and ``g``,
+    a glob matching both) gets that same wrapper installed at its name, so ``mod.f is
+    mod.g`` stays true. The first target applied names it.
+    """
     from tasktrace import api  # late: only once a target module is imported
 
-    return api.wrap_resolved(
+    parent, original = match.parent, match.value
+    key = (id(parent), id(original), target.kind)
+    with _lock:
+        cache = _cached_wrappers(module_name)
+        cached = cache.get(key)
+    if cached is not None and cached[0] is parent and cached[1] is original:
+        wrapper = cached[2]
+        setattr(parent, match.attribute, wrapper)
+        return wrapper
+    wrapper = api.wrap_resolved(
         target.kind,
-        match.parent,
+        parent,
         match.attribute,
-        match.value,
+        original,
         f"{module_name}:{match.path}",
         application=target.application,
         name=target.name,
         group=target.group,
     )
+    if wrapper is not original:
+        with _lock:
+            _cached_wrappers(module_name)[key] = (parent, original, wrapper)
+    return wrapper
 
 
 def _where(target: TargetSettings) -> str:
@@ -380,8 +223,11 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
         _fail(target, module_name, f"{where}: cannot resolve: {exc!r}", strict)
         return []
     if not matches:
-        _record(AppliedTarget(target, module_name, None, "the glob matched nothing"))
-        _log.warning("tasktrace: %s: the glob matched nothing in %r", where, module_name)
+        hint = no_match_hint(module, target.object_path)
+        message = f"{where}: the glob matched nothing in {module_name!r}{hint}"
+        # Strict: fatal, as validate-config treats it (the module was imported, so the
+        # glob had its chance; a typo or a refactoring must not silently disable it).
+        _fail(target, module_name, message, strict)
         return []
     return [match.path for match in matches if _apply_match(target, strict, module, match)]
 
@@ -763,18 +609,14 @@ def _apply_match(target: TargetSettings, strict: bool, module: ModuleType, match
 
 def _reset_for_tests() -> None:
     """Forget every hook, target and outcome; remove the finder; disarm the tracer."""
-    global _finder, _main_tracer
+    global _main_tracer
     with _lock:
-        finder, tracer = _finder, _main_tracer
-        _registry.clear()
-        _executing.clear()
+        tracer = _main_tracer
         _installed.clear()
         _main_targets.clear()
         _applied.clear()
-        _finder = None
+        _wrappers.clear()
         _main_tracer = None
     if tracer is not None:
         tracer.disarm()
-    if finder is not None:
-        while finder in sys.meta_path:
-            sys.meta_path.remove(finder)
+    _importlib_bootstrap._reset_for_tests()

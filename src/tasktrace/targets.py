@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import types
 from fnmatch import fnmatchcase
-from typing import Any, List, NamedTuple, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 from tasktrace.exceptions import ConfigurationError, TargetError
 
-__all__ = ["Resolved", "Target", "is_glob", "parse_target", "resolve"]
+__all__ = ["Resolved", "Target", "is_glob", "no_match_hint", "parse_target", "resolve"]
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -178,15 +178,44 @@ def _lookup(parent: Any, name: str) -> Tuple[bool, Any]:
         return False, None
 
 
-def _matches_final(value: object) -> bool:
-    """Whether a glob's final segment may match ``value``: things that can be wrapped."""
-    return callable(value) or isinstance(value, (classmethod, staticmethod))
+def _function_of(value: object) -> object:
+    """The function a ``classmethod``/``staticmethod`` holds, else ``value`` itself."""
+    if isinstance(value, (classmethod, staticmethod)):
+        return value.__func__
+    return value
 
 
-def _candidates(parent: Any, pattern: str, final: bool) -> List[Tuple[str, Any]]:
-    """The members of ``parent`` matching the glob ``pattern``, in definition order."""
-    is_module = isinstance(parent, types.ModuleType)
-    module_name = getattr(parent, "__name__", None)
+def _is_function(value: object) -> bool:
+    """Whether ``value`` can be wrapped transparently: a ``def``/``async def``/lambda
+    function, or a ``classmethod``/``staticmethod`` of one.
+
+    Such a function is replaced by another function of the same kind, which nothing can
+    tell apart but by identity. Anything else (a class, an exception class, a module, a
+    ``functools.partial``, a callable instance) would have to be replaced by a proxy
+    object, and a proxy for a class breaks ``except``, ``isinstance``, pickling,
+    subclassing and ``match``: globs never pick those.
+    """
+    return isinstance(_function_of(value), types.FunctionType)
+
+
+def _defined_in(value: object, parent: Any) -> bool:
+    """Whether ``value`` was defined in the module of ``parent`` (not imported into it)."""
+    home = parent.__name__ if isinstance(parent, types.ModuleType) else parent.__module__
+    try:
+        return getattr(_function_of(value), "__module__", home) == home
+    except Exception:  # an exotic object whose attribute lookup fails: not one of ours
+        return False
+
+
+def _candidates(
+    parent: Any, pattern: str, final: bool, skipped: Optional[List[str]] = None
+) -> List[Tuple[str, Any]]:
+    """The members of ``parent`` matching the glob ``pattern``, in definition order.
+
+    A final segment matches only functions (see :func:`_is_function`), an inner one only
+    classes; either only what the module (or the class's module) defines itself. The
+    classes a final segment passes over are added to ``skipped``, if given.
+    """
     found = []
     # A snapshot: the namespace may change under us while a module is importing.
     for name, value in list(vars(parent).items()):
@@ -196,17 +225,58 @@ def _candidates(parent: Any, pattern: str, final: bool) -> List[Tuple[str, Any]]
         # a module's _helpers by surprise.
         if name.startswith("_") and not pattern.startswith("_"):
             continue
-        if final:
-            if not _matches_final(value):
-                continue
-        elif not _is_class(value):
+        # A glob means "what this module defines": skip names it imported (``from os
+        # import path``, ``from typing import Any``, ``run = other.run`` in a class body).
+        if not _defined_in(value, parent):
             continue
-        # In a module, a glob means "what this module defines": skip names it imported
-        # (``from os import path``, ``from typing import Any``).
-        if is_module and getattr(value, "__module__", module_name) != module_name:
+        if not (_is_function(value) if final else _is_class(value)):
+            if final and skipped is not None and _is_class(value):
+                skipped.append(name)
             continue
         found.append((name, value))
     return found
+
+
+def _methods_of(klass: type) -> List[str]:
+    """The names of the functions ``klass`` defines itself, public ones first."""
+    names = [n for n, v in vars(klass).items() if isinstance(n, str) and _is_function(v)]
+    return sorted(names, key=lambda n: n.startswith("_"))
+
+
+def _not_a_function(module_name: str, path: str, value: Any) -> TargetError:
+    """The error for an explicit target naming a class or a module."""
+    target = f"{module_name}:{path}"
+    if isinstance(value, types.ModuleType):
+        return TargetError(
+            f"{target!r} names the module {value.__name__!r}, which cannot be wrapped; "
+            f"name a function in it, e.g. '{value.__name__}:function_name'"
+        )
+    kind = "an exception class" if issubclass(value, BaseException) else "a class"
+    methods = [m for m in _methods_of(value) if not m.startswith("_")]
+    if methods:
+        examples = ", ".join(f"'{target}.{m}'" for m in methods[:3])
+        more = f" (it has {len(methods) - 3} more)" if len(methods) > 3 else ""
+        instead = f"its methods, e.g. {examples}{more} or '{target}.*'"
+    else:
+        instead = f"its methods ('{target}.method', '{target}.*'; it defines none of its own)"
+    uses = []
+    if _has_function(value, "__call__"):
+        uses.append(f"'{target}.__call__' to time calls of its instances")
+    if _has_function(value, "__init__"):
+        uses.append(f"'{target}.__init__' to time its construction")
+    also = "".join(f", or {use}" for use in uses)
+    return TargetError(
+        f"{target!r} names {kind}, which tasktrace does not wrap (a proxy in its place "
+        f"would break except, isinstance, pickling and subclassing); target {instead}{also}"
+    )
+
+
+def _has_function(klass: type, name: str) -> bool:
+    """Whether ``klass`` gets a Python function ``name`` from itself or a base class."""
+    for base in klass.__mro__:
+        if name in vars(base):
+            return _is_function(vars(base)[name])
+    return False
 
 
 def _suggest(parent: Any, name: str) -> str:
@@ -233,30 +303,37 @@ def _describe_parent(parent: Any) -> str:
     return f"{type(parent).__name__} {getattr(parent, '__qualname__', parent)!r}"
 
 
-def resolve(module_obj: Any, object_path: str) -> List[Resolved]:
+def resolve(
+    module_obj: Any, object_path: str, skipped: Optional[List[str]] = None
+) -> List[Resolved]:
     """Find every object ``object_path`` names in ``module_obj``.
 
     Resolution walks classes and nested classes (and submodules held as attributes); a
     glob segment expands over the parent's own ``__dict__`` in definition order. Names
-    starting with ``_`` match a glob only if the glob starts with ``_``; in a module a glob
-    matches only objects defined there (by ``__module__``); a final glob segment matches
-    only functions, classes, other callables and ``classmethod``/``staticmethod``
-    objects; an inner one only classes. A plain (non-glob) attribute of a class may be
-    inherited; the returned ``parent`` is still the class named in the path, so patching
-    it affects only that class.
+    starting with ``_`` match a glob only if the glob starts with ``_``; a glob matches
+    only what the module (or the class's module) defines, not what it imported; a final
+    glob segment matches only functions and ``classmethod``/``staticmethod`` objects of
+    functions (what can be wrapped transparently: never classes, exception classes,
+    modules or other objects), an inner one only classes. A plain (non-glob) attribute of
+    a class may be inherited; the returned ``parent`` is still the class named in the
+    path, so patching it affects only that class. A plain final segment may name any
+    callable except a class or a module.
 
     Args:
         module_obj: the imported module (or any object to start from).
         object_path: the dotted path, e.g. ``"Exporter.run"`` or ``"Exporter.*"``.
+        skipped: if given, the concrete paths of the classes a final glob segment
+            passed over are appended to it (for :func:`no_match_hint`).
 
     Returns:
         The matches, in order; empty when a glob matches nothing.
 
     Raises:
         TargetError: a non-glob segment does not exist (the message names it and
-            suggests close names) or a path goes through something that is not a class
-            or a module. Missing segments below a glob are skipped instead: the glob
-            simply did not match there.
+            suggests close names), a path goes through something that is not a class
+            or a module, or a path without globs names a class or a module (the message
+            says what to target instead, with the class's methods). Missing segments
+            below a glob are skipped instead: the glob simply did not match there.
     """
     segments = object_path.split(".")
     # Each frontier entry is (object, its concrete dotted path so far, its parent).
@@ -268,8 +345,11 @@ def resolve(module_obj: Any, object_path: str) -> List[Resolved]:
         for parent, path, _ in frontier:
             prefix = f"{path}." if path else ""
             if is_glob(segment):
-                for name, value in _candidates(parent, segment, final):
+                names: Optional[List[str]] = [] if skipped is not None else None
+                for name, value in _candidates(parent, segment, final, names):
                     next_frontier.append((value, prefix + name, parent))
+                if skipped is not None and names:
+                    skipped.extend(prefix + name for name in names)
                 continue
             found, value = _lookup(parent, segment)
             if not found:
@@ -287,6 +367,11 @@ def resolve(module_obj: Any, object_path: str) -> List[Resolved]:
                     f"{object_path!r} cannot go through it; name a function, a class or "
                     "a method of a class"
                 )
+            if final and (_is_class(value) or isinstance(value, types.ModuleType)):
+                if globbed:
+                    continue
+                module_name = getattr(module_obj, "__name__", "?")
+                raise _not_a_function(module_name, prefix + segment, value)
             next_frontier.append((value, prefix + segment, parent))
         globbed = globbed or is_glob(segment)
         frontier = next_frontier
@@ -299,3 +384,24 @@ def resolve(module_obj: Any, object_path: str) -> List[Resolved]:
             seen.add((id(parent), attribute))
             results.append(Resolved(parent=parent, attribute=attribute, path=path, value=value))
     return results
+
+
+def no_match_hint(module_obj: Any, object_path: str) -> str:
+    """Why a glob matched nothing in ``module_obj``, when classes are the reason; else "".
+
+    For messages: ``" (it passes over the classes 'Thing', 'Err': classes are never
+    wrapped; target their methods, e.g. 'Thing.*')"``.
+    """
+    skipped: List[str] = []
+    try:
+        resolve(module_obj, object_path, skipped)
+    except Exception:  # the caller reports the real problem
+        return ""
+    if not skipped:
+        return ""
+    shown = ", ".join(repr(path) for path in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return (
+        f" (it passes over the classes {shown}{more}: classes are never wrapped; target "
+        f"their methods, e.g. '{skipped[0]}.*')"
+    )

@@ -117,7 +117,8 @@ def test_collector_hangs(tmp_path: Path, collector: Collector) -> None:
     env = _otlp_env(tmp_path, collector.url, TASKTRACE_SHUTDOWN_TIMEOUT=str(shutdown))
     run = run_python([str(prog), str(n)], env)
     _assert_program_unchanged(run, n)
-    assert run.elapsed < shutdown + 6, run.elapsed
+    # The exit waited for the hanging export for its shutdown_timeout, and no longer.
+    assert shutdown * 0.9 <= run.elapsed < shutdown + 6, run.elapsed
     assert "did not finish within shutdown_timeout" in run.stderr
     assert undelivered(run.stderr) == n, run.stderr
     assert collector.delivered_roots() == []
@@ -479,7 +480,7 @@ def test_exit_is_bounded_even_when_everything_fails(tmp_path: Path) -> None:
     finally:
         hang.close()
     _assert_program_unchanged(run, n)
-    assert time.monotonic() - started < shutdown + 6
+    assert shutdown * 0.9 <= time.monotonic() - started < shutdown + 6  # it waited, bounded
     assert "were not delivered" in run.stderr or "dropped transactions" in run.stderr
 
 

@@ -66,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_argument("file", nargs="?", help="where to write (default: stdout)")
     sub.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    sub.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="MODULE:OBJECT",
+        help="add a [[background_task]] entry for this function (repeatable); without it "
+        "the file has commented examples only",
+    )
 
     sub = commands.add_parser(
         "report", help=_DESCRIPTIONS["report"], description=_DESCRIPTIONS["report"]

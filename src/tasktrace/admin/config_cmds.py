@@ -5,28 +5,66 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Dict, List
+from collections.abc import Sequence
+from typing import Any, Dict, List, Optional, Tuple
 
-from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load
+from tasktrace._compat import load_toml
+from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load, parse
 from tasktrace.exceptions import ConfigurationError, TargetError
 
 
 def add_file_argument(parser: argparse.ArgumentParser) -> None:
-    """``[FILE]`` plus ``--environment``, shared by validate-config and show-config."""
+    """``[FILE]``, ``--config FILE`` and ``--environment``, for validate-config and
+    show-config (``--config`` as ``run-program`` takes it)."""
     parser.add_argument(
         "file",
         nargs="?",
         help="the config file (default: TASKTRACE_CONFIG_FILE, ./tasktrace.toml, "
         "[tool.tasktrace] in ./pyproject.toml)",
     )
+    parser.add_argument(
+        "--config", metavar="FILE", help="the config file, as run-program takes it (or FILE)"
+    )
     parser.add_argument("--environment", metavar="ENV", help="apply the [env.ENV] table")
+
+
+class _UsageError(Exception):
+    """The command line names the config file twice, differently."""
+
+
+def _config_path(args: argparse.Namespace) -> Tuple[Optional[str], Optional[str]]:
+    """The config file named on the command line and how: ``(path, origin)``.
+
+    Raises:
+        _UsageError: FILE and ``--config`` are both given and name different files.
+    """
+    file, option = getattr(args, "file", None), getattr(args, "config", None)
+    if file and option:
+        if os.path.abspath(os.path.expanduser(file)) != os.path.abspath(os.path.expanduser(option)):
+            raise _UsageError(
+                f"the config file is given twice, as FILE ({file}) and as --config "
+                f"({option}); give only one"
+            )
+        return option, "--config"
+    if option:
+        return option, "--config"
+    if file:
+        return file, "the FILE argument"
+    return None, None
 
 
 def _load(args: argparse.Namespace) -> Settings:
     overrides: Dict[str, Any] = {}
     if getattr(args, "environment", None):
         overrides["environment"] = args.environment
-    return load(args.file, environment=args.environment, overrides=overrides)
+    path, origin = _config_path(args)
+    return load(path, environment=args.environment, overrides=overrides, origin=origin)
+
+
+def _usage_error(args: argparse.Namespace, exc: _UsageError) -> int:
+    command = getattr(args, "command", None) or "validate-config"
+    sys.stderr.write(f"tasktrace-admin {command}: error: {exc}\n")
+    return 2
 
 
 def _print_problems(exc: ConfigurationError) -> None:
@@ -74,6 +112,8 @@ def validate_config(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         settings = _load(args)
+    except _UsageError as exc:
+        return _usage_error(args, exc)
     except ConfigurationError as exc:
         _print_problems(exc)
         print(f"{len(exc.problems)} problem(s) found")
@@ -92,10 +132,50 @@ def validate_config(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+#: Where generate-config puts the entries given with --target: after the commented
+#: [[background_task]] example, before the [[function_trace]] one.
+_TARGETS_GO_BEFORE = "# Each [[function_trace]]"
+
+
+def starter_config(targets: Sequence[str] = ()) -> str:
+    """The starter config, with a ``[[background_task]]`` entry per item of ``targets``.
+
+    Without targets every entry is a commented example, so the file validates as written;
+    each target becomes a real entry (``"module:object.path"``, written as a TOML string).
+    """
+    if not targets:
+        return STARTER_CONFIG
+    import json
+
+    lines = ["# The targets given to generate-config --target."]
+    for target in targets:
+        # A JSON string is a valid TOML basic string (the same escapes); non-ASCII stays
+        # as it is, which TOML allows.
+        lines += ["[[background_task]]", f"function = {json.dumps(target, ensure_ascii=False)}", ""]
+    entries = "\n".join(lines) + "\n"
+    head, marker, tail = STARTER_CONFIG.partition(_TARGETS_GO_BEFORE)
+    if not marker:
+        return STARTER_CONFIG.rstrip("\n") + "\n\n" + entries
+    return head + entries + "\n" + marker + tail
+
+
 def generate_config(args: argparse.Namespace) -> int:
-    """Write the commented starter config to FILE or stdout."""
+    """Write the commented starter config, plus an entry per ``--target``, to FILE or stdout.
+
+    Returns 2 without writing anything if a ``--target`` is not a valid target string.
+    """
+    targets: List[str] = list(getattr(args, "target", None) or ())
+    text = starter_config(targets)
+    if targets:
+        destination = args.file if args.file and args.file != "-" else "<stdout>"
+        try:
+            parse(load_toml(text), destination)
+        except ConfigurationError as exc:
+            for problem in exc.problems:
+                sys.stderr.write(f"tasktrace-admin: --target: {problem}\n")
+            return 2
     if not args.file or args.file == "-":
-        sys.stdout.write(STARTER_CONFIG)
+        sys.stdout.write(text)
         return 0
     if os.path.exists(args.file) and not args.force:
         sys.stderr.write(
@@ -104,7 +184,7 @@ def generate_config(args: argparse.Namespace) -> int:
         return 1
     try:
         with open(args.file, "w", encoding="utf-8") as handle:
-            handle.write(STARTER_CONFIG)
+            handle.write(text)
     except OSError as exc:
         sys.stderr.write(f"tasktrace-admin: cannot write {args.file}: {exc.strerror}\n")
         return 1
@@ -118,6 +198,8 @@ def show_config(args: argparse.Namespace) -> int:
     """Print every effective setting and where it came from (secrets redacted)."""
     try:
         settings = _load(args)
+    except _UsageError as exc:
+        return _usage_error(args, exc)
     except ConfigurationError as exc:
         _print_problems(exc)
         return 1

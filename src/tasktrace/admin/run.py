@@ -209,7 +209,13 @@ def build_environment(
         f"{os.path.realpath(sys.prefix)}|{sys.version_info[0]}.{sys.version_info[1]}"
     )
     if config:
-        env["TASKTRACE_CONFIG_FILE"] = os.path.abspath(os.path.expanduser(config))
+        path = os.path.abspath(os.path.expanduser(config))
+        env["TASKTRACE_CONFIG_FILE"] = path
+        # So that "the config file does not exist" can say --config named it (see
+        # tasktrace.config._LAUNCHER_CONFIG).
+        env["TASKTRACE_BOOTSTRAP_CONFIG"] = path
+    else:
+        env.pop("TASKTRACE_BOOTSTRAP_CONFIG", None)
     if app_name:
         env["TASKTRACE_APP_NAME"] = app_name
     if environment:
