@@ -190,6 +190,23 @@ def test_missing_config_file_names_its_origin(
     assert "(named by the FILE argument)" in capsys.readouterr().out
 
 
+def test_validate_config_explains_class_targets(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target naming a class fails with what to target instead; a glob that matched
+    only classes fails naming them."""
+    (project / "tasktrace.toml").write_text(
+        '[[background_task]]\nfunction = "adminjobs:Exporter"\n'
+        '[[background_task]]\nfunction = "adminjobs:Ex*"\n'
+    )
+    assert main(["validate-config"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  background_task adminjobs:Exporter  'adminjobs:Exporter' names a class" in out
+    assert "'adminjobs:Exporter.run'" in out
+    assert "matches nothing in 'adminjobs' (it passes over the classes 'Exporter'" in out
+    assert "2 target(s), 2 error(s)" in out
+
+
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     """--version prints the version; help lists the commands; help COMMAND shows its usage."""
     with pytest.raises(SystemExit) as exc:

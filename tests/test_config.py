@@ -795,6 +795,41 @@ def test_cpu_time_is_off_by_default_and_set_by_file_or_variable() -> None:
         config.parse({"cpu_time": "yes"}, "t.toml")
 
 
+def _table(functions: list[Any]) -> Dict[str, Any]:
+    return {"background_task": [{"function": f} for f in functions]}
+
+
+def test_large_target_tables_give_what_entry_by_entry_checks_give() -> None:
+    """A table long enough to be checked in bulk gives the same targets, sources and
+    problems as the entry-by-entry checks (globs, spaces, odd entries included)."""
+    plain = [f"pkg_{i}.jobs:Cls_{i}.run" for i in range(200)]
+    settings = parse(_table(plain), "big.toml")
+    assert [t.function for t in settings.background_tasks] == plain
+    assert settings.background_tasks[199].source == "big.toml: background_task[200]"
+    assert settings.background_tasks[0] == parse(_table(plain[:1]), "big.toml").background_tasks[0]
+    mixed = [*plain, " spaced.mod : f ", "globbed:run_*", "ünï:f"]
+    functions = [t.function for t in parse(_table(mixed), "big.toml").background_tasks]
+    assert functions == [*plain, "spaced.mod:f", "globbed:run_*", "ünï:f"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "fragment"),
+    [
+        ("a:b\nc:d", "background_task[101].function"),
+        ("a:b:c", "more than one ':'"),
+        (5, "expected a non-empty string"),
+        ("nocolon", "has no ':'"),
+    ],
+)
+def test_one_bad_entry_in_a_large_table_is_reported(bad: Any, fragment: str) -> None:
+    """A bad entry among many is reported as it would be alone, with its position."""
+    functions: list[Any] = [f"m{i}:f" for i in range(100)]
+    with pytest.raises(ConfigurationError) as info:
+        parse(_table([*functions, bad]), "big.toml")
+    (problem,) = info.value.problems
+    assert "background_task[101]" in problem and fragment in problem
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [("shutdown_timeout", 1e10), ("harvest_interval", 1e308), ("reporter.timeout", 1e300)],

@@ -224,6 +224,20 @@ class Plain:
 def job(): pass
 alias = job
 partial_job = functools.partial(job)
+
+@functools.lru_cache(maxsize=None)
+def cached(): pass
+
+def _decorate(func):
+    @functools.wraps(func)
+    def inner(*args, **kwargs):
+        return func(*args, **kwargs)
+    return inner
+
+@_decorate
+def decorated(): pass
+
+cached_dumps = functools.lru_cache(maxsize=None)(dumps)
 instance = Thing()
 lam = lambda: None
 """
@@ -233,9 +247,10 @@ lam = lambda: None
 
 def test_globs_match_only_functions_defined_here() -> None:
     """A glob never picks classes, exception classes, modules, partials, instances or
-    functions imported into the module or assigned into a class body."""
+    functions imported into the module or assigned into a class body; decorated
+    functions (lru_cache, functools.wraps) defined there it does."""
     module = _classy_module()
-    assert _paths(module, "*") == ["job", "alias", "lam"]
+    assert _paths(module, "*") == ["job", "alias", "cached", "decorated", "lam"]
     assert _paths(module, "Thing.*") == ["Thing.run", "Thing.stop"]
     assert _paths(module, "*.*") == ["Thing.run", "Thing.stop"]
     assert _paths(module, "E*") == []

@@ -25,12 +25,18 @@ from __future__ import annotations
 import sys
 import threading
 from types import ModuleType
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tasktrace._logging import get_logger
 from tasktrace.exceptions import TaskTraceError
 
-__all__ = ["PostImportHook", "executions", "lock", "register_post_import_hook"]
+__all__ = [
+    "PostImportHook",
+    "executions",
+    "lock",
+    "register_post_import_hook",
+    "register_post_import_hooks",
+]
 
 # Lazy: ``logging`` is imported only when there is something to log.
 _log = get_logger()
@@ -238,18 +244,43 @@ def register_post_import_hook(module_name: str, callback: PostImportHook) -> Non
             raises a ``TaskTraceError`` during an import fails that import (strict mode),
             any other exception is logged.
     """
+    register_post_import_hooks([(module_name, callback)])
+
+
+def register_post_import_hooks(hooks: Sequence[Tuple[str, PostImportHook]]) -> None:
+    """:func:`register_post_import_hook` for many ``(module_name, callback)`` pairs at once.
+
+    All are registered under one acquisition of the lock (a config may list thousands of
+    targets, and the bootstrap registers them in every process it starts); then the
+    callbacks of modules already imported run, in order.
+
+    Raises:
+        TaskTraceError: the first one a callback run at once raised, after all have run.
+    """
     global _finder
+    run_now: List[Tuple[PostImportHook, ModuleType]] = []
     with lock:
         if _finder is None:
             _finder = _PostImportFinder()
         if _finder not in sys.meta_path:
             sys.meta_path.insert(0, _finder)
-        _registry.setdefault(module_name, []).append(callback)
-        module = sys.modules.get(module_name)
-        run_now = module is not None and module_name not in _executing
-    if run_now:
-        assert module is not None
-        _run_callbacks([callback], module)
+        modules = sys.modules
+        for module_name, callback in hooks:
+            callbacks = _registry.get(module_name)
+            if callbacks is None:
+                callbacks = _registry[module_name] = []
+            callbacks.append(callback)
+            module = modules.get(module_name)
+            if module is not None and module_name not in _executing:
+                run_now.append((callback, module))
+    fatal: Optional[TaskTraceError] = None
+    for callback, module in run_now:
+        try:
+            _run_callbacks([callback], module)
+        except TaskTraceError as exc:
+            fatal = fatal or exc
+    if fatal is not None:
+        raise fatal
 
 
 def _reset_for_tests() -> None:

@@ -74,7 +74,7 @@ from __future__ import annotations
 
 import sys
 from types import FrameType, ModuleType
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from tasktrace import _importlib_bootstrap
 from tasktrace._importlib_bootstrap import PostImportHook, register_post_import_hook
@@ -85,7 +85,12 @@ from tasktrace._importlib_bootstrap import _registry as _registry
 from tasktrace._logging import get_logger
 from tasktrace.config import Settings, TargetSettings
 from tasktrace.exceptions import TargetError
-from tasktrace.targets import Resolved, is_glob, no_match_hint, resolve
+
+if TYPE_CHECKING:
+    from tasktrace.targets import Resolved
+
+# tasktrace.targets (and fnmatch) are imported where targets are resolved, once a target
+# module is imported: the bootstrap installs the hooks in every process it starts.
 
 __all__ = [
     "AppliedTarget",
@@ -212,6 +217,8 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
 
     Problems are logged once (or raised as ``TargetError`` when ``strict``).
     """
+    from tasktrace.targets import no_match_hint, resolve
+
     module_name = getattr(module, "__name__", target.module)
     where = _where(target)
     try:
@@ -234,6 +241,8 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
 
 class _TargetHook:
     """The post-import hook of one target (a class so its repr names the target)."""
+
+    __slots__ = ("strict", "target")
 
     def __init__(self, target: TargetSettings, strict: bool) -> None:
         self.target = target
@@ -260,21 +269,27 @@ def install(settings: Settings) -> None:
     """
     if not settings.enabled:
         return
-    new: List[TargetSettings] = []
+    # Written for tables of thousands of targets: the bootstrap runs this in every
+    # process it starts, so each target costs a set lookup and one small object.
+    enabled = [t for t in (*settings.background_tasks, *settings.function_traces) if t.enabled]
     with _lock:
-        for target in (*settings.background_tasks, *settings.function_traces):
-            if target.enabled and target not in _installed:
-                _installed.add(target)
-                new.append(target)
-    has_main = False
+        new = [t for t in dict.fromkeys(enabled) if t not in _installed]
+        _installed.update(new)
+    strict = settings.strict
+    main: List[Tuple[TargetSettings, bool]] = []
+    hooks: List[Tuple[str, PostImportHook]] = []
     for target in new:
-        if target.module == _MAIN:
-            with _lock:
-                _main_targets.append((target, settings.strict))
-            has_main = True
+        module = target.function.partition(":")[0]
+        if module == _MAIN:
+            main.append((target, strict))
         else:
-            register_post_import_hook(target.module, _TargetHook(target, settings.strict))
-    if has_main:
+            hooks.append((module, _TargetHook(target, strict)))
+    if main:
+        with _lock:
+            _main_targets.extend(main)
+    # In bulk: one lock for the whole table, however many targets the config lists.
+    _importlib_bootstrap.register_post_import_hooks(hooks)
+    if main:
         install_main_hook()
 
 
@@ -296,6 +311,8 @@ def resolve_target(target: TargetSettings) -> List[Resolved]:
             does not exist (with close names).
     """
     import importlib
+
+    from tasktrace.targets import resolve
 
     try:
         module = importlib.import_module(target.module)
@@ -421,6 +438,8 @@ class _MainTracer:
         self.add_targets(targets)
 
     def add_targets(self, targets: List[Tuple[TargetSettings, bool]]) -> None:
+        from tasktrace.targets import is_glob
+
         for entry in targets:
             target = entry[0]
             kind = self.globs if is_glob(target.object_path) else self.plain
@@ -539,6 +558,8 @@ class _MainTracer:
             self.sweep_globs(main)
 
     def sweep_globs(self, main: ModuleType) -> None:
+        from tasktrace.targets import resolve
+
         for target, strict in self.globs:
             try:
                 matches = resolve(main, target.object_path)
@@ -558,6 +579,8 @@ class _MainTracer:
         main = sys.modules.get(_MAIN)
         if main is None:
             return
+        from tasktrace.targets import resolve
+
         done = {(a.target, a.module) for a in applied() if a.ok}
         for target, strict in (*self.plain, *self.globs):
             if (target, _MAIN) in done:

@@ -187,15 +187,30 @@ def _function_of(value: object) -> object:
 
 def _is_function(value: object) -> bool:
     """Whether ``value`` can be wrapped transparently: a ``def``/``async def``/lambda
-    function, or a ``classmethod``/``staticmethod`` of one.
+    function, a decorated one (a callable whose ``__wrapped__`` chain ends in a function,
+    as ``functools.wraps``, ``functools.lru_cache`` and wrapt decorators leave it), or a
+    ``classmethod``/``staticmethod`` of either.
 
-    Such a function is replaced by another function of the same kind, which nothing can
-    tell apart but by identity. Anything else (a class, an exception class, a module, a
-    ``functools.partial``, a callable instance) would have to be replaced by a proxy
-    object, and a proxy for a class breaks ``except``, ``isinstance``, pickling,
-    subclassing and ``match``: globs never pick those.
+    Anything else (a class, an exception class, a module, a ``functools.partial``, a
+    callable instance) would have to be replaced by a proxy object that stands in for
+    something that is not a function, and a proxy for a class breaks ``except``,
+    ``isinstance``, pickling, subclassing and ``match``: globs never pick those.
     """
-    return isinstance(_function_of(value), types.FunctionType)
+    value = _function_of(value)
+    if isinstance(value, types.FunctionType):
+        return True
+    if _is_class(value) or not callable(value):
+        return False
+    try:
+        for _ in range(100):  # as inspect.unwrap, without importing inspect
+            value = value.__wrapped__  # type: ignore[attr-defined]
+            if isinstance(value, types.FunctionType):
+                return True
+            if _is_class(value):
+                return False
+    except Exception:  # no __wrapped__ (or a hostile one): not a decorated function
+        return False
+    return False
 
 
 def _defined_in(value: object, parent: Any) -> bool:

@@ -98,7 +98,11 @@ def _check_target(target: TargetSettings) -> List[str]:
     except BaseException as exc:  # a module that raises on import, even SystemExit
         return [f"FAIL  {label}  importing {target.module!r} failed: {type(exc).__name__}: {exc}"]
     if not resolved:
-        return [f"FAIL  {label}  the pattern matches nothing in {target.module!r}"]
+        from tasktrace.targets import no_match_hint
+
+        module = sys.modules.get(target.module)
+        hint = "" if module is None else no_match_hint(module, target.object_path)
+        return [f"FAIL  {label}  the pattern matches nothing in {target.module!r}{hint}"]
     paths = ", ".join(r.path for r in resolved[:8])
     more = f" and {len(resolved) - 8} more" if len(resolved) > 8 else ""
     return [f"ok    {label}  -> {target.module}:{paths}{more}"]
