@@ -572,11 +572,11 @@ def test_evicted_records_are_delivered_through_the_metrics_or_said_lost(
     evicted ones were not delivered to it, exactly."""
     with_metrics, records_only = MetricsReporter(name="metrics"), MemoryReporter()
     rec = _make(recorders, [with_metrics, records_only], buffer_size=100)
-    rec._start()
-    rec._high_water = rec._limit  # keep the harvest thread asleep: the buffer overflows
+    rec._wake_early = lambda: None  # type: ignore[method-assign]  # the buffer overflows
     for _ in range(1000):
         rec.record(_record())
     evicted = rec.drop_totals()["buffer_full"]
+    assert evicted >= 900
     caplog.set_level(logging.WARNING, logger="tasktrace")
     recorder_mod._reset_for_tests()
     recorder_mod._exit_flush_all()
@@ -607,3 +607,52 @@ def test_answers_without_counts_are_made_to_add_up(recorders: List[HarvestRecord
     assert rec.flush(2.0) is True
     assert rec.pending() == 0
     assert rec.undelivered() == {"memory": (4, {}, 0)}
+
+
+class GatedReporter:
+    """Commits through the batch's CommitGate, ``wait_before`` or ``wait_after`` the
+    commit (a write that ends just as the exit budget does)."""
+
+    name = "gated"
+
+    def __init__(self, wait_before: float = 0.0, wait_after: float = 0.0) -> None:
+        self.wait_before, self.wait_after = wait_before, wait_after
+        self.stored: List[TransactionRecord] = []
+        self.done = threading.Event()
+
+    def export(self, batch: Batch) -> ExportResult:
+        time.sleep(self.wait_before)
+        assert batch.gate is not None
+        written = batch.gate.commit(self.name, lambda: self.stored.extend(batch.records))
+        time.sleep(self.wait_after)
+        self.done.set()
+        if not written:
+            return ExportResult(False, retryable=True, kept=len(batch.records))
+        return ExportResult(True, exported=len(batch.records))
+
+    def force_flush(self, timeout: Optional[float] = None) -> bool:
+        return True
+
+    def shutdown(self, timeout: Optional[float] = None) -> None:
+        pass
+
+
+@pytest.mark.parametrize("late", ["commit", "answer"])
+def test_a_write_that_ends_with_the_exit_budget_is_said_as_it_went(
+    recorders: List[HarvestRecorder], caplog: pytest.LogCaptureFixture, late: str
+) -> None:
+    """A commit that would come after the exit warning is refused (said lost, not
+    stored); one that came before it, but whose answer is late, is not said lost."""
+    gated = GatedReporter(**({"wait_before": 1.0} if late == "commit" else {"wait_after": 1.0}))
+    rec = _make(recorders, [gated], shutdown_timeout=0.4)
+    for _ in range(5):
+        rec.record(_record())
+    caplog.set_level(logging.WARNING, logger="tasktrace")
+    recorder_mod._reset_for_tests()
+    recorder_mod._exit_flush_all()
+    assert gated.done.wait(5)
+    lines = _exit_lines(caplog)
+    if late == "commit":
+        assert gated.stored == [] and len(lines) == 1 and "5 of 5" in lines[0]
+    else:
+        assert len(gated.stored) == 5 and lines == []

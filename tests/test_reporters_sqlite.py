@@ -329,3 +329,18 @@ def test_default_path_honours_xdg_data_home_like_report(
     expected = str(tmp_path / "data" / "tasktrace" / "tasktrace.db")
     assert SqliteReporter(Settings()).path == expected
     assert report._db_path(None) == expected
+
+
+def test_a_closed_gate_refuses_the_commit(tmp_path: Path) -> None:
+    """Once the recorder's exit warning has closed the gate, nothing more is written."""
+    from tasktrace.reporters.base import CommitGate
+
+    path = str(tmp_path / "t.db")
+    reporter = SqliteReporter(path=path)
+    gate = CommitGate()
+    assert reporter.export(_batch(2)._replace(gate=gate)).exported == 2
+    assert gate.close() == {"sqlite"}  # committed, and not settled by a recorder here
+    result = reporter.export(_batch(3)._replace(gate=gate))
+    assert not result and result.kept == 5 - 2
+    assert _stored(path) == 2
+    reporter._closed = True  # (shutdown would try again, and be refused again)

@@ -79,6 +79,7 @@ from tasktrace.records import (
 )
 from tasktrace.reporters.base import (
     Batch,
+    CommitGate,
     Deadline,
     DropCount,
     ExportResult,
@@ -322,6 +323,8 @@ class HarvestRecorder:
         self._unharvested_evictions_lost = 0
         #: A reporter gave up at shutdown for lack of time (said in the exit warning).
         self._out_of_time = False
+        #: Closed by the exit warning, so that no write commits after it (see CommitGate).
+        self._gate = CommitGate()
         #: The deadline of the export in progress, which _post() may bring forward.
         self._export_deadline: Optional[Deadline] = None
         self._logged: set[Tuple[str, str]] = set()
@@ -665,11 +668,14 @@ class HarvestRecorder:
         now = time.time()
         window_start, self._window_start = self._window_start, now
         if not records and not evicted and not drops:
-            # Nothing new; a reporter that kept a batch back gets its chance to write it.
+            # Nothing new; a reporter that kept a batch back gets its chance to write it
+            # (briefly, unless a flush asked: an exit may come meanwhile, and cannot
+            # bring a force_flush's timeout forward).
             ok = True
+            retry_by = time.monotonic() + min(1.0, self._interval) if deadline is None else deadline
             for reporter in reporters:
                 if self._account(reporter).kept:
-                    ok = self._flush_reporter(reporter, deadline) and ok
+                    ok = self._flush_reporter(reporter, retry_by) and ok
             return ok
         aggs: _AggMap = {}
         _fold_many(aggs, records)
@@ -683,6 +689,7 @@ class HarvestRecorder:
             drops=tuple(DropCount(app, reason, n) for (app, reason), n in drops.items()),
             pid=self._pid,
             deadline=export_deadline,
+            gate=self._gate,
         )
         self._export_deadline = export_deadline
         try:
@@ -770,6 +777,8 @@ class HarvestRecorder:
                 self._add_drops_for(batch, reason, dropped)
             if self._stopping and dropped and result.retryable:
                 self._out_of_time = True  # given up on at exit for lack of time
+            if name:
+                self._gate.settled(name)  # (after the ledger took what it committed)
         if name and (not result.success or dropped):
             self._log_once(name, result.message or "export failed")
         return result.success and not dropped and not kept
@@ -848,13 +857,23 @@ class HarvestRecorder:
             pending += self._unharvested_evictions
         return pending
 
-    def undelivered(self) -> Dict[str, Tuple[int, Dict[str, int], int]]:
+    def undelivered(
+        self, committed: Optional[Set[str]] = None
+    ) -> Dict[str, Tuple[int, Dict[str, int], int]]:
         """Per reporter: (delivered, dropped by reason, pending) transactions, from the
-        ledger; for any reporter, delivered + dropped + pending = recorded."""
+        ledger; for any reporter, delivered + dropped + pending = recorded.
+
+        Args:
+            committed: Reporters that committed everything they held (in flight and
+                kept) without the ledger having entered it yet (see CommitGate).
+        """
         with self._lock:
             totals = self._drop_totals
             view: Dict[str, Tuple[int, Dict[str, int], int]] = {}
             for account in self._all_accounts():
+                written = 0
+                if committed and account.name in committed:
+                    written = account.in_flight + account.kept
                 dropped = dict(account.dropped)
                 if account.stores_metrics:
                     # Evicted after the final harvest: not even in the metrics.
@@ -865,7 +884,11 @@ class HarvestRecorder:
                     dropped[REASON_BUFFER_FULL] = totals[REASON_BUFFER_FULL]
                 if totals.get(REASON_AFTER_SHUTDOWN):
                     dropped[REASON_AFTER_SHUTDOWN] = totals[REASON_AFTER_SHUTDOWN]
-                view[account.name] = (account.delivered, dropped, self._pending_of(account))
+                view[account.name] = (
+                    account.delivered + written,
+                    dropped,
+                    self._pending_of(account) - written,
+                )
             return view
 
     def _warn_at_exit(self) -> None:
@@ -875,7 +898,8 @@ class HarvestRecorder:
         if self._warned:
             return
         self._warned = True
-        view = self.undelivered()
+        # From here on nothing commits: what is said below is what happened.
+        view = self.undelivered(self._gate.close())
         if self._out_of_time or any(pending for _, _, pending in view.values()):
             logger.warning(
                 "tasktrace: delivery did not finish within shutdown_timeout=%ss",

@@ -883,7 +883,15 @@ def _pack_segments(
 # -- writes --------------------------------------------------------------------------------
 
 
-def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> int:
+class WriteRefused(Exception):
+    """The commit was refused (the exit warning has been said): nothing was written."""
+
+
+def write_batches(
+    conn: sqlite3.Connection,
+    batches: Sequence[Batch],
+    commit: Optional[Callable[[], bool]] = None,
+) -> int:
     """Write ``batches`` in one ``BEGIN IMMEDIATE`` transaction; returns the number of
     transactions written.
 
@@ -892,9 +900,15 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> int:
     segments and errors are inserted with ``executemany`` instead of a round trip per
     block; its metrics and drops become rows of their own.
 
+    Args:
+        commit: Commits the transaction and returns True, or returns False to have it
+            rolled back instead (a :class:`~tasktrace.reporters.base.CommitGate` that
+            closed); default: commit.
+
     Raises:
         sqlite3.OperationalError: ``database is locked`` beyond the busy timeout, disk
             full, ... (nothing is written then).
+        WriteRefused: ``commit`` refused (nothing is written).
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -928,7 +942,10 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> int:
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)", metric_rows)
         if drop_rows:
             conn.executemany("INSERT INTO drops VALUES (?,?,?,?,?)", drop_rows)
-        conn.execute("COMMIT")
+        if commit is None:
+            conn.execute("COMMIT")
+        elif not commit():
+            raise WriteRefused("the exit warning was said first")
     except BaseException:
         try:
             conn.execute("ROLLBACK")

@@ -16,7 +16,17 @@ import threading
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, NamedTuple, Optional, Protocol, Tuple, Union, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    NamedTuple,
+    Optional,
+    Protocol,
+    Set,
+    Tuple,
+    Union,
+    runtime_checkable,
+)
 
 from tasktrace.records import TransactionRecord
 
@@ -127,6 +137,46 @@ class Deadline:
         return f"Deadline({self._at!r})"
 
 
+class CommitGate:
+    """Keeps a reporter's last write and the recorder's exit warning from crossing.
+
+    At exit the recorder waits for the final delivery at most ``shutdown_timeout``, then
+    says what was not delivered. A write still under way then (another process held the
+    store's lock until the last moment) could commit just after that was said, and the
+    same transactions would be both stored and said lost. So a reporter that can make
+    its write all-or-nothing commits through :meth:`commit`, and the recorder calls
+    :meth:`close` before it speaks: from then on no commit happens, and it learns which
+    reporters committed without the recorder having heard of it yet.
+    """
+
+    __slots__ = ("_closed", "_lock", "_unsettled")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self._unsettled: Set[str] = set()
+
+    def commit(self, reporter: str, action: Callable[[], object]) -> bool:
+        """Run ``action`` (the commit itself) unless the gate is closed; True if it ran."""
+        with self._lock:
+            if self._closed:
+                return False
+            action()
+            self._unsettled.add(reporter)
+            return True
+
+    def settled(self, reporter: str) -> None:
+        """The recorder has entered ``reporter``'s answer (what it committed is counted)."""
+        with self._lock:
+            self._unsettled.discard(reporter)
+
+    def close(self) -> Set[str]:
+        """No more commits; returns the reporters whose commits are not yet counted."""
+        with self._lock:
+            self._closed = True
+            return set(self._unsettled)
+
+
 class Batch(NamedTuple):
     """Everything one harvest delivers."""
 
@@ -146,6 +196,8 @@ class Batch(NamedTuple):
     #: value or a :class:`Deadline` the recorder may bring forward; None means the
     #: reporter's own timeout alone applies. Read it through :meth:`time_left`.
     deadline: Union[float, Deadline, None] = None
+    #: The recorder's :class:`CommitGate`, through which a reporter commits (None: none).
+    gate: Optional[CommitGate] = None
 
     def time_left(self, default: float) -> float:
         """Seconds a reporter may still spend on this batch: ``default`` capped by the

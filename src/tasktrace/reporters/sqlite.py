@@ -25,13 +25,14 @@ import sqlite3
 import time
 from collections import Counter
 from itertools import compress, repeat
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from tasktrace import store
 from tasktrace.exceptions import StoreError
 from tasktrace.records import TransactionRecord, app_of, errors_of, same_task, task_key_of
 from tasktrace.reporters.base import (
     Batch,
+    CommitGate,
     DropCount,
     ExportResult,
     MetricKey,
@@ -106,6 +107,7 @@ class SqliteReporter:
         #: The transactions the kept batches stand for (their metrics' calls, not their
         #: sampled rows): what the recorder's ledger shows as kept by this reporter.
         self._held = 0
+        self._gate: Optional[CommitGate] = None
         self._closed = False
 
     def _connection(self, budget_ms: int) -> sqlite3.Connection:
@@ -136,10 +138,13 @@ class SqliteReporter:
             self._pid = os.getpid()
             self._kept = []
             self._held = 0
+            self._gate = None
         if self._max_rows_per_name:
             batch = batch._replace(records=sample_rows(batch.records, self._max_rows_per_name))
         self._kept.append(batch)
         self._held += units
+        if batch.gate is not None:
+            self._gate = batch.gate  # (the recorder's, for this process: kept for flushes)
         return self._write(batch.time_left(self._timeout), batch)
 
     def _write(self, budget: float, batch: Optional[Batch] = None) -> ExportResult:
@@ -160,7 +165,16 @@ class SqliteReporter:
             attempt = time.monotonic()
             try:
                 conn = self._connection(max(1, left_ms))
-                store.write_batches(conn, self._kept)
+                store.write_batches(conn, self._kept, self._commit_for(conn))
+            except store.WriteRefused:
+                # The recorder has said what was not delivered: these stay unwritten.
+                return ExportResult(
+                    False,
+                    retryable=True,
+                    kept=self._held,
+                    reason=REASON_LOCKED,
+                    message=f"database {self.path}: the exit budget ended before the write",
+                )
             except sqlite3.OperationalError as exc:
                 last_error = exc
                 left = deadline - time.monotonic()
@@ -206,6 +220,13 @@ class SqliteReporter:
         else:
             message = f"cannot write {self.path}: {type(last_error).__name__}: {last_error}"
         return ExportResult(False, dropped=held, message=message)
+
+    def _commit_for(self, conn: sqlite3.Connection) -> Optional[Callable[[], bool]]:
+        """How to commit: through the recorder's gate when there is one."""
+        gate = self._gate
+        if gate is None:
+            return None
+        return lambda: gate.commit(self.name, lambda: conn.execute("COMMIT"))
 
     def _bound_kept(self) -> int:
         """Bound the memory the kept batches take; returns the transactions given up on.
