@@ -12,6 +12,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Callable, Optional
 
+from tasktrace import _fork
 from tasktrace.config import Settings
 
 if TYPE_CHECKING:
@@ -111,5 +112,4 @@ def _mark_forked_child() -> None:
 
 # Registered here, at import, because the recorder is created lazily: a worker that forks a
 # child per job (RQ) may never record anything itself, so no recorder exists to register.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_mark_forked_child)
+_fork.register(after_in_child=_mark_forked_child)

@@ -67,6 +67,7 @@ from itertools import compress, repeat, starmap
 from operator import mul
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
+from tasktrace import _fork
 from tasktrace._logging import get_logger
 from tasktrace.config import Settings
 from tasktrace.records import (
@@ -1462,12 +1463,11 @@ def _after_fork_in_child() -> None:
         os._exit = _exit_after_delivery
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
+_fork.register(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 def _reset_for_tests() -> None:

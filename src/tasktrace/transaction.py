@@ -20,11 +20,12 @@ import time
 import traceback
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from random import getrandbits
 from types import MappingProxyType, TracebackType
 from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
+from tasktrace import _fork
 from tasktrace._logging import get_logger
+from tasktrace._rng import getrandbits
 from tasktrace._state import STATE
 from tasktrace.records import (
     EMPTY_ATTRIBUTES,
@@ -74,8 +75,7 @@ def _after_fork_in_child() -> None:
     _PID = os.getpid()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.register(after_in_child=_after_fork_in_child)
 
 ExcInfo = Tuple[Type[BaseException], BaseException, Optional[TracebackType]]
 

@@ -25,7 +25,6 @@ import gzip
 import json
 import math
 import os
-import random
 import socket
 import ssl
 import threading
@@ -35,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
+from tasktrace import _rng
 from tasktrace._version import __version__
 
 # The one URL redaction (re-exported here, where the reporter's messages use it).
@@ -213,7 +213,7 @@ def build_request(
     *,
     pid: Optional[int] = None,
     host: Optional[str] = None,
-    getrandbits: Callable[[int], int] = random.getrandbits,
+    getrandbits: Callable[[int], int] = _rng.getrandbits,
 ) -> Dict[str, Any]:
     """The ``ExportTraceServiceRequest`` for ``records``, as OTLP JSON (a dict).
 
@@ -221,8 +221,8 @@ def build_request(
         records: The transactions; one ``resourceSpans`` entry is made per app.
         pid: ``process.pid`` (default: the records' pid, else this process).
         host: ``host.name`` (default: ``socket.gethostname()``).
-        getrandbits: Source of the segments' span ids (the module ``random``, which
-            Python reseeds in forked children).
+        getrandbits: Source of the segments' span ids (tasktrace's own random source,
+            reseeded in forked children; never the program's global ``random``).
     """
     host = socket.gethostname() if host is None else host
     by_app: Dict[str, List[Dict[str, Any]]] = {}
@@ -467,7 +467,7 @@ class OtlpReporter:
             # Retryable: wait as told (Retry-After) or back off, but never past the deadline.
             if retry_after is None:
                 retry_after = min(MAX_BACKOFF, INITIAL_BACKOFF * (2**attempt))
-                retry_after *= 0.5 + random.random()  # jitter: spread retries of many processes
+                retry_after *= 0.5 + _rng.random()  # jitter: spread retries of many processes
             attempt += 1
             if retry_after >= batch.time_left(end - time.monotonic()):
                 return ExportResult(

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import operator
 import os
-import random
 import sqlite3
 import time
 from collections import Counter
 from itertools import compress, repeat
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from tasktrace import store
+from tasktrace import _rng, store
 from tasktrace.exceptions import StoreError
 from tasktrace.records import TransactionRecord, app_of, errors_of, same_task, task_key_of
 from tasktrace.reporters.base import (
@@ -353,7 +352,7 @@ def _spread(total: int, limit: int) -> Iterable[int]:
     """
     # Position i is (start + i * total) // limit, in integers: exact, distinct (total >
     # limit), and never past total - 1.
-    start = random.randrange(total)
+    start = _rng.randrange(total)
     return map(
         operator.floordiv,
         map(operator.add, repeat(start), map(operator.mul, range(limit), repeat(total))),
