@@ -1225,6 +1225,28 @@ def _nudge_if_unhandled(signum: int) -> None:
         pass
 
 
+def _restore_signal_dispositions() -> None:
+    """In a forked child: give the signals our handler took back to what they were.
+
+    Python-level handlers survive fork, the watcher thread that guards ours does not
+    (see :func:`_install_signal_watch`). A child with our handler and no watcher can miss
+    a SIGTERM for good (a pool worker blocked on its queue's lock when Pool.terminate()
+    comes: the worker hangs, and the parent joining it). A child has recorded nothing
+    yet, so it has nothing to deliver: it gets the program's own disposition back, and
+    the handler returns, with its watcher, when the child records
+    (:func:`_install_process_hooks`).
+    """
+    for signum in list(_handled_signals):
+        previous = _previous_handlers.get(signum)
+        try:
+            if signal.getsignal(signum) is _on_sigterm:
+                signal.signal(signum, previous if callable(previous) else signal.SIG_DFL)
+        except (ValueError, OSError):  # not the main thread: leave it as it is
+            continue
+        _previous_handlers.pop(signum, None)
+        _handled_signals.discard(signum)
+
+
 def _close_signal_watch() -> None:
     """Forget this process's wake-up pipe (after fork: the parent's; it is the parent's
     watcher that reads it)."""
@@ -1458,7 +1480,7 @@ def _after_fork_in_child() -> None:
         recorder._reset_process_state()
     _hooks_pid = 0
     _exit_deadline = None
-    # Python-level signal handlers are inherited, so ours (if any) are still in place.
+    _restore_signal_dispositions()
     if os._exit is not _exit_after_delivery:
         os._exit = _exit_after_delivery
 

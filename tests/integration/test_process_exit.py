@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sqlite3
@@ -127,6 +128,82 @@ print("not reached", flush=True)
     assert proc.returncode == -signal.SIGTERM, proc.stderr
     assert "not reached" not in proc.stdout
     assert stored_transactions(tmp_path / "tasks.db") == 5
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="needs os.fork, sigmask")
+def test_forked_child_that_records_nothing_keeps_the_default_sigterm(tmp_path: Path) -> None:
+    """A child forked after the parent recorded inherits the parent's Python-level SIGTERM
+    handler but not its watcher thread. If it kept the handler, a SIGTERM delivered to
+    another of its threads while its main thread blocks in a C call (a pool worker waiting
+    on its queue's lock when Pool.terminate() comes) would never run it: the child would
+    hang and its parent with it. A child that has recorded nothing has nothing to deliver:
+    it must have the program's own disposition back and die of the signal; once it
+    records, the handler comes back with its watcher."""
+    prog = write_program(
+        tmp_path,
+        _TASKS
+        + """
+import multiprocessing, threading
+for i in range(3):
+    work(i)
+assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # ours, in the parent
+child = os.fork()
+if child == 0:
+    print("child-default", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
+    lock = multiprocessing.Lock()
+    lock.acquire()
+    threading.Timer(0.3, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+    # The signal must land on the timer's thread, not interrupt the main one: so it is
+    # in Pool.terminate()'s race, where it arrives just before the main thread blocks.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    lock.acquire()  # blocks in sem_wait: only the default action can end this
+    os._exit(7)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    pid, status = os.waitpid(child, os.WNOHANG)
+    if pid:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    print("child hung", flush=True)
+    sys.exit(1)
+print("child-status", os.waitstatus_to_exitcode(status), flush=True)
+""",
+    )
+    proc = run_python([str(prog)], _env(tmp_path), timeout=30)
+    assert "child-default True" in proc.stdout, proc.stdout + proc.stderr
+    assert f"child-status {-signal.SIGTERM}" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert stored_transactions(tmp_path / "tasks.db") == 3
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_that_records_delivers_on_sigterm(tmp_path: Path) -> None:
+    """The other half: a forked child that records gets the handler (and the watcher)
+    back, and delivers its own tasks when SIGTERM ends it."""
+    prog = write_program(
+        tmp_path,
+        _TASKS
+        + """
+for i in range(3):
+    work(i)
+child = os.fork()
+if child == 0:
+    for i in range(4):
+        work(i)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+    os._exit(7)
+pid, status = os.waitpid(child, 0)
+print("child-status", os.waitstatus_to_exitcode(status), flush=True)
+""",
+    )
+    proc = run_python([str(prog)], _env(tmp_path), timeout=60)
+    assert f"child-status {-signal.SIGTERM}" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert stored_transactions(tmp_path / "tasks.db") == 7
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux-only")
