@@ -1,0 +1,372 @@
+"""The config schema: one ``_Field`` per setting, saying how to check a TOML value and
+parse a ``TASKTRACE_*`` variable, with the checkers they share."""
+
+from __future__ import annotations
+
+import math
+import re
+from _thread import TIMEOUT_MAX  # (what threading.TIMEOUT_MAX is, without importing threading)
+from collections.abc import Mapping
+from typing import Any, Callable, Dict, List, Tuple
+
+from tasktrace import environment as _vars
+from tasktrace.config._redaction import _Headers, redact_url
+
+
+class _WrongType(Exception):
+    """A value has the wrong TOML type; the caller phrases the message from the field."""
+
+
+class _BadValue(Exception):
+    """A value has the right type but is not allowed: ``(what is wrong, the fix)``."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(problem, fix)
+        self.problem = problem
+        self.fix = fix
+
+
+class _Field:
+    """How one setting is checked and parsed.
+
+    A plain class rather than a dataclass: this module is imported by every process the
+    bootstrap starts, and each dataclass costs a fraction of a millisecond to build.
+    """
+
+    __slots__ = ("attribute", "check", "example", "expected", "from_text", "key", "name", "secret")
+
+    def __init__(
+        self,
+        key: str,
+        attribute: str,
+        expected: str,
+        example: str,
+        check: Callable[[Any], Any],
+        from_text: Callable[[str], Any],
+        secret: bool = False,
+    ) -> None:
+        #: Dotted key, e.g. ``"reporter.timeout"``; ``name`` is its last part.
+        self.key = key
+        self.name = key.rpartition(".")[2]
+        #: The attribute on Settings / ReporterSettings.
+        self.attribute = attribute
+        #: What the value must be, for "expected ..." messages.
+        self.expected = expected
+        #: A TOML value to show in fixes, e.g. ``5.0``.
+        self.example = example
+        #: TOML value -> normalized value; raises _WrongType or _BadValue.
+        self.check = check
+        #: Variable / flag text -> a value for ``check``; raises ValueError.
+        self.from_text = from_text
+        #: The value is a secret: never echo it.
+        self.secret = secret
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+COMPRESSIONS = ("gzip", "none")
+_NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
+_HEADER_NAME_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int subclass; "enabled = true" must not pass as 1 second.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _WrongType
+    if not value.strip():
+        raise _BadValue("is empty", "give a non-empty string or remove the key")
+    return value
+
+
+def _check_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _WrongType
+    return value
+
+
+#: The longest wait, in seconds, that this platform's locks and conditions accept
+#: (``threading.TIMEOUT_MAX``, about 292 years on Linux); a longer one raises
+#: ``OverflowError`` in the harvest thread or at exit, so it is refused here.
+MAX_SECONDS = float(TIMEOUT_MAX)
+
+
+def _check_seconds(value: Any) -> float:
+    if not _is_number(value):
+        raise _WrongType
+    if not math.isfinite(value) or value <= 0:
+        raise _BadValue(
+            f"must be a positive number of seconds, got {value!r}",
+            "use a number greater than 0, e.g. 5.0",
+        )
+    if value > MAX_SECONDS:
+        raise _BadValue(
+            f"must be at most {MAX_SECONDS:.0f} seconds (threading.TIMEOUT_MAX, the longest "
+            f"wait this platform supports), got {value!r}",
+            "use a smaller number of seconds, e.g. 5.0",
+        )
+    return float(value)
+
+
+def _int_checker(minimum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _WrongType
+        if value < minimum:
+            raise _BadValue(
+                f"must be at least {minimum}, got {value!r}",
+                f"use a whole number of {minimum} or more",
+            )
+        return value
+
+    return check
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number such as 1000, got {text!r}") from None
+
+
+def _suggestion(word: str, choices: Any) -> str:
+    import difflib  # late: only needed for a mistake
+
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _choice_checker(choices: Tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _WrongType
+        word = value.strip().lower()
+        if word not in choices:
+            raise _BadValue(
+                f"{value!r} is not one of {', '.join(choices)}",
+                f"{_suggestion(word, choices)}use one of: {', '.join(choices)}",
+            )
+        return word
+
+    return check
+
+
+def _check_reporter_types(value: Any) -> Tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise _WrongType
+    fix = 'write type = "sqlite" or type = ["sqlite", "otlp"]'
+    if not items:
+        raise _BadValue("is an empty list", fix)
+    names: List[str] = []
+    for item in items:
+        name = item.strip()
+        if not re.fullmatch(_NAME_RE, name):
+            raise _BadValue(f"{item!r} is not a reporter name", fix)
+        if name in names:
+            raise _BadValue(f"lists {name!r} twice", "list each reporter once")
+        names.append(name)
+    return tuple(names)
+
+
+def _check_endpoint(value: Any) -> str:
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        raise _WrongType
+    fix = 'write it like endpoint = "http://127.0.0.1:4318"'
+    try:
+        parts = urlsplit(value.strip())
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise _BadValue(f"{redact_url(value)!r} is not an http:// or https:// URL", fix)
+    try:
+        _ = parts.port  # parsed lazily: it raises for "host:notaport" and "host:99999"
+    except ValueError:
+        # The port's text is not echoed: in "https://user:secret/v1" it is a password.
+        raise _BadValue(
+            f"{redact_url(value)!r} has a port that is not a number from 0 to 65535", fix
+        ) from None
+    return value.strip()
+
+
+def _check_headers(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise _WrongType
+    headers: Dict[str, str] = {}
+    for name, header_value in value.items():
+        # Messages name the header but never show its value: header values are secrets.
+        if not isinstance(name, str) or not re.fullmatch(_HEADER_NAME_RE, name):
+            raise _BadValue(
+                f"{str(name)!r} is not a valid HTTP header name",
+                "use letters, digits and '-' in header names",
+            )
+        if not isinstance(header_value, str):
+            raise _BadValue(
+                f"the value of header {name!r} is not a string (got {_kind(header_value)})",
+                f'quote it: headers = {{ "{name}" = "..." }}',
+            )
+        if "\r" in header_value or "\n" in header_value:
+            raise _BadValue(
+                f"the value of header {name!r} contains a line break",
+                "remove the line break from the value",
+            )
+        headers[name] = header_value
+    return _Headers(headers)
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _seconds_field(key: str, example: str) -> _Field:
+    return _Field(
+        key,
+        key.rpartition(".")[2],
+        "a number of seconds",
+        example,
+        _check_seconds,
+        _vars.parse_float,
+    )
+
+
+_TOP_FIELDS: Dict[str, _Field] = {
+    f.name: f
+    for f in (
+        _Field("app_name", "app_name", "a string", '"billing-worker"', _check_string, _identity),
+        _Field("enabled", "enabled", "a boolean", "true", _check_bool, _vars.parse_bool),
+        _Field(
+            "log_level",
+            "log_level",
+            f"one of {', '.join(LOG_LEVELS)}",
+            '"warning"',
+            _choice_checker(LOG_LEVELS),
+            _identity,
+        ),
+        _Field("log_file", "log_file", "a string", '"stderr"', _check_string, _identity),
+        _seconds_field("harvest_interval", "5.0"),
+        _seconds_field("shutdown_timeout", "2.5"),
+        _Field("buffer_size", "buffer_size", "an integer", "10000", _int_checker(1), _parse_int),
+        _Field("max_segments", "max_segments", "an integer", "1000", _int_checker(0), _parse_int),
+        _Field("cpu_time", "cpu_time", "a boolean", "true", _check_bool, _vars.parse_bool),
+    )
+}
+
+_REPORTER_FIELDS: Dict[str, _Field] = {
+    f.name: f
+    for f in (
+        _Field(
+            "reporter.type",
+            "types",
+            "a reporter name or a list of names",
+            '["sqlite", "otlp"]',
+            _check_reporter_types,
+            _vars.parse_list,
+        ),
+        _Field("reporter.path", "path", "a string", '"tasktrace.db"', _check_string, _identity),
+        _Field(
+            "reporter.endpoint",
+            "endpoint",
+            "a URL string",
+            '"http://127.0.0.1:4318"',
+            _check_endpoint,
+            _identity,
+        ),
+        _Field(
+            "reporter.headers",
+            "headers",
+            "a table of strings",
+            '{ "api-key" = "..." }',
+            _check_headers,
+            _vars.parse_headers,
+            secret=True,
+        ),
+        _seconds_field("reporter.timeout", "10.0"),
+        _Field("reporter.ca_bundle", "ca_bundle", "a string", '"ca.pem"', _check_string, _identity),
+        _Field(
+            "reporter.compression",
+            "compression",
+            'one of "gzip", "none"',
+            '"gzip"',
+            _choice_checker(COMPRESSIONS),
+            _identity,
+        ),
+        _Field(
+            "reporter.max_rows_per_name",
+            "max_rows_per_name",
+            "an integer",
+            "1000",
+            _int_checker(0),
+            _parse_int,
+        ),
+    )
+}
+
+_FIELDS: Dict[str, _Field] = {
+    **_TOP_FIELDS,
+    **{f.key: f for f in _REPORTER_FIELDS.values()},
+}
+
+_TABLE_KEYS = ("reporter", "background_task", "function_trace", "env")
+_TARGET_KEYS = {
+    "background_task": ("function", "name", "group", "application", "enabled"),
+    "function_trace": ("function", "name", "group", "enabled"),
+}
+
+#: Variable -> field; for endpoint and headers the TASKTRACE_ name beats the OTel one.
+_VARIABLES: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
+    ((_vars.TASKTRACE_APP_NAME,), "app_name", "billing-worker"),
+    ((_vars.TASKTRACE_ENABLED,), "enabled", "true"),
+    ((_vars.TASKTRACE_LOG_LEVEL,), "log_level", "warning"),
+    ((_vars.TASKTRACE_LOG,), "log_file", "stderr"),
+    ((_vars.TASKTRACE_HARVEST_INTERVAL,), "harvest_interval", "5"),
+    ((_vars.TASKTRACE_SHUTDOWN_TIMEOUT,), "shutdown_timeout", "2.5"),
+    ((_vars.TASKTRACE_CPU_TIME,), "cpu_time", "true"),
+    ((_vars.TASKTRACE_REPORTER,), "reporter.type", "sqlite,otlp"),
+    ((_vars.TASKTRACE_DB,), "reporter.path", "/var/lib/tasktrace.db"),
+    (
+        (_vars.TASKTRACE_OTLP_ENDPOINT, _vars.OTEL_EXPORTER_OTLP_ENDPOINT),
+        "reporter.endpoint",
+        "http://127.0.0.1:4318",
+    ),
+    (
+        (_vars.TASKTRACE_OTLP_HEADERS, _vars.OTEL_EXPORTER_OTLP_HEADERS),
+        "reporter.headers",
+        "api-key=...",
+    ),
+)
+
+
+def _kind(value: object) -> str:
+    """The TOML name of a value's type, with an article: "a string", "a table"."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, Mapping):
+        return "a table"
+    if value is None:
+        return "no value"
+    name = type(value).__name__
+    return {"datetime": "a date-time", "date": "a date", "time": "a time"}.get(name, f"a {name}")
+
+
+def _shown(value: object) -> str:
+    """A short rendering of a wrong value for an "expected X, got Y" message."""
+    if isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 40):
+        return f" ({value!r})"
+    return ""
+
+
+def _flag_for(key: str) -> str:
+    return "--" + key.replace(".", "-").replace("_", "-")

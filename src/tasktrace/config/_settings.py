@@ -1,0 +1,114 @@
+"""The immutable settings every other module reads: ``Settings``, ``ReporterSettings``,
+``TargetSettings``.
+
+Named tuples rather than dataclasses, because ``dataclasses`` imports ``inspect`` and these
+are loaded by the bootstrap in every process (about 6 ms of start-up); derive changed
+copies with ``settings._replace(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Optional, Tuple
+
+from tasktrace.config._redaction import redact_url, redacted_headers
+
+DEFAULT_APP_NAME = "Python Application"
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class ReporterSettings(NamedTuple):
+    """Where finished transactions go (``[reporter]``).
+
+    ``repr()`` (and so ``repr()``/``str()`` of ``Settings``) redacts header values and any
+    password or token in ``endpoint``.
+    """
+
+    #: Reporter names, in order: built-ins ``sqlite``, ``otlp``, ``console``, ``jsonl``, or
+    #: the name of a plugin in the ``tasktrace.reporters`` entry-point group.
+    types: Tuple[str, ...] = ("sqlite",)
+    #: The SQLite database (``sqlite``) or output file (``jsonl``); None means the default
+    #: (``$XDG_DATA_HOME/tasktrace/tasktrace.db`` or ``~/.local/share/tasktrace/...``).
+    path: Optional[str] = None
+    #: OTLP/HTTP base URL; ``/v1/traces`` is appended unless it is already there.
+    endpoint: str = "http://127.0.0.1:4318"
+    #: Extra HTTP headers for the OTLP exporter. Secret: never printed or logged.
+    headers: Mapping[str, str] = _EMPTY
+    #: Seconds one export may take, retries included.
+    timeout: float = 10.0
+    #: A CA bundle file for TLS verification of the collector (None: httpx's default).
+    ca_bundle: Optional[str] = None
+    #: ``"gzip"`` or ``"none"``.
+    compression: str = "gzip"
+    #: SQLite: most rows stored per task name and harvest (errors always, then a random
+    #: sample); counts, errors and totals stay exact in the metrics table. 0: no limit.
+    max_rows_per_name: int = 1_000
+
+    def __repr__(self) -> str:
+        return (
+            f"ReporterSettings(types={self.types!r}, path={self.path!r}, "
+            f"endpoint={redact_url(self.endpoint)!r}, "
+            f"headers={redacted_headers(self.headers)!r}, timeout={self.timeout!r}, "
+            f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r}, "
+            f"max_rows_per_name={self.max_rows_per_name!r})"
+        )
+
+
+class TargetSettings(NamedTuple):
+    """One ``[[background_task]]`` or ``[[function_trace]]`` entry."""
+
+    #: ``"background_task"`` or ``"function_trace"``.
+    kind: str
+    #: ``"module:object.path"``, globs allowed per segment of the object path.
+    function: str
+    name: Optional[str] = None
+    group: Optional[str] = None
+    application: Optional[str] = None
+    enabled: bool = True
+    #: Where the entry came from, e.g. ``"tasktrace.toml: background_task[2]"``.
+    source: str = ""
+
+    @property
+    def module(self) -> str:
+        """The module part of ``function``."""
+        return self.function.partition(":")[0]
+
+    @property
+    def object_path(self) -> str:
+        """The object path part of ``function``."""
+        return self.function.partition(":")[2]
+
+
+class Settings(NamedTuple):
+    """The effective settings of the agent."""
+
+    app_name: str = DEFAULT_APP_NAME
+    enabled: bool = True
+    log_level: str = "warning"
+    #: ``"stderr"``, ``"stdout"`` or a file path.
+    log_file: str = "stderr"
+    #: Seconds between deliveries by the harvest thread.
+    harvest_interval: float = 5.0
+    #: Most seconds spent delivering at exit.
+    shutdown_timeout: float = 2.5
+    #: Most finished transactions held between harvests; the oldest are dropped beyond it.
+    buffer_size: int = 10_000
+    #: Most function traces kept per transaction; further ones are counted, not kept.
+    max_segments: int = 1_000
+    #: Measure each transaction's thread CPU time (``TransactionRecord.cpu_time``; None
+    #: when off). Off by default: the thread CPU clock is a system call, two per task.
+    cpu_time: bool = False
+    reporter: ReporterSettings = ReporterSettings()
+    background_tasks: Tuple[TargetSettings, ...] = ()
+    function_traces: Tuple[TargetSettings, ...] = ()
+    #: The ``[env.<name>]`` table applied, if any.
+    environment: Optional[str] = None
+    #: The file the settings came from, if any.
+    config_file: Optional[str] = None
+    #: ``TASKTRACE_STRICT``: configuration and target errors are fatal.
+    strict: bool = False
+    #: For each setting's dotted key, where its value came from: ``"default"``, a file
+    #: path, ``"<file> [env.X]"``, a variable name or ``"--flag"``.
+    sources: Mapping[str, str] = _EMPTY
