@@ -8,6 +8,10 @@ later, in the harvest thread.
 
 Times are seconds as floats: ``start`` is epoch time (``time.time()``), durations come from
 ``time.perf_counter()``.
+
+The exact aggregates of a harvest window (:class:`MetricKey`, :class:`MetricStats`) and its
+drop counts (:class:`DropCount`) are plain data as well, defined here so that the store can
+read them without depending on the reporters.
 """
 
 from __future__ import annotations
@@ -132,3 +136,61 @@ def same_task(records: Sequence[TransactionRecord]) -> bool:
         if values.count(values[0]) != count:
             return False
     return True
+
+
+# -- what a harvest aggregates: exact per-key statistics and drop counts -----------------
+
+
+class MetricKey(NamedTuple):
+    """What tasktrace aggregates by: one row per application, task name and group."""
+
+    app: str
+    name: str
+    group: str
+
+
+class MetricStats(NamedTuple):
+    """Exact aggregates of every transaction of one key in one harvest window.
+
+    These include transactions whose individual records were dropped (buffer full), so
+    counts and totals stay exact even when the records themselves could not all be kept.
+    """
+
+    #: Transactions finished (not ``count``: that would shadow ``tuple.count``).
+    calls: int
+    errors: int
+    #: Sum of durations, seconds.
+    total: float
+    #: Shortest duration, seconds.
+    min: float
+    #: Longest duration, seconds.
+    max: float
+    #: Sum of squared durations, seconds squared (for a standard deviation).
+    sumsq: float
+
+    def merged(self, other: MetricStats) -> MetricStats:
+        """The aggregates of both windows together."""
+        return MetricStats(
+            self.calls + other.calls,
+            self.errors + other.errors,
+            self.total + other.total,
+            min(self.min, other.min),
+            max(self.max, other.max),
+            self.sumsq + other.sumsq,
+        )
+
+
+class DropCount(NamedTuple):
+    """``dropped`` transactions of ``app`` that did not reach some reporter, and why.
+
+    ``reason`` is ``"buffer_full"`` (the recorder's buffer overflowed; the transaction
+    still counts in the metrics) or ``"<reporter>:<what>"`` for a reporter that failed or
+    was refused, e.g. ``"otlp:rejected"`` or ``"otlp:export_failed"``.
+    """
+
+    app: str
+    reason: str
+    dropped: int
+
+
+EMPTY_METRICS: Mapping[MetricKey, MetricStats] = MappingProxyType({})

@@ -85,14 +85,32 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, compress, count, groupby, repeat
 from operator import add, itemgetter, lshift, mul, or_
 from types import MappingProxyType
-from typing import Any, Callable, Dict, List, Literal, NamedTuple, Optional, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Literal,
+    NamedTuple,
+    Optional,
+    Protocol,
+    Tuple,
+    Union,
+)
 from urllib.parse import quote
 
 from tasktrace import _files
 from tasktrace.environment import TASKTRACE_DB
 from tasktrace.exceptions import StoreError
-from tasktrace.records import EMPTY_ATTRIBUTES, ErrorRecord, SegmentRecord, TransactionRecord
-from tasktrace.reporters.base import Batch
+from tasktrace.records import (
+    EMPTY_ATTRIBUTES,
+    DropCount,
+    ErrorRecord,
+    MetricKey,
+    MetricStats,
+    SegmentRecord,
+    TransactionRecord,
+)
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -883,13 +901,31 @@ def _pack_segments(
 # -- writes --------------------------------------------------------------------------------
 
 
+class Written(Protocol):
+    """What :func:`write_batches` reads of a batch (``reporters.base.Batch`` is one): the
+    store depends on the data, not on the reporters."""
+
+    @property
+    def records(self) -> Tuple[TransactionRecord, ...]: ...
+    @property
+    def metrics(self) -> Mapping[MetricKey, MetricStats]: ...
+    @property
+    def window_start(self) -> float: ...
+    @property
+    def window_end(self) -> float: ...
+    @property
+    def drops(self) -> Tuple[DropCount, ...]: ...
+    @property
+    def pid(self) -> int: ...
+
+
 class WriteRefused(Exception):
     """The commit was refused (the exit warning has been said): nothing was written."""
 
 
 def write_batches(
     conn: sqlite3.Connection,
-    batches: Sequence[Batch],
+    batches: Sequence[Written],
     commit: Optional[Callable[[], bool]] = None,
 ) -> int:
     """Write ``batches`` in one ``BEGIN IMMEDIATE`` transaction; returns the number of

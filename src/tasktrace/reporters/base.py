@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import (
     TYPE_CHECKING,
     Callable,
@@ -28,65 +27,17 @@ from typing import (
     runtime_checkable,
 )
 
+# The aggregates and drop counts a batch carries are plain data, defined with the records
+# (the store reads them too, and must not depend on the reporters); re-exported here, where
+# reporter authors look for them.
+from tasktrace.records import EMPTY_METRICS as EMPTY_METRICS
+from tasktrace.records import DropCount as DropCount
+from tasktrace.records import MetricKey as MetricKey
+from tasktrace.records import MetricStats as MetricStats
 from tasktrace.records import TransactionRecord
 
 if TYPE_CHECKING:
     from tasktrace.config import Settings
-
-
-class MetricKey(NamedTuple):
-    """What tasktrace aggregates by: one row per application, task name and group."""
-
-    app: str
-    name: str
-    group: str
-
-
-class MetricStats(NamedTuple):
-    """Exact aggregates of every transaction of one key in one harvest window.
-
-    These include transactions whose individual records were dropped (buffer full), so
-    counts and totals stay exact even when the records themselves could not all be kept.
-    """
-
-    #: Transactions finished (not ``count``: that would shadow ``tuple.count``).
-    calls: int
-    errors: int
-    #: Sum of durations, seconds.
-    total: float
-    #: Shortest duration, seconds.
-    min: float
-    #: Longest duration, seconds.
-    max: float
-    #: Sum of squared durations, seconds squared (for a standard deviation).
-    sumsq: float
-
-    def merged(self, other: MetricStats) -> MetricStats:
-        """The aggregates of both windows together."""
-        return MetricStats(
-            self.calls + other.calls,
-            self.errors + other.errors,
-            self.total + other.total,
-            min(self.min, other.min),
-            max(self.max, other.max),
-            self.sumsq + other.sumsq,
-        )
-
-
-class DropCount(NamedTuple):
-    """``dropped`` transactions of ``app`` that did not reach some reporter, and why.
-
-    ``reason`` is ``"buffer_full"`` (the recorder's buffer overflowed; the transaction
-    still counts in the metrics) or ``"<reporter>:<what>"`` for a reporter that failed or
-    was refused, e.g. ``"otlp:rejected"`` or ``"otlp:export_failed"``.
-    """
-
-    app: str
-    reason: str
-    dropped: int
-
-
-EMPTY_METRICS: Mapping[MetricKey, MetricStats] = MappingProxyType({})
 
 
 class Deadline:
