@@ -1,0 +1,115 @@
+"""The SQLite store: schema, migrations, the writes of the sqlite reporter, and the reads
+of ``tasktrace-admin report`` and :func:`read_transactions`.
+
+One database file is shared by every process of a program (and by several programs): it
+runs in WAL mode, so readers never block the writer, and each harvest is one ``BEGIN
+IMMEDIATE`` transaction, so writers queue on SQLite's busy handler instead of failing.
+
+Schema version 2 stores transactions *packed*: not a SQL row per transaction, but a row per
+block of transactions that share (app, name, group, background, pid) and were written by
+the same harvest -- one block per key and harvest, or more when a harvest holds more than
+:data:`MAX_BLOCK_SIZE` of a key -- whose columns are binary arrays with one element per
+transaction. Packing a transaction costs a few hundred nanoseconds, nearly all of it in C
+(``zip``, ``array``, ``bytes.join``), where a SQL row of its own cost several microseconds;
+that is what lets a busy worker store every transaction. Version 1 files (a row per
+transaction) are migrated in place when first opened (see :func:`migrate`).
+
+Tables:
+
+* ``transaction_blocks`` -- one row per block. ``app``, ``name``, ``grp``, ``background``
+  (0/1) and ``pid`` are shared by the block's transactions; ``window_start`` and
+  ``window_end`` are the harvest window of the batch that wrote it (the same values as its
+  ``metrics`` rows, so a ``--since`` cut is the same for both); ``count`` is the number of
+  transactions, ``first_start`` and ``last_start`` the least and greatest ``start``. The
+  arrays, element *i* being the block's *i*-th transaction (in the order recorded):
+
+  ========================  ========================  ====================================
+  column                    element                   meaning
+  ========================  ========================  ====================================
+  ``start``                 float64, little-endian    epoch seconds
+  ``duration``              float64, little-endian    seconds
+  ``exclusive``             float64, little-endian    seconds (duration less direct
+                                                      children); the column is NULL
+                                                      when it equals ``duration`` for
+                                                      every transaction (no traces)
+  ``cpu_time``              float64, little-endian    seconds; NaN where not measured;
+                                                      the column is NULL when none was
+  ``thread_id``             uint64, little-endian     a single element (8 bytes) when
+                                                      one thread ran every transaction
+  ``trace_id``              16 bytes, big-endian      ``lower(hex(substr(trace_id, 16*i+1,
+                                                      16)))`` is the W3C trace id
+  ``span_id``               8 bytes, big-endian       ``lower(hex(substr(span_id, 8*i+1,
+                                                      8)))`` is the W3C span id
+  ``dropped_segments``      uint32, little-endian     NULL when all are zero
+  ========================  ========================  ====================================
+
+  ``attributes`` is a JSON object from the index *i* (as a decimal string) to the custom
+  attributes of transaction *i*, holding only the transactions that have any; NULL when
+  none has.
+* ``segment_blocks`` -- the function traces of a block (no row when none of its
+  transactions has any): ``block_id`` is the block's ``id``, ``count`` the number of
+  segments, ``names`` a JSON array of the distinct ``[name, group]`` pairs, and the arrays
+  (little-endian) ``txn`` (uint32, the index of the segment's transaction in the block),
+  ``name_idx`` (uint32, an index into ``names``), ``start`` (float64, seconds after its
+  transaction's start), ``duration`` (float64) and ``parent`` (int32, the index of the
+  parent among the same transaction's segments, -1 for the transaction itself). A
+  transaction's segments are consecutive and in their original order, so a segment's index
+  within its transaction is its position among them.
+* ``errors`` -- one row per recorded error, in order: ``block_id``, ``txn`` (the index of
+  the transaction in the block), ``type``, ``message``, ``traceback``, ``timestamp``.
+* ``metrics`` -- exact aggregates per (app, name, group) per harvest window, including
+  transactions that were not stored; ``report`` takes calls, errors, totals and max from
+  here.
+* ``drops`` -- what was dropped, when, where and why.
+* ``schema_version`` -- one row; :func:`migrate` brings older files up to date.
+
+:func:`read_transactions` decodes blocks back into
+:class:`~tasktrace.records.TransactionRecord` objects; :func:`durations_by_key` decodes
+only the durations, for percentiles.
+
+The package's modules, one concern each: :mod:`._paths` (where the store is),
+:mod:`._schema` (tables, migrations, ``connect``), :mod:`._packing` (transactions into
+blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records)
+and :mod:`._queries` (what ``report`` asks). ``sqlite3`` is imported by this package and by
+the sqlite reporter only, never by ``import tasktrace``.
+"""
+
+from __future__ import annotations
+
+from tasktrace.store._packing import MAX_BLOCK_SIZE
+from tasktrace.store._paths import BUSY_TIMEOUT_MS, DB_ENV_VAR, default_db_path, resolve_db_path
+from tasktrace.store._queries import (
+    REPORT_KEYS,
+    drop_totals,
+    has_data,
+    parse_since,
+    percentile,
+    report_rows,
+)
+from tasktrace.store._reads import durations_by_key, read_transactions
+from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
+from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
+from tasktrace.store._writes import WriteRefused, Written, write_batches
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "DB_ENV_VAR",
+    "MAX_BLOCK_SIZE",
+    "REPORT_KEYS",
+    "SCHEMA_VERSION",
+    "WriteRefused",
+    "Written",
+    "connect",
+    "corrupt_store_error",
+    "default_db_path",
+    "drop_totals",
+    "durations_by_key",
+    "has_data",
+    "migrate",
+    "parse_since",
+    "percentile",
+    "read_transactions",
+    "report_rows",
+    "resolve_db_path",
+    "write_batches",
+]

@@ -1,0 +1,305 @@
+"""Packing transactions into blocks: one row per (app, name, group, background, pid) and
+harvest, whose columns are binary arrays with an element per transaction, built in C
+(``zip``, ``array``, ``bytes.join``)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from array import array
+from collections.abc import Mapping, Sequence
+from itertools import chain, compress, count, repeat
+from operator import add, mul
+from typing import (
+    Any,
+    Dict,
+    List,
+    Literal,
+    NamedTuple,
+    Optional,
+    Tuple,
+)
+
+from tasktrace.records import (
+    SegmentRecord,
+    TransactionRecord,
+)
+
+#: The most transactions in one block. Packing a block transposes its records into
+#: columns, then reads each column; a block this size stays in the CPU cache meanwhile (at
+#: 65,536 packing costs a third more per transaction), and its largest array is 64 KiB.
+MAX_BLOCK_SIZE = 4096
+
+
+# -- packing -------------------------------------------------------------------------------
+
+
+def _typecode(candidates: str, size: int) -> str:
+    """The first ``array`` type code among ``candidates`` whose items are ``size`` bytes."""
+    return next(code for code in candidates if array(code).itemsize == size)
+
+
+_U32 = _typecode("IL", 4)
+_I32 = _typecode("il", 4)
+# "L" first: where it is 8 bytes, ints convert to it several times faster than to "Q".
+_U64 = _typecode("LQ", 8)
+_LITTLE_ENDIAN_HOST = sys.byteorder == "little"
+_BIG: Literal["big"] = "big"
+_NAN = float("nan")
+#: ``_NAN_FOR_NONE.get(value, value)``: NaN for None, the value itself otherwise -- a
+#: substitution that ``map`` runs in C.
+_NAN_FOR_NONE: Dict[Optional[float], float] = {None: _NAN}
+
+
+class _BlockKey(NamedTuple):
+    """What the transactions of one block share."""
+
+    app: str
+    name: str
+    group: str
+    background: bool
+    pid: int
+
+
+#: Where each field is in a chunk of records transposed into columns (``list(zip(*chunk))``)
+#: or segments likewise; looked up by name, so they follow the record types.
+_KEY_COLUMNS = tuple(map(TransactionRecord._fields.index, _BlockKey._fields))
+(
+    _START,
+    _DURATION,
+    _EXCLUSIVE,
+    _CPU_TIME,
+    _THREAD_ID,
+    _TRACE_ID,
+    _SPAN_ID,
+    _DROPPED_SEGMENTS,
+    _ATTRIBUTES,
+    _SEGMENTS,
+    _ERRORS,
+) = map(
+    TransactionRecord._fields.index,
+    (
+        "start",
+        "duration",
+        "exclusive",
+        "cpu_time",
+        "thread_id",
+        "trace_id",
+        "span_id",
+        "dropped_segments",
+        "attributes",
+        "segments",
+        "errors",
+    ),
+)
+_SEG_NAME, _SEG_GROUP, _SEG_START, _SEG_DURATION, _SEG_PARENT = map(
+    SegmentRecord._fields.index, ("name", "group", "start", "duration", "parent")
+)
+
+
+def _little_endian(values: array[Any]) -> bytes:
+    """The bytes of ``values`` in little-endian order (``values`` is left unchanged)."""
+    if not _LITTLE_ENDIAN_HOST:
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _big_endian(values: array[Any]) -> bytes:
+    """The bytes of ``values`` in big-endian order (``values`` is left unchanged)."""
+    if _LITTLE_ENDIAN_HOST:
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+#: Rows per ``zip(*rows)`` in :func:`_transpose`: below the garbage collector's threshold.
+_TRANSPOSE_ROWS = 512
+
+
+def _transpose(rows: Sequence[Tuple[Any, ...]]) -> List[List[Any]]:
+    """The columns of ``rows`` (``list(zip(*rows))``, as lists), in one pass in C.
+
+    ``zip`` holds an iterator per row, and iterators are objects the garbage collector
+    tracks: more than its threshold (700) of them at once would set off collections,
+    which then cost more than the transposition. Hence a few hundred rows at a time.
+    """
+    columns: List[List[Any]] = [[] for _ in rows[0]] if rows else []
+    for offset in range(0, len(rows), _TRANSPOSE_ROWS):
+        for column, part in zip(columns, zip(*rows[offset : offset + _TRANSPOSE_ROWS])):
+            column += part
+    return columns
+
+
+class _Blocks:
+    """Packed rows waiting to be inserted, with block ids allocated from ``next_id``.
+
+    The caller holds the write lock (``BEGIN IMMEDIATE``), which makes the ids safe.
+    """
+
+    def __init__(self, next_id: int) -> None:
+        self.next_id = next_id
+        self._blocks: List[Tuple[Any, ...]] = []
+        self._segments: List[Tuple[Any, ...]] = []
+        self._errors: List[Tuple[Any, ...]] = []
+        self._transactions = 0
+
+    def add(
+        self, records: Sequence[TransactionRecord], window_start: float, window_end: float
+    ) -> None:
+        """Pack ``records``, written with the harvest window given, into blocks: per block
+        key, in their order, at most :data:`MAX_BLOCK_SIZE` transactions each."""
+        # The records are taken a block's worth at a time and transposed into columns in
+        # one pass, in C. A chunk of one key (the common case) is packed at once, from
+        # those columns, while they are in the CPU cache; the records of chunks with
+        # several keys are sorted out one by one and packed per key at the end. A key
+        # with records held back takes its next chunks through the same path, to keep
+        # its order.
+        held: Dict[Tuple[Any, ...], List[TransactionRecord]] = {}
+        for offset in range(0, len(records), MAX_BLOCK_SIZE):
+            chunk = records[offset : offset + MAX_BLOCK_SIZE]
+            columns = _transpose(chunk)
+            keys = [columns[index] for index in _KEY_COLUMNS]
+            first = tuple(column[0] for column in keys)
+            if first not in held and all(column.count(column[0]) == len(chunk) for column in keys):
+                self._add_block(_BlockKey(*first), columns, window_start, window_end)
+                continue
+            for key, record in zip(zip(*keys), chunk):
+                same_key = held.get(key)
+                if same_key is None:
+                    held[key] = [record]
+                else:
+                    same_key.append(record)
+        for key, same_key in held.items():
+            for offset in range(0, len(same_key), MAX_BLOCK_SIZE):
+                part = same_key[offset : offset + MAX_BLOCK_SIZE]
+                self._add_block(_BlockKey(*key), _transpose(part), window_start, window_end)
+
+    def _add_block(
+        self,
+        key: _BlockKey,
+        columns: Sequence[Sequence[Any]],
+        window_start: float,
+        window_end: float,
+    ) -> None:
+        """Pack one block from its records' ``columns``. The only Python-level loops run
+        over the transactions that have errors or attributes."""
+        block_id = self.next_id
+        self.next_id += 1
+        start, duration, exclusive = columns[_START], columns[_DURATION], columns[_EXCLUSIVE]
+        n = len(start)
+        cpu_time = columns[_CPU_TIME]
+        unmeasured = cpu_time.count(None)
+        if unmeasured == n:
+            cpu_blob: Optional[bytes] = None
+        elif unmeasured:
+            cpu_blob = _little_endian(array("d", map(_NAN_FOR_NONE.get, cpu_time, cpu_time)))
+        else:
+            cpu_blob = _little_endian(array("d", cpu_time))
+        thread_id = columns[_THREAD_ID]
+        if thread_id.count(thread_id[0]) == n:
+            thread_id = thread_id[:1]  # one thread ran them all: its id is stored once
+        dropped = columns[_DROPPED_SEGMENTS]
+        start_array = array("d", start)  # before min() and max(), which then find it cached
+        self._blocks.append(
+            (
+                block_id,
+                *key,
+                window_start,
+                window_end,
+                n,
+                min(start),
+                max(start),
+                _little_endian(start_array),
+                _little_endian(array("d", duration)),
+                # Without function traces, exclusive time is the duration (the same float).
+                None if exclusive == duration else _little_endian(array("d", exclusive)),
+                cpu_blob,
+                _little_endian(array(_U64, thread_id)),
+                b"".join(map(int.to_bytes, columns[_TRACE_ID], repeat(16), repeat(_BIG))),
+                _big_endian(array(_U64, columns[_SPAN_ID])),
+                _little_endian(array(_U32, dropped)) if any(dropped) else None,
+                _attributes_json(columns[_ATTRIBUTES]),
+            )
+        )
+        segments = columns[_SEGMENTS]
+        if any(segments):
+            self._segments.append(_pack_segments(block_id, segments))
+        errors = columns[_ERRORS]
+        if any(errors):
+            self._errors.extend(
+                (block_id, index, error.type, error.message, error.traceback, error.timestamp)
+                for index in compress(range(n), errors)
+                for error in errors[index]
+            )
+        self._transactions += n
+
+    def insert(self, conn: sqlite3.Connection) -> int:
+        """Insert the packed rows and forget them; returns the transactions they hold."""
+        if self._blocks:
+            conn.executemany(
+                "INSERT INTO transaction_blocks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                self._blocks,
+            )
+        if self._segments:
+            conn.executemany("INSERT INTO segment_blocks VALUES (?,?,?,?,?,?,?,?)", self._segments)
+        if self._errors:
+            conn.executemany("INSERT INTO errors VALUES (?,?,?,?,?,?)", self._errors)
+        inserted, self._transactions = self._transactions, 0
+        self._blocks, self._segments, self._errors = [], [], []
+        return inserted
+
+
+def _attributes_json(attributes: Sequence[Mapping[str, Any]]) -> Optional[str]:
+    """The ``attributes`` column: ``{"<index>": {...}}`` of the non-empty mappings."""
+    if not any(attributes):
+        return None
+    present = {index: dict(attributes[index]) for index in compress(count(), attributes)}
+    # Values are str, int, float or bool (see Transaction.add_custom_attribute); str()
+    # covers anything else a hand-built record may carry rather than fail the batch.
+    return json.dumps(present, default=str)
+
+
+def _pack_segments(
+    block_id: int, per_transaction: Sequence[Tuple[SegmentRecord, ...]]
+) -> Tuple[Any, ...]:
+    """The ``segment_blocks`` row of a block whose transactions have ``per_transaction``."""
+    segments = list(chain.from_iterable(per_transaction))
+    columns = _transpose(segments)
+    names, groups = columns[_SEG_NAME], columns[_SEG_GROUP]
+    index: Dict[Any, int]
+    keys: Sequence[Any]
+    if groups.count(groups[0]) == len(groups):
+        # One group (usually "Function"): the names alone tell the pairs apart.
+        keys = names
+        index = dict(zip(dict.fromkeys(names), count()))
+        pairs: List[Sequence[str]] = [(name, groups[0]) for name in index]
+    else:
+        # Each pair as one int, its name's number * width + its group's number: unlike
+        # tuples, ints are no work for the garbage collector.
+        name_list = list(dict.fromkeys(names))
+        group_list = list(dict.fromkeys(groups))
+        width = len(group_list)
+        name_number = dict(zip(name_list, count()))
+        group_number = dict(zip(group_list, count()))
+        keys = list(
+            map(
+                add,
+                map(mul, map(name_number.__getitem__, names), repeat(width)),
+                map(group_number.__getitem__, groups),
+            )
+        )
+        index = dict(zip(dict.fromkeys(keys), count()))
+        pairs = [(name_list[key // width], group_list[key % width]) for key in index]
+    owners = chain.from_iterable(map(repeat, count(), map(len, per_transaction)))
+    return (
+        block_id,
+        len(segments),
+        json.dumps(pairs),
+        _little_endian(array(_U32, owners)),
+        _little_endian(array(_U32, map(index.__getitem__, keys))),
+        _little_endian(array("d", columns[_SEG_START])),
+        _little_endian(array("d", columns[_SEG_DURATION])),
+        _little_endian(array(_I32, columns[_SEG_PARENT])),
+    )
