@@ -215,7 +215,7 @@ def test_a_signal_taken_by_a_forked_child_does_not_end_the_parent(tmp_path: Path
         tmp_path,
         _TASKS
         + """
-from tasktrace import recorder
+from tasktrace.recorder import _process as recorder
 for i in range(3):
     work(i)
 inherited = os.dup(recorder._wakeup_write)  # as a child holds it before its hook runs
@@ -267,7 +267,7 @@ def test_programs_graceful_handler_gets_one_sigterm_for_one(tmp_path: Path) -> N
         tmp_path,
         _TASKS
         + f"""
-from tasktrace import recorder
+from tasktrace.recorder import _process as recorder
 calls = []
 def handler(signum, frame):
     calls.append(signum)
