@@ -14,12 +14,11 @@ import pytest
 
 from tasktrace import config
 from tasktrace._compat import load_toml
+from tasktrace.admin._describe import STARTER_CONFIG, describe
 from tasktrace.config import (
-    STARTER_CONFIG,
     ConfigurationError,
     ReporterSettings,
     Settings,
-    describe,
     find_config_file,
     load,
     parse,

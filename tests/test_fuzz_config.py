@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tasktrace import _compat
-from tasktrace.config import Settings, describe, load, parse
+from tasktrace.admin._describe import describe
+from tasktrace.config import Settings, load, parse
 from tasktrace.exceptions import ConfigurationError
 from tasktrace.targets import Target, parse_target
 

@@ -1,4 +1,8 @@
-"""The one at-fork registration of tasktrace.
+"""The one at-fork registration of tasktrace, and the process facts it keeps current.
+
+:data:`forked_child` says whether this process was made by ``os.fork()`` from one where
+tasktrace was imported (a recorder created there must deliver before ``os._exit``:
+fork-per-job workers), and :data:`pid` is this process's id, refreshed in forked children.
 
 Modules that keep per-process state (the forked-child mark, the random source, the pid the
 hot path uses, the recorder's threads and locks) register their hooks here rather than with
@@ -13,6 +17,11 @@ import os
 from typing import Callable, List, Optional
 
 Hook = Callable[[], None]
+
+#: True in a process made by os.fork() from one where tasktrace was imported.
+forked_child = False
+#: This process's id (read where calling os.getpid() each time would cost).
+pid = os.getpid()
 
 _before: List[Hook] = []
 _after_in_parent: List[Hook] = []
@@ -57,6 +66,9 @@ def _after_fork_in_parent() -> None:
 
 
 def _after_fork_in_child() -> None:
+    global forked_child, pid
+    forked_child = True
+    pid = os.getpid()
     _run(_after_in_child)
 
 

@@ -49,14 +49,17 @@ class _AgentState:
         #: Read at every transaction's start; mirrors ``settings.cpu_time``.
         self.cpu_time: bool = self.settings.cpu_time
         self.initialized = False
-        #: True in a process made by os.fork() from one where tasktrace was imported, so a
-        #: recorder created there knows to deliver before os._exit (fork-per-job workers).
-        self.forked_child = False
         #: The recorder in use, created on the first record (None until then).
         self.recorder: Optional[Recorder] = None
         #: Called with each finished record. Until a recorder exists it is
         #: ``_record_first``, which creates one; then it is the recorder's own ``record``.
         self.record: Callable[[TransactionRecord], None] = self._record_first
+
+    @property
+    def forked_child(self) -> bool:
+        """True in a process made by os.fork() from one where tasktrace was imported
+        (:data:`tasktrace._fork.forked_child`)."""
+        return _fork.forked_child
 
     def _record_first(self, record: TransactionRecord) -> None:
         """Create the default recorder on the first finished transaction, then record."""
@@ -93,9 +96,7 @@ class _AgentState:
         """Forget everything: settings from the environment, no recorder, not initialized."""
         with self.lock:
             recorder = self.recorder
-            forked = self.forked_child
             self.__init__()  # type: ignore[misc]
-            self.forked_child = forked
         if recorder is not None:
             try:
                 recorder.shutdown(0.0)
@@ -104,12 +105,3 @@ class _AgentState:
 
 
 STATE = _AgentState()
-
-
-def _mark_forked_child() -> None:
-    STATE.forked_child = True
-
-
-# Registered here, at import, because the recorder is created lazily: a worker that forks a
-# child per job (RQ) may never record anything itself, so no recorder exists to register.
-_fork.register(after_in_child=_mark_forked_child)

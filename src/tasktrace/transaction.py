@@ -13,7 +13,6 @@ The decorators and wrappers live in :mod:`tasktrace.wrappers` and :mod:`tasktrac
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -23,10 +22,12 @@ from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
 from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
-from tasktrace import _fork
+from tasktrace import _clock, _fork
 from tasktrace._logging import get_logger
 from tasktrace._rng import getrandbits
 from tasktrace._state import STATE
+from tasktrace._suppress import SUPPRESSED as _SUPPRESSED
+from tasktrace._suppress import suppress_instrumentation as suppress_instrumentation
 from tasktrace.records import (
     EMPTY_ATTRIBUTES,
     AttributeValue,
@@ -54,25 +55,13 @@ _get_ident = threading.get_ident
 #: Builds a named tuple from a plain tuple in C, skipping the generated Python __new__.
 _new_tuple = tuple.__new__
 
-#: time.time() minus time.perf_counter(): a transaction's epoch start is its perf_counter
-#: start plus this, which saves a clock read per task. The harvest thread refreshes it
-#: (refresh_epoch_offset) so that wall-clock adjustments are followed.
-_epoch_offset = _time() - _perf_counter()
-
-
-def refresh_epoch_offset() -> None:
-    """Re-read the offset between the wall clock and ``time.perf_counter()``."""
-    global _epoch_offset
-    _epoch_offset = _time() - _perf_counter()
-
-
 #: The process id, refreshed in forked children, so the hot path need not call getpid().
-_PID = os.getpid()
+_PID = _fork.pid
 
 
 def _after_fork_in_child() -> None:
     global _PID
-    _PID = os.getpid()
+    _PID = _fork.pid
 
 
 _fork.register(after_in_child=_after_fork_in_child)
@@ -173,7 +162,15 @@ class Transaction:
         if STATE.cpu_time:
             rare = self._rare = _Rare()
             rare.cpu0 = _thread_time()
+        if _SUPPRESSED.get():  # one of tasktrace's own threads: time nothing, record nothing
+            self._suppressed()
         self._t0 = _perf_counter()
+
+    def _suppressed(self) -> None:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        rare.ignored = True
 
     def __repr__(self) -> str:
         kind = "background" if self.background else "web"
@@ -182,7 +179,7 @@ class Transaction:
     @property
     def start(self) -> float:
         """Epoch seconds at which the transaction began."""
-        return _epoch_offset + self._t0
+        return _clock.epoch_offset + self._t0
 
     @property
     def app_name(self) -> str:
@@ -382,7 +379,7 @@ class Transaction:
                         self.name,
                         self.group,
                         self.background,
-                        _epoch_offset + self._t0,
+                        _clock.epoch_offset + self._t0,
                         duration,
                         exclusive,
                         cpu,
@@ -685,19 +682,6 @@ class WebTransaction(_TransactionBlock):
 
     def _open(self) -> Optional[_Scope]:
         return open_web_scope(self.app, self.name, self.group)
-
-
-def suppress_instrumentation() -> None:
-    """Record nothing from now on in the current context (used by tasktrace's own threads).
-
-    The harvest thread calls this first, so that exporting never creates transactions even
-    if a user lists, say, ``httpx:Client.send`` as a target. It costs instrumented calls
-    nothing: the context simply holds an ignored transaction that never finishes, so every
-    task and trace in it nests there (bounded by ``max_segments``) and is never reported.
-    """
-    txn = Transaction(None, "<tasktrace internal>", "Internal", True)
-    txn.ignore()
-    _CURRENT.set(txn)
 
 
 # -- functions acting on the current transaction ---------------------------------------

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
 from tasktrace._compat import load_toml
-from tasktrace.config import STARTER_CONFIG, Settings, TargetSettings, describe, load, parse
+from tasktrace.admin._describe import STARTER_CONFIG, describe
+from tasktrace.config import Settings, TargetSettings, load, parse
 from tasktrace.exceptions import ConfigurationError, TargetError
 
 

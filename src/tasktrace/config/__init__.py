@@ -12,9 +12,10 @@ The pieces, one module each, from the inside out:
   every problem collected into one :class:`~tasktrace.exceptions.ConfigurationError`) and
   :func:`settings_from_environment` (defaults + variables for a process that never calls
   ``initialize()``; it warns instead of raising);
-* :mod:`._files` -- :func:`find_config_file` and :func:`load`, the only file I/O;
-* :mod:`._describe` -- :func:`describe` and ``STARTER_CONFIG`` for ``show-config`` and
-  ``generate-config``.
+* :mod:`._files` -- :func:`find_config_file` and :func:`load`, the only file I/O.
+
+What ``show-config`` and ``generate-config`` print (``describe``, ``STARTER_CONFIG``) is in
+:mod:`tasktrace.admin._describe`, so that the bootstrap does not load it.
 
 Importing the package must stay cheap (the bootstrap runs in every Python process), so
 ``tomllib``, ``difflib``, ``urllib`` and ``logging`` are imported inside the functions that
@@ -24,7 +25,6 @@ need them and regular expressions are compiled on first use.
 from __future__ import annotations
 
 from tasktrace.config._builder import parse, settings_from_environment
-from tasktrace.config._describe import STARTER_CONFIG, describe
 from tasktrace.config._files import _CACHE_MIN_SIZE as _CACHE_MIN_SIZE  # (the tests read it)
 from tasktrace.config._files import _LAUNCHER_CONFIG as _LAUNCHER_CONFIG  # (the launcher's)
 from tasktrace.config._files import find_config_file, load
@@ -41,12 +41,10 @@ from tasktrace.exceptions import ConfigurationError
 __all__ = [
     "DEFAULT_APP_NAME",
     "MAX_SECONDS",
-    "STARTER_CONFIG",
     "ConfigurationError",
     "ReporterSettings",
     "Settings",
     "TargetSettings",
-    "describe",
     "find_config_file",
     "load",
     "parse",

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from itertools import repeat, starmap
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
+from tasktrace import _clock
 from tasktrace._logging import get_logger
+from tasktrace._suppress import suppress_instrumentation
 from tasktrace.config import Settings
 from tasktrace.recorder._aggregation import _AggMap, _fold_many, _merge_agg
 from tasktrace.recorder._process import _LIVE, _install_process_hooks
@@ -37,10 +39,6 @@ from tasktrace.reporters.base import (
     MetricStats,
     Reporter,
 )
-
-# (Imported here, not lazily in the threads that use it: a fork while another thread is
-# importing a module leaves the child with a half-initialised module it can never import.)
-from tasktrace.transaction import refresh_epoch_offset, suppress_instrumentation
 
 if TYPE_CHECKING:
     pass
@@ -400,7 +398,7 @@ class HarvestRecorder:
         suppress_instrumentation()  # exports must never be instrumented themselves
         while True:
             self._wake.wait(self._interval)
-            refresh_epoch_offset()  # follow wall-clock adjustments in the records' starts
+            _clock.refresh()  # follow wall-clock adjustments in the records' starts
             try:
                 self._cycle()
             except Exception:  # never let the thread die; log once

@@ -13,12 +13,9 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Set, Tuple
 
 from tasktrace import _fork
+from tasktrace._suppress import suppress_instrumentation
 from tasktrace.config import Settings
 from tasktrace.recorder._threads import _settling_margin, _start_without_signals, _wait_seconds
-
-# (Imported here, not lazily in the threads that use it: a fork while another thread is
-# importing a module leaves the child with a half-initialised module it can never import.)
-from tasktrace.transaction import suppress_instrumentation
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -82,13 +79,9 @@ def _install_process_hooks(settings: Settings) -> None:
 
 
 def _forked_before_import() -> bool:
-    """True in a forked child whose parent had not imported this module.
-
-    ``tasktrace._state`` may mark ``STATE.forked_child`` from its own (cheap) at-fork
-    hook; without that mark a child cannot be told from a parent, and nothing is done.
-    """
-    state = sys.modules.get("tasktrace._state")
-    return bool(getattr(getattr(state, "STATE", None), "forked_child", False))
+    """True in a forked child whose parent had not imported this module (but had imported
+    tasktrace, whose at-fork hook marks the child: :data:`tasktrace._fork.forked_child`)."""
+    return _fork.forked_child
 
 
 def _install_signal_handlers() -> None:

@@ -1,4 +1,8 @@
-"""What ``show-config`` and ``generate-config`` print: ``describe`` and ``STARTER_CONFIG``."""
+"""What ``show-config`` and ``generate-config`` print: ``describe`` and ``STARTER_CONFIG``.
+
+They live with the admin commands, not in :mod:`tasktrace.config`, which every
+instrumented process loads at start-up.
+"""
 
 from __future__ import annotations
 
