@@ -393,11 +393,23 @@ def test_what_does_not_pickle_plainly_still_refuses(on_path: Path) -> None:
         pickle.dumps(proxy)
     with pytest.raises(TypeError, match="cannot pickle"):
         pickle.dumps(tasktrace.BackgroundTaskWrapper(proxy))
-    # and a builtin whose name now finds something else refuses, as plain pickle would
+
+    class Missing(Handler):
+        def __reduce__(self) -> str:
+            return "no_such_name"  # pickle looks it up in this module, and fails
+
+    with pytest.raises(pickle.PicklingError):
+        pickle.dumps(Missing())
+    with pytest.raises(TypeError, match=r"it is not found as test_proxies\.no_such_name"):
+        pickle.dumps(tasktrace.BackgroundTaskWrapper(Missing()))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_builtin_pickles_by_its_own_name_when_not_installed(on_path: Path, protocol: int) -> None:
+    """A proxy of a builtin that is not installed anywhere pickles as the builtin."""
     module = _module(on_path)
     wrapper = tasktrace.BackgroundTaskWrapper(module.sqrt)
-    module.sqrt = None
-    assert pickle.loads(pickle.dumps(wrapper)) is math.sqrt  # its own name is math.sqrt
+    assert pickle.loads(pickle.dumps(wrapper, protocol)) is math.sqrt
 
 
 # -- copying ---------------------------------------------------------------------------
@@ -432,3 +444,11 @@ def test_copy_of_a_callable_instance_is_a_proxy_of_its_copy(on_path: Path) -> No
     with capture_transactions() as records:
         assert shallow(1) == 3 and deep(2) == 6 and partial(1) == 11
     assert len(records) == 3
+
+
+def test_copy_of_an_object_that_copies_by_name_is_what_is_there(on_path: Path) -> None:
+    """A curried function copies by finding itself at its name: there is the proxy now."""
+    module = _module(on_path, "add")
+    assert copy.copy(module.add) is module.add
+    assert copy.deepcopy(module.add) is module.add
+    assert copy.copy(module.mul) is module.mul

@@ -184,6 +184,8 @@ def install(proxy: Any, parent: Any, attribute: str, location: Location) -> None
 
 def _copy_plain(proxy: Any, copier: Callable[[Any], Any]) -> Any:
     """``proxy`` if the wrapped object copies as itself, else a proxy around its copy."""
+    if proxy._tasktrace_reference() is not None:
+        return proxy  # the plain object, found by name, copies as itself (as functions do)
     wrapped = proxy.__wrapped__
     try:
         copied = copier(wrapped)
@@ -194,6 +196,9 @@ def _copy_plain(proxy: Any, copier: Callable[[Any], Any]) -> Any:
         return proxy
     if copied is wrapped:
         return proxy
+    if type(copied) is TaskTraceWrapper:
+        # Copied by finding it again at its name (toolz.curry), where this proxy now is.
+        return copied
     return type(proxy)(copied, proxy._self_wrapper, proxy._self_tasktrace_kind)
 
 
@@ -263,20 +268,28 @@ class TaskTraceWrapper(_Transparent, wrapt.FunctionWrapper):  # type: ignore[nam
         inner: FrozenSet[str] = getattr(self.__wrapped__, "__tasktrace_kinds__", frozenset())
         return inner | {self._self_tasktrace_kind}
 
-    def __reduce_ex__(self, protocol: Any) -> Any:
+    def _tasktrace_reference(self) -> Optional[Location]:
+        """Where this proxy is found, if it stands in there for a plain object found by name."""
         location = self._self_tasktrace_location
         if location is not None:
             if self._self_tasktrace_by_reference and _find(*location) is self:
-                return _resolve_reference, location
-        else:
-            # Not installed by tasktrace: a decorator may have put it at the wrapped
-            # object's own name, which pickle would use for the plain object.
-            wrapped = self.__wrapped__
-            natural = (getattr(wrapped, "__module__", None), getattr(wrapped, "__qualname__", None))
-            if _find(*natural) is self:
-                _reduce_like_plain(self, wrapped, protocol)  # refuse what refuses plainly
-                return _resolve_reference, natural
-        return _reduce_like_plain(self, self.__wrapped__, protocol)
+                return location
+            return None
+        # Not installed by tasktrace: a decorator may have put it at the wrapped object's
+        # own name, which pickle would use for the plain object.
+        wrapped = self.__wrapped__
+        natural = (getattr(wrapped, "__module__", None), getattr(wrapped, "__qualname__", None))
+        if _find(*natural) is self:
+            return natural  # type: ignore[return-value]  # _find checked both are str
+        return None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        location = self._tasktrace_reference()
+        if location is None:
+            return _reduce_like_plain(self, self.__wrapped__, protocol)
+        if self._self_tasktrace_location is None:
+            _reduce_like_plain(self, self.__wrapped__, protocol)  # refuse what refuses plainly
+        return _resolve_reference, location
 
     def __reduce__(self) -> Any:
         return self.__reduce_ex__(2)
