@@ -10,7 +10,7 @@ importlib.metadata), is imported only when such a target is actually wrapped.
 What the program sees of a proxy:
 
 * ``repr()``, ``str()`` and ``format()`` are those of the wrapped object (wrapt forwards
-  ``str`` and ``format``; ``repr`` is forwarded here, wrapt's own names the proxy).
+  ``str``; ``repr``, which wrapt's names the proxy, and ``format`` are forwarded here).
 * ``obj.__class__`` is the wrapped object's class, so ``isinstance(proxy, Handler)`` is
   true (wrapt forwards ``__class__``); ``type(proxy)`` is :class:`TaskTraceWrapper`, which
   no proxy can hide.
@@ -210,6 +210,10 @@ class _Transparent:
 
     def __repr__(self) -> str:
         return repr(self.__wrapped__)
+
+    def __format__(self, spec: str) -> str:
+        # wrapt 2 forwards it; wrapt 1 formats the proxy (so only an empty spec works).
+        return format(self.__wrapped__, spec)
 
     @property
     def __signature__(self) -> inspect.Signature:
