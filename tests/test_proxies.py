@@ -135,7 +135,13 @@ def _module(tmp_path: Path, *targets: str, source: str = SOURCE) -> ModuleType:
         background_tasks=tuple(
             TargetSettings(kind="background_task", function=f"{name}:{t}", source="test")
             for t in targets
-        )
+            if not t.startswith("trace:")
+        ),
+        function_traces=tuple(
+            TargetSettings(kind="function_trace", function=f"{name}:{t[6:]}", source="test")
+            for t in targets
+            if t.startswith("trace:")
+        ),
     )
     hooks.install(settings)
     return importlib.import_module(name)
@@ -326,6 +332,29 @@ def test_decorated_curried_function_pickles_by_name(on_path: Path, protocol: int
     module = _module(on_path)
     assert type(module.mul) is TaskTraceWrapper
     assert pickle.loads(pickle.dumps(module.mul, protocol)) is module.mul
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_target_traced_and_task_pickles_as_the_outer_wrapper(on_path: Path, protocol: int) -> None:
+    """A builtin or curried function that two targets wrap unpickles as what is installed."""
+    module = _module(
+        on_path, "sqrt", "trace:sqrt", "add", "trace:add", "partial_job", "trace:partial_job"
+    )
+    for name in ("sqrt", "add"):
+        installed = getattr(module, name)
+        assert installed.__tasktrace_kinds__ == {"background_task", "function_trace"}
+        assert pickle.loads(pickle.dumps(installed, protocol)) is installed
+    restored = pickle.loads(pickle.dumps(module.partial_job, protocol))
+    assert type(restored) is functools.partial and restored(1) == 11
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_target_names_bound_to_one_object_share_its_wrapper(on_path: Path, protocol: int) -> None:
+    """``root = sqrt`` and both names targets: one wrapper, found again by reference."""
+    source = SOURCE + "\nroot = sqrt\n"
+    module = _module(on_path, "sqrt", "root", source=source)
+    assert module.root is module.sqrt
+    assert pickle.loads(pickle.dumps(module.root, protocol)) is module.sqrt
 
 
 def test_unpickled_installed_wrapper_still_records(on_path: Path) -> None:

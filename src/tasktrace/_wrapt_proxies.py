@@ -128,43 +128,52 @@ def _reduce_like_plain(proxy: Any, obj: Any, protocol: int) -> Any:
     return _resolve_reference, (module, reduced)
 
 
-def _pickles_by_reference(original: Any, install: Callable[[], None]) -> bool:
-    """Call ``install`` (which moves a proxy of ``original`` over it), and return whether
-    ``original``, where it was, pickled by reference to that place.
+_FAILED = object()
 
-    True for what pickle saves by name (functions, classes, objects whose ``__reduce_ex__``
-    returns a name such as builtins) and for objects whose reduction changes once they are
-    no longer found there (``toolz.curry``: by name when found at its name, else by value).
-    """
+
+def _reduction_where_found(original: Any) -> Any:
+    """Before a proxy replaces ``original`` at its place: True or False if it is known
+    whether ``original`` pickles by reference, else its reduction (or ``_FAILED``)."""
     inner = original
     while type(inner) is TaskTraceWrapper:
         if inner._self_tasktrace_location is not None:
-            # Already installed here by an earlier target: it knows.
-            install()
+            # Installed here by an earlier target, which looked when it was the plain object.
             return bool(inner._self_tasktrace_by_reference)
         inner = inner.__wrapped__
     cls = type(inner)
+    if issubclass(cls, type):
+        return True
     if (
         copyreg.dispatch_table.get(cls) is None
         and getattr(cls, "__reduce_ex__", None) is _default_reduce_ex
         and getattr(cls, "__reduce__", None) is _default_reduce
-        and not issubclass(cls, type)
     ):
         # The default reduction (class and state) never depends on where the object is;
         # not calling it spares a __getstate__ at install time.
-        install()
         return False
     try:
-        before: Any = _plain_reduce(inner, 2)
+        before = _plain_reduce(inner, 2)
     except Exception:
-        before = None
-    install()
-    if before is None:
+        return _FAILED
+    return True if isinstance(before, str) else before
+
+
+def _pickles_by_reference(original: Any, before: Any) -> bool:
+    """Whether ``original``, now replaced by its proxy, pickled by reference to its place.
+
+    True for what pickle saves by name (functions, classes, objects whose ``__reduce_ex__``
+    returns a name such as builtins) and for objects whose reduction changed once they were
+    no longer found there (``toolz.curry``: by name when found at its name, else by value).
+    """
+    if isinstance(before, bool):
+        return before
+    if before is _FAILED:
         return False
-    if isinstance(before, str):
-        return True
+    inner = original
+    while type(inner) is TaskTraceWrapper:
+        inner = inner.__wrapped__
     try:
-        after: Any = _plain_reduce(inner, 2)
+        after = _plain_reduce(inner, 2)
     except Exception:
         return True  # it pickled only while it was found there
     try:
@@ -174,12 +183,16 @@ def _pickles_by_reference(original: Any, install: Callable[[], None]) -> bool:
 
 
 def install(proxy: Any, parent: Any, attribute: str, location: Location) -> None:
-    """``setattr(parent, attribute, proxy)``, noting on ``proxy`` where it now lives."""
-    by_reference = _pickles_by_reference(
-        proxy.__wrapped__, lambda: setattr(parent, attribute, proxy)
-    )
+    """``setattr(parent, attribute, proxy)``, noting on ``proxy`` where it now lives and
+    whether the plain object pickled by reference there."""
+    original = proxy.__wrapped__
+    try:
+        before = _reduction_where_found(original)
+    except Exception:  # an exotic type; pickle as the plain object
+        before = False
+    setattr(parent, attribute, proxy)
     proxy._self_tasktrace_location = location
-    proxy._self_tasktrace_by_reference = by_reference
+    proxy._self_tasktrace_by_reference = _pickles_by_reference(original, before)
 
 
 def _copy_plain(proxy: Any, copier: Callable[[Any], Any]) -> Any:
