@@ -11,7 +11,9 @@ import functools
 import importlib
 import inspect
 import math
+import os
 import pickle
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from tasktrace.config import Settings, TargetSettings
 from tasktrace.testing import capture_transactions
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 # Written to a temporary module: pickle finds module-level objects by importing their module.
 SOURCE = """
@@ -363,6 +366,49 @@ def test_unpickled_installed_wrapper_still_records(on_path: Path) -> None:
         assert pickle.loads(pickle.dumps(module.sqrt))(16.0) == 4.0
         assert pickle.loads(pickle.dumps(module.add))(1, 2) == 3
     assert len(records) == 2
+
+
+CHILD = """
+import importlib
+import pickle
+import sys
+
+from tasktrace import hooks
+from tasktrace.config import Settings, TargetSettings
+
+name, targets = sys.argv[1], sys.argv[2:]
+entries = [TargetSettings(kind="background_task", function=f"{name}:{t}") for t in targets]
+hooks.install(Settings(background_tasks=tuple(entries)))
+module = importlib.import_module(name)
+for key, (obj, args) in pickle.loads(sys.stdin.buffer.read()).items():
+    print(key, type(obj).__name__, obj is getattr(module, key), obj(*args))
+"""
+
+
+@pytest.mark.integration
+def test_pickles_load_in_a_process_with_the_same_targets(on_path: Path) -> None:
+    """What a process pickles, another with the same config targets unpickles: names as
+    the wrappers installed there, values as plain objects."""
+    calls = {"sqrt": (16.0,), "partial_job": (1,), "handler": (1,), "add": (1, 2), "add_one": (1,)}
+    module = _module(on_path, *calls)
+    data = pickle.dumps({t: (getattr(module, t), args) for t, args in calls.items()})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTRACE_")}
+    env["PYTHONPATH"] = os.pathsep.join([SRC, str(on_path)])
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, module.__name__, *calls],
+        input=data,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines() == [
+        "sqrt TaskTraceWrapper True 4.0",
+        "partial_job partial False 11",
+        "handler Handler False 3",
+        "add TaskTraceWrapper True 3",
+        "add_one Curry False 2",
+    ]
 
 
 # -- pickling: the direct API ----------------------------------------------------------
