@@ -182,7 +182,7 @@ def _pickles_by_reference(original: Any, before: Any) -> bool:
         return False
 
 
-def install(proxy: Any, parent: Any, attribute: str, location: Location) -> None:
+def install_proxy(proxy: Any, parent: Any, attribute: str, location: Location) -> None:
     """``setattr(parent, attribute, proxy)``, noting on ``proxy`` where it now lives and
     whether the plain object pickled by reference there."""
     original = proxy.__wrapped__
@@ -205,7 +205,7 @@ def _copy_plain(proxy: Any, copier: Callable[[Any], Any]) -> Any:
     except NotImplementedError:
         if not isinstance(wrapped, _ObjectProxy):
             raise
-        # wrapt's proxies refuse to be copied; one around a function copies as itself.
+        # wrapt refuses to copy its proxies; this one copies as itself, as it always did.
         return proxy
     if copied is wrapped:
         return proxy
@@ -270,7 +270,7 @@ class TaskTraceWrapper(_Transparent, wrapt.FunctionWrapper):  # type: ignore[nam
 
     __bound_function_wrapper__ = _BoundWrapper
 
-    #: Set by :func:`install`: where the proxy was installed, and whether the plain object
+    #: Set by :func:`install_proxy`: where the proxy was installed, and whether the plain object
     #: pickled by reference there (``_self_`` attributes are the proxy's own, not forwarded).
     _self_tasktrace_location: Optional[Location] = None
     _self_tasktrace_by_reference = False

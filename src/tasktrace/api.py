@@ -195,7 +195,7 @@ def wrap_resolved(
             and proxies is not None
             and isinstance(wrapper, proxies.TaskTraceWrapper)
         ):
-            proxies.install(wrapper, parent, attribute, location)
+            proxies.install_proxy(wrapper, parent, attribute, location)
             return wrapper
         setattr(parent, attribute, wrapper)
     return wrapper
