@@ -76,6 +76,21 @@ class Custom:
 custom = Custom(5)
 
 
+class Named:
+    # pickles by a bare name, without a __module__ to say where: pickle searches sys.modules
+    def __init__(self):
+        self.__module__ = None
+
+    def __call__(self, x):
+        return -x
+
+    def __reduce__(self):
+        return "named"
+
+
+named = Named()
+
+
 def _restore_by_name(module, name):
     return getattr(importlib.import_module(module), name)
 
@@ -389,7 +404,14 @@ for key, (obj, args) in pickle.loads(sys.stdin.buffer.read()).items():
 def test_pickles_load_in_a_process_with_the_same_targets(on_path: Path) -> None:
     """What a process pickles, another with the same config targets unpickles: names as
     the wrappers installed there, values as plain objects."""
-    calls = {"sqrt": (16.0,), "partial_job": (1,), "handler": (1,), "add": (1, 2), "add_one": (1,)}
+    calls = {
+        "sqrt": (16.0,),
+        "partial_job": (1,),
+        "handler": (1,),
+        "add": (1, 2),
+        "add_one": (1,),
+        "named": (1,),
+    }
     module = _module(on_path, *calls)
     data = pickle.dumps({t: (getattr(module, t), args) for t, args in calls.items()})
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTRACE_")}
@@ -408,6 +430,7 @@ def test_pickles_load_in_a_process_with_the_same_targets(on_path: Path) -> None:
         "handler Handler False 3",
         "add TaskTraceWrapper True 3",
         "add_one Curry False 2",
+        "named TaskTraceWrapper True -1",
     ]
 
 
@@ -445,6 +468,8 @@ def test_wrapper_not_installed_pickles_as_the_plain_object(on_path: Path, protoc
     )
     curried = pickle.loads(pickle.dumps(tasktrace.BackgroundTaskWrapper(module.add_one), protocol))
     assert type(curried) is module.Curry and curried(1) == 2
+    named = tasktrace.BackgroundTaskWrapper(module.named)
+    assert pickle.loads(pickle.dumps(named, protocol)) is module.named
     traced = tasktrace.FunctionTraceWrapper(tasktrace.BackgroundTaskWrapper(module.custom))
     own = pickle.loads(pickle.dumps(traced, protocol))
     assert type(own) is module.Custom and own.n == 5

@@ -35,7 +35,6 @@ import copy
 import copyreg
 import importlib
 import inspect
-import pickle
 import types
 from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
@@ -90,9 +89,6 @@ def _plain_reduce(obj: Any, protocol: int) -> Any:
     return obj.__reduce_ex__(protocol)
 
 
-#: pickle's own search of ``sys.modules`` for an object without ``__module__`` (untyped).
-_whichmodule: Callable[[Any, str], str] = getattr(pickle, "whichmodule")  # noqa: B009
-
 _default_reduce_ex: Any = object.__reduce_ex__
 _default_reduce: Any = object.__reduce__
 
@@ -110,6 +106,8 @@ def _is_or_wraps(found: Any, target: Any) -> bool:
 
 def _reduce_like_plain(proxy: Any, obj: Any, protocol: int) -> Any:
     """Reduce ``proxy`` exactly as pickle reduces the plain ``obj`` it wraps."""
+    import pickle  # late: already imported by whoever is pickling
+
     try:
         reduced = _plain_reduce(obj, protocol)
     except (TypeError, pickle.PicklingError):
@@ -121,7 +119,8 @@ def _reduce_like_plain(proxy: Any, obj: Any, protocol: int) -> Any:
     # A global: pickle finds it by name in its module, and insists it is the same object.
     module = getattr(obj, "__module__", None)
     if not isinstance(module, str):
-        module = _whichmodule(obj, reduced)
+        # pickle's own search of sys.modules (untyped in the stubs).
+        module = getattr(pickle, "whichmodule")(obj, reduced)  # noqa: B009
     found = _find(module, reduced)
     if found is None or not (_is_or_wraps(found, obj) or _is_or_wraps(found, proxy)):
         raise TypeError(f"cannot pickle {obj!r}: it is not found as {module}.{reduced}")
