@@ -167,6 +167,7 @@ def _module(tmp_path: Path, *targets: str, source: str = SOURCE) -> ModuleType:
 
 @pytest.fixture
 def on_path(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path`` on sys.path; the modules written there leave sys.modules afterwards."""
     sys.path.insert(0, str(tmp_path))
     before = set(sys.modules)
     try:
@@ -475,7 +476,7 @@ def test_wrapper_not_installed_pickles_as_the_plain_object(on_path: Path, protoc
     assert type(own) is module.Custom and own.n == 5
 
 
-def test_what_does_not_pickle_plainly_still_refuses(on_path: Path) -> None:
+def test_what_does_not_pickle_plainly_still_refuses() -> None:
     """Local objects and other libraries' proxies refuse, with a TypeError from the proxy."""
 
     class Local:
