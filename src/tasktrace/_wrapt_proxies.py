@@ -17,7 +17,10 @@ What the program sees of a proxy:
 * ``inspect.signature()`` is the wrapped object's. ``inspect.getfullargspec()`` is the
   same signature as a ``FullArgSpec``: equal to the plain object's for partials, builtins,
   bound methods and objects with a ``__signature__``; for a callable instance or a class
-  it lacks the leading ``self`` that ``getfullargspec`` of the plain object lists.
+  it lacks the leading ``self`` that ``getfullargspec`` of the plain object lists. Both come
+  from the proxy's ``__signature__`` (``hasattr(proxy, "__signature__")`` is true when
+  inspect can read the plain object), which inspect returns as it is: ``signature(proxy,
+  eval_str=True)`` leaves string annotations unevaluated.
 * Pickling: a proxy installed at a module attribute (config targets, ``wrap_*``), or sitting
   at its wrapped object's own ``module.qualname`` (a decorator), pickles by that location
   when the plain object pickles by reference (functions, classes, builtins, objects such as
