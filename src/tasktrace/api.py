@@ -16,8 +16,9 @@ bootstrap does in every process) stays cheap.
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
-from typing import Any, Callable, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Optional, Tuple, TypeVar, Union, cast
 
 from tasktrace.exceptions import TargetError
 from tasktrace.targets import _describe_parent, _lookup, _suggest
@@ -165,6 +166,7 @@ def wrap_resolved(
     application: Any = None,
     name: NameSpec = None,
     group: NameSpec = None,
+    location: Optional[Tuple[str, str]] = None,
 ) -> Any:
     """Patch ``parent.attribute`` (whose raw value is ``original``) with a ``kind`` wrapper.
 
@@ -175,6 +177,8 @@ def wrap_resolved(
         kind: ``"background_task"`` or ``"function_trace"``.
         default_name: the name when ``name`` is None, e.g. ``"jobs:Exporter.run"``.
         application: for background tasks only.
+        location: ``(module name, dotted path)`` of ``parent.attribute``; a wrapt proxy
+            installed there notes it, to pickle by that reference as the plain object did.
 
     Returns:
         The wrapper now stored there (``original`` itself if it was already wrapped).
@@ -185,6 +189,14 @@ def wrap_resolved(
     else:
         wrapper = BackgroundTaskWrapper(original, application, label, group)
     if wrapper is not original:
+        proxies = sys.modules.get("tasktrace._wrapt_proxies")  # imported if it made one
+        if (
+            location is not None
+            and proxies is not None
+            and isinstance(wrapper, proxies.TaskTraceWrapper)
+        ):
+            proxies.install_proxy(wrapper, parent, attribute, location)
+            return wrapper
         setattr(parent, attribute, wrapper)
     return wrapper
 
@@ -220,6 +232,7 @@ def wrap_background_task(
         application=application,
         name=name,
         group=group,
+        location=(_module_name(module), object_path),
     )
 
 
@@ -239,6 +252,7 @@ def wrap_function_trace(
         f"{_module_name(module)}:{object_path}",
         name=name,
         group=group,
+        location=(_module_name(module), object_path),
     )
 
 

@@ -114,6 +114,7 @@ def _wrap(target: TargetSettings, module_name: str, match: Resolved) -> Any:
         application=target.application,
         name=target.name,
         group=target.group,
+        location=(module_name, match.path),
     )
     if wrapper is not original:
         with _lock:
