@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import List
 
@@ -31,15 +32,33 @@ def _fresh_agent() -> Iterator[None]:
     for key in list(os.environ):
         if key.startswith(_CLEARED_PREFIXES):
             del os.environ[key]
-    STATE._reset_for_tests()
-    tasktrace.apps._reset_for_tests()
+    _reset_registries()
     try:
         yield
     finally:
-        STATE._reset_for_tests()
-        tasktrace.apps._reset_for_tests()
+        _reset_registries()
         os.environ.clear()
         os.environ.update(saved)
+
+
+#: Modules with global state and a ``_reset_for_tests()``, reset only once imported (the
+#: fixture must not import what a test never used: the recorder, hooks, the OTLP reporter).
+_REGISTRIES = (
+    "tasktrace.hooks",
+    "tasktrace._logging",
+    "tasktrace.recorder",
+    "tasktrace.reporters.otlp",
+)
+
+
+def _reset_registries() -> None:
+    """Every registry of module-level state back to what a fresh process has."""
+    STATE._reset_for_tests()
+    tasktrace.apps._reset_for_tests()
+    for name in _REGISTRIES:
+        module = sys.modules.get(name)
+        if module is not None:
+            module._reset_for_tests()
 
 
 @pytest.fixture

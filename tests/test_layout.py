@@ -171,3 +171,24 @@ def test_the_bootstrap_path_does_not_load_the_admin_display_code() -> None:
     reached = _reachable("tasktrace.config", GRAPH)
     assert not {m for m in reached if m.startswith("tasktrace.admin")}
     assert "tasktrace.config._describe" not in GRAPH
+
+
+def test_every_registry_is_reset_between_tests() -> None:
+    """Each module with module-level state and a ``_reset_for_tests()`` is reset by the
+    autouse fixture (directly, or by the package that owns it)."""
+    import conftest
+
+    reset = {*conftest._REGISTRIES, "tasktrace.apps"}
+    # Reset by their owners: hooks resets its tracer and the import machinery.
+    reset |= {"tasktrace.hooks._main", "tasktrace._importlib_bootstrap"}
+    # recorder._process is the recorder package's (which re-exports its reset).
+    reset |= {"tasktrace.recorder._process"}
+    defining = set()
+    for path in ROOT.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(
+            isinstance(node, ast.FunctionDef) and node.name == "_reset_for_tests"
+            for node in tree.body
+        ):
+            defining.add(_module_name(path))
+    assert defining - reset == set()

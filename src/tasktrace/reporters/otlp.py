@@ -697,3 +697,10 @@ def _snippet(reply: bytes) -> str:
 
     text = clean(" ".join(reply[:200].decode("utf-8", "replace").split()))
     return f": {text}" if text else ""
+
+
+def _reset_for_tests() -> None:
+    """Warn again about a plain-http endpoint. (The filter on httpx's loggers stays: it is
+    installed once per process, and passes every record not made by an export.)"""
+    global _plaintext_warned
+    _plaintext_warned = False
