@@ -123,6 +123,7 @@ LEAVES = {
     "tasktrace._fork": set(),
     "tasktrace._rng": {"tasktrace._fork"},
     "tasktrace._sanitize": set(),
+    "tasktrace._suggest": set(),
     "tasktrace._suppress": set(),
     "tasktrace._version": set(),
     "tasktrace.environment": set(),
@@ -176,9 +177,15 @@ def test_the_bootstrap_path_does_not_load_the_admin_display_code() -> None:
 def test_every_registry_is_reset_between_tests() -> None:
     """Each module with module-level state and a ``_reset_for_tests()`` is reset by the
     autouse fixture (directly, or by the package that owns it)."""
-    import conftest
-
-    reset = {*conftest._REGISTRIES, "tasktrace.apps"}
+    # Read from the file: "conftest" may name tests/integration's one in a full run.
+    fixture = ast.parse((Path(__file__).parent / "conftest.py").read_text(encoding="utf-8"))
+    registries = next(
+        ast.literal_eval(node.value)
+        for node in fixture.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "_REGISTRIES" for t in node.targets)
+    )
+    reset = {*registries, "tasktrace.apps"}
     # Reset by their owners: hooks resets its tracer and the import machinery.
     reset |= {"tasktrace.hooks._main", "tasktrace._importlib_bootstrap"}
     # recorder._process is the recorder package's (which re-exports its reset).
@@ -192,3 +199,13 @@ def test_every_registry_is_reset_between_tests() -> None:
         ):
             defining.add(_module_name(path))
     assert defining - reset == set()
+
+
+def test_one_did_you_mean() -> None:
+    """Only tasktrace._suggest uses difflib: one way to suggest a name, worded alike."""
+    users = sorted(
+        _module_name(path)
+        for path in ROOT.rglob("*.py")
+        if "difflib" in path.read_text(encoding="utf-8").replace("``difflib``", "")
+    )
+    assert users == ["tasktrace._suggest"]

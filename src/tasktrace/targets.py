@@ -17,6 +17,7 @@ import types
 from fnmatch import fnmatchcase
 from typing import Any, List, NamedTuple, Optional, Tuple
 
+from tasktrace._suggest import did_you_mean
 from tasktrace.exceptions import ConfigurationError, TargetError
 
 __all__ = ["Resolved", "Target", "is_glob", "no_match_hint", "parse_target", "resolve"]
@@ -296,18 +297,14 @@ def _has_function(klass: type, name: str) -> bool:
 
 def _suggest(parent: Any, name: str) -> str:
     """A " did you mean ...?" hint from the names of ``parent``, or an empty string."""
-    import difflib  # late: only needed when something is misspelt
-
     try:
         names = [n for n in dir(parent) if isinstance(n, str)]
     except Exception:  # a hostile __dir__ must not hide the real error
         names = []
     if not name.startswith("_"):
         names = [n for n in names if not n.startswith("_")]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    hint = did_you_mean(name, names, n=3)
+    return f" ({hint})" if hint else ""
 
 
 def _describe_parent(parent: Any) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Tuple
 
 from tasktrace import environment as _vars
+from tasktrace._suggest import did_you_mean
 from tasktrace.config._redaction import _Headers, redact_url
 
 
@@ -132,10 +133,8 @@ def _parse_int(text: str) -> int:
 
 
 def _suggestion(word: str, choices: Any) -> str:
-    import difflib  # late: only needed for a mistake
-
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
+    hint = did_you_mean(word, choices)
+    return f"{hint} " if hint else ""
 
 
 def _choice_checker(choices: Tuple[str, ...]) -> Callable[[Any], str]:

@@ -13,10 +13,10 @@ installed distributions' metadata costs tens of milliseconds.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Any, Callable, Dict, List, Tuple
 
+from tasktrace._suggest import did_you_mean
 from tasktrace.config import Settings
 from tasktrace.exceptions import ReporterError
 from tasktrace.reporters.base import Reporter
@@ -66,8 +66,8 @@ def create_reporter(name: str, settings: Settings) -> Reporter:
     entry_point = plugins.get(name)
     if entry_point is None:
         known = sorted(set(BUILTIN_REPORTERS) | set(plugins))
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, known)
+        hint = f"; {hint}" if hint else ""
         raise ReporterError(
             f"unknown reporter {name!r} in [reporter] type{hint} "
             f"(known: {', '.join(known)}; plugins register in the entry-point group "
