@@ -243,7 +243,7 @@ class HarvestRecorder:
                     self._add_drop(app, REASON_BUFFER_FULL, count)
             self._wake_early()
         except Exception:  # SPEC 2.8: never raise into the instrumented code
-            pass
+            logger.debug("tasktrace: recording a transaction failed", exc_info=True)
 
     def _wake_early(self) -> None:
         """Wake the harvest thread before its interval ends (once per harvest)."""

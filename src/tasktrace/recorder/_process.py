@@ -13,6 +13,7 @@ import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Set, Tuple
 
 from tasktrace import _fork
+from tasktrace._logging import get_logger
 from tasktrace._suppress import suppress_instrumentation
 from tasktrace.config import Settings
 from tasktrace.recorder._threads import _settling_margin, _start_without_signals, _wait_seconds
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
     from tasktrace.recorder._harvest import HarvestRecorder
 
+
+_log = get_logger()
 
 # -- process hooks --------------------------------------------------------------------------
 
@@ -339,8 +342,8 @@ def _register_multiprocessing_finalizer() -> None:
         # child ends with os._exit. Registered in the child itself: the registry is
         # cleared when a child starts, and a Finalize is ignored in another pid.
         mp_util.Finalize(None, _exit_flush_all, exitpriority=0)
-    except Exception:
-        pass
+    except Exception:  # atexit or the os._exit wrapper still delivers
+        _log.debug("tasktrace: cannot register the multiprocessing finalizer", exc_info=True)
 
 
 def _max_shutdown_timeout() -> float:
@@ -359,8 +362,8 @@ def _flush_all(timeout: float) -> None:
     for recorder, ticket in tickets:
         try:
             recorder._wait(ticket, deadline)
-        except Exception:
-            pass
+        except Exception:  # the others are still waited for; the ledger says what is left
+            _log.debug("tasktrace: waiting for a flush failed", exc_info=True)
 
 
 def _at_exit() -> None:

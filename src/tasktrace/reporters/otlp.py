@@ -38,7 +38,7 @@ from tasktrace import _rng
 from tasktrace._version import __version__
 
 # The one URL redaction (re-exported here, where the reporter's messages use it).
-from tasktrace.config import redact_url
+from tasktrace.config import ReporterSettings, redact_url
 from tasktrace.records import AttributeValue, TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult
 
@@ -313,21 +313,14 @@ class OtlpReporter:
         client: Optional[httpx.Client] = None,
         sleep: Optional[Callable[[float], None]] = None,
     ) -> None:
-        reporter = settings.reporter if settings is not None else None
-        if endpoint is None:
-            endpoint = reporter.endpoint if reporter is not None else "http://127.0.0.1:4318"
-        self.url = traces_url(endpoint)
+        # Defaults come from ReporterSettings, the one place they are written.
+        reporter = settings.reporter if settings is not None else ReporterSettings()
+        self.url = traces_url(reporter.endpoint if endpoint is None else endpoint)
         _warn_if_unencrypted(self.url)
-        self._headers: Dict[str, str] = dict(
-            headers if headers is not None else (reporter.headers if reporter else {})
-        )
-        self._timeout = float(
-            timeout if timeout is not None else (reporter.timeout if reporter else 10.0)
-        )
-        self._ca_bundle = (
-            ca_bundle if ca_bundle is not None else (reporter.ca_bundle if reporter else None)
-        )
-        compression = compression or (reporter.compression if reporter else "gzip")
+        self._headers: Dict[str, str] = dict(reporter.headers if headers is None else headers)
+        self._timeout = float(reporter.timeout if timeout is None else timeout)
+        self._ca_bundle = reporter.ca_bundle if ca_bundle is None else ca_bundle
+        compression = compression or reporter.compression
         self._gzip = compression.lower() != "none"
         self._transport = transport
         self._given_client = client
