@@ -330,3 +330,130 @@ def test_wrappers_read_no_globals(
     wrapped = wrap(getattr(user_module, which))
     assert wrapped.__globals__ is user_module.__dict__
     assert _loads_globals(wrapped.__code__) == []
+
+
+# -- 3. the drivers: one frame per step, same semantics ---------------------------------------
+
+
+def _echo_gen() -> Iterator[Any]:
+    received = []
+    try:
+        while True:
+            value = yield len(received)
+            received.append(value)
+    except KeyError:
+        yield "caught"
+    return received
+
+
+async def _echo_agen() -> AsyncIterator[Any]:
+    received = []
+    try:
+        while True:
+            value = yield len(received)
+            received.append(value)
+    except KeyError:
+        yield "caught"
+    yield received
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["outside-task", "inside-task"])
+@pytest.mark.parametrize("target", ["function", "partial"])
+def test_traced_generators_pass_send_throw_and_return(
+    inside: bool, target: str, records: Records
+) -> None:
+    """send/throw/return values and asend/athrow pass through a traced generator and a
+    traced async generator, with a scope (inside a task) and without one (outside)."""
+    gen_func: Any = _echo_gen if target == "function" else functools.partial(_echo_gen)
+    agen_func: Any = _echo_agen if target == "function" else functools.partial(_echo_agen)
+    gen = function_trace(name="g")(gen_func)
+    agen = function_trace(name="a")(agen_func)
+
+    def run_sync() -> Any:
+        it = gen()
+        assert next(it) == 0
+        assert it.send("a") == 1
+        assert it.throw(KeyError("k")) == "caught"
+        with pytest.raises(StopIteration) as stop:
+            next(it)
+        return stop.value.value
+
+    async def run_async() -> Any:
+        it = agen()
+        assert await it.__anext__() == 0
+        assert await it.asend("b") == 1
+        assert await it.athrow(KeyError("k")) == "caught"
+        last = await it.__anext__()
+        with pytest.raises(StopAsyncIteration):
+            await it.__anext__()
+        return last
+
+    if inside:
+        with tasktrace.BackgroundTask(name="outer"):
+            assert run_sync() == ["a"]
+            assert asyncio.run(run_async()) == ["b"]
+        (rec,) = records
+        assert [s.name for s in rec.segments] == ["g", "a"]
+        assert rec.errors == ()
+    else:
+        assert run_sync() == ["a"]
+        assert asyncio.run(run_async()) == ["b"]
+        assert records == []
+
+
+def test_traced_generator_segment_is_current_only_while_it_runs(records: Records) -> None:
+    """A function trace called by a traced generator is its child; one called between its
+    steps is the task's."""
+
+    @function_trace(name="inner")
+    def inner() -> None:
+        pass
+
+    @function_trace(name="rows")
+    def rows() -> Iterator[int]:
+        inner()
+        yield 1
+        inner()
+        yield 2
+
+    with tasktrace.BackgroundTask(name="outer"):
+        for _ in rows():
+            inner()
+    (rec,) = records
+    names = [s.name for s in rec.segments]
+    parents = [(s.name, names[s.parent] if s.parent >= 0 else "outer") for s in rec.segments]
+    assert parents == [
+        ("rows", "outer"),
+        ("inner", "rows"),
+        ("inner", "outer"),
+        ("inner", "rows"),
+        ("inner", "outer"),
+    ]
+
+
+def test_traced_generator_error_and_close(records: Records) -> None:
+    """A task generator's error is recorded; close() runs the clean-up inside the scope."""
+    seen: List[Any] = []
+
+    @background_task(name="fails")
+    def fails() -> Iterator[int]:
+        yield 1
+        raise ValueError("bad")
+
+    @background_task(name="closed")
+    def closed() -> Iterator[int]:
+        try:
+            yield 1
+        finally:
+            seen.append(tasktrace.current_transaction())
+
+    with pytest.raises(ValueError):
+        list(fails())
+    it = closed()
+    next(it)
+    it.close()
+    assert seen[0] is not None and seen[0].name == "closed"
+    assert {r.name: [e.message for e in r.errors] for r in records} == {
+        "fails": ["bad"],
+        "closed": [],
+    }
