@@ -7,6 +7,7 @@ import dis
 import functools
 import gc
 import importlib
+import inspect
 import re
 import sys
 import types
@@ -457,3 +458,26 @@ def test_traced_generator_error_and_close(records: Records) -> None:
         "fails": ["bad"],
         "closed": [],
     }
+
+
+def test_wrapt_wrapped_generators_carry_the_functions_name(records: Records) -> None:
+    """Through wrapt too, the generator, coroutine or async generator returned is named
+    after the user's function (its repr, and an unawaited coroutine's warning)."""
+    for func in (_gen, _co, _agen):
+        obj = background_task()(functools.partial(func))(1)
+        assert obj.__qualname__ == func.__qualname__
+        assert func.__name__ in repr(obj)
+        if not hasattr(obj, "aclose"):  # an unstarted async generator needs no closing
+            obj.close()
+
+
+def test_a_parameter_named_like_the_wrappers_falls_back(records: Records) -> None:
+    """A function with a parameter named ``_tt_...`` still works (bound at its start)."""
+
+    def gen(_tt_inner: int) -> Iterator[int]:
+        yield _tt_inner
+
+    wrapped = background_task(name="fallback")(gen)
+    assert inspect.isgeneratorfunction(wrapped)
+    assert list(wrapped(4)) == [4]
+    assert [r.name for r in records] == ["fallback"]

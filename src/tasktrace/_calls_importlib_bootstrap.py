@@ -556,6 +556,16 @@ _drive_async_generator = _driver(
 )
 
 
+def _rename(driver: Any, inner: Any) -> None:
+    """Give ``driver`` the name of the generator or coroutine it drives (its repr, and the
+    "never awaited" warning, name the user's function)."""
+    try:
+        driver.__name__ = inner.__name__
+        driver.__qualname__ = inner.__qualname__
+    except (AttributeError, TypeError):  # pragma: no cover - not a native generator
+        pass
+
+
 def make_flavoured(flavour: str, opener_for: OpenerFor) -> WrapperFunction:
     """The wrapt-style wrapper function of a ``flavour`` target whose names may be computed.
 
@@ -567,11 +577,7 @@ def make_flavoured(flavour: str, opener_for: OpenerFor) -> WrapperFunction:
         def coroutine_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             inner = wrapped(*args, **kwargs)
             coro = _drive_coroutine(_Closer(inner), opener_for(instance, args, kwargs))
-            try:
-                coro.__name__ = inner.__name__
-                coro.__qualname__ = inner.__qualname__
-            except (AttributeError, TypeError):  # pragma: no cover - not a native coroutine
-                pass
+            _rename(coro, inner)
             return coro
 
         call: Any = coroutine_call
@@ -579,14 +585,18 @@ def make_flavoured(flavour: str, opener_for: OpenerFor) -> WrapperFunction:
 
         def generator_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             gen = wrapped(*args, **kwargs)
-            return _drive_generator(gen, opener_for(instance, args, kwargs))
+            driver = _drive_generator(gen, opener_for(instance, args, kwargs))
+            _rename(driver, gen)
+            return driver
 
         call = generator_call
     elif flavour == "asyncgen":
 
         def asyncgen_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             agen = wrapped(*args, **kwargs)
-            return _drive_async_generator(agen, opener_for(instance, args, kwargs))
+            driver = _drive_async_generator(agen, opener_for(instance, args, kwargs))
+            _rename(driver, agen)
+            return driver
 
         call = asyncgen_call
     else:

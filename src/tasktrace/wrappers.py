@@ -9,9 +9,11 @@ A plain Python function (also inside a classmethod or staticmethod) is wrapped b
 plain function of the same kind (sync, ``async def``, generator or async generator) that
 carries its ``__name__``, ``__qualname__``, ``__module__``, ``__doc__``, ``__wrapped__`` and
 ``__signature__``: it binds as a method like any function, pickles by reference like any
-function, and costs about a quarter of a ``wrapt.FunctionWrapper`` call. Other callables
-are wrapped by ``wrapt.FunctionWrapper`` subclasses (:mod:`tasktrace._wrapt_proxies`),
-imported only when needed.
+function, and costs about a quarter of a ``wrapt.FunctionWrapper`` call. It has the
+function's own parameters, runs in the function's module globals, and is skipped by
+``warnings`` when it counts ``stacklevel``: :mod:`tasktrace._calls_importlib_bootstrap`
+builds it and says how. Other callables are wrapped by ``wrapt.FunctionWrapper``
+subclasses (:mod:`tasktrace._wrapt_proxies`), imported only when needed.
 """
 
 from __future__ import annotations
@@ -238,23 +240,26 @@ def build_wrapper(wrapped: Any, kind: str, call: WrapperFunction) -> Any:
 
 
 def _function_wrapper(func: Callable[..., Any], kind: str, call: WrapperFunction) -> Any:
-    """A plain function of the same kind as ``func`` that calls ``call``.
+    """A plain function of the same kind as ``func`` that does what ``call`` does.
 
     The instance of a method is simply the first positional argument, as for ``func``.
+    The wrapper is built by :mod:`tasktrace._calls_importlib_bootstrap`: the inlined hot
+    path for a sync function with fixed names (``call.fast``), else a function with
+    ``func``'s parameters that opens its scope with ``call.opener_for``.
     """
     wrapper: Any = None
     fast = getattr(call, "fast", None)
+    opener_for = getattr(call, "opener_for", None)
+    flavour = getattr(call, "flavour", None) or _flavour(func)
     if fast is not None:
         wrapper = fast(func)
-    else:
-        flavour = getattr(call, "flavour", None) or _flavour(func)
-        opener_for = call.opener_for  # type: ignore[attr-defined]
+    elif opener_for is not None:
         if flavour == "sync":
             wrapper = sync_wrapper(func, opener_for)
         else:
             wrapper = same_signature_wrapper(func, flavour, opener_for)
-        if wrapper is None:
-            wrapper = _lazy_wrapper(func, flavour, call)
+    if wrapper is None:
+        wrapper = _lazy_wrapper(func, flavour, call)
 
     functools.update_wrapper(wrapper, func)
     inner: FrozenSet[str] = getattr(func, "__tasktrace_kinds__", frozenset())
@@ -272,9 +277,15 @@ def _function_wrapper(func: Callable[..., Any], kind: str, call: WrapperFunction
 def _lazy_wrapper(func: Callable[..., Any], flavour: str, call: WrapperFunction) -> Any:
     """A wrapper with ``(*args, **kwargs)`` parameters, for a function whose own parameters
     the generated wrappers cannot copy (a parameter named ``_tt_...``): its arguments are
-    bound when the wrapped generator or coroutine starts, not at the call."""
+    bound when the wrapped generator or coroutine starts, not at the call, and it runs in
+    tasktrace's globals."""
     wrapper: Callable[..., Any]
-    if flavour == "coroutine":
+    if flavour == "sync":
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return call(func, None, args, kwargs)
+
+    elif flavour == "coroutine":
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             return await call(func, None, args, kwargs)
