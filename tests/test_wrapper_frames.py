@@ -481,3 +481,46 @@ def test_a_parameter_named_like_the_wrappers_falls_back(records: Records) -> Non
     assert inspect.isgeneratorfunction(wrapped)
     assert list(wrapped(4)) == [4]
     assert [r.name for r in records] == ["fallback"]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="logging skips such frames from 3.11")
+@pytest.mark.parametrize("wrap", WRAPS)
+def test_logging_stacklevel_points_past_the_wrapper(
+    wrap: Callable[[Any], Any], caplog: pytest.LogCaptureFixture, records: Records
+) -> None:
+    """``logging``'s ``stacklevel=2`` names the caller's line, as without the wrapper."""
+    import logging
+
+    def logs() -> None:
+        logging.getLogger("tt-test").warning("hello", stacklevel=2)
+
+    for func in (logs, wrap(logs)):
+        _run(func)
+    plain, wrapped = ((r.pathname, r.lineno, r.funcName) for r in caplog.records)
+    assert wrapped == plain
+
+
+@pytest.mark.parametrize("which", ["generator", "asyncgen", "coroutine"])
+def test_a_traceback_shows_one_wrapper_frame(which: str, records: Records) -> None:
+    """An error in a wrapped generator, async generator or coroutine shows one tasktrace
+    frame between the caller and the function."""
+    import traceback
+
+    def gen() -> Iterator[int]:
+        raise ValueError("g")
+        yield 1
+
+    async def agen() -> AsyncIterator[int]:
+        raise ValueError("a")
+        yield 1
+
+    async def co() -> None:
+        raise ValueError("c")
+
+    func = {"generator": gen, "asyncgen": agen, "coroutine": co}[which]
+    with pytest.raises(ValueError) as info:
+        _run(background_task()(func))
+    frames = traceback.extract_tb(info.value.__traceback__)
+    ours = [f for f in frames if "tasktrace" in f.filename]
+    assert len(ours) == 1
+    assert frames[-1].name == func.__name__
