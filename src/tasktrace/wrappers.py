@@ -9,9 +9,11 @@ A plain Python function (also inside a classmethod or staticmethod) is wrapped b
 plain function of the same kind (sync, ``async def``, generator or async generator) that
 carries its ``__name__``, ``__qualname__``, ``__module__``, ``__doc__``, ``__wrapped__`` and
 ``__signature__``: it binds as a method like any function, pickles by reference like any
-function, and costs about a quarter of a ``wrapt.FunctionWrapper`` call. Other callables
-are wrapped by ``wrapt.FunctionWrapper`` subclasses (:mod:`tasktrace._wrapt_proxies`),
-imported only when needed.
+function, and costs about a quarter of a ``wrapt.FunctionWrapper`` call. It has the
+function's own parameters, runs in the function's module globals, and is skipped by
+``warnings`` when it counts ``stacklevel``: :mod:`tasktrace._calls_importlib_bootstrap`
+builds it and says how. Other callables are wrapped by ``wrapt.FunctionWrapper``
+subclasses (:mod:`tasktrace._wrapt_proxies`), imported only when needed.
 """
 
 from __future__ import annotations
@@ -19,25 +21,22 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-import time
 import types
-from collections.abc import AsyncGenerator, Coroutine, Generator
-from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple, Union
+from typing import Any, Callable, FrozenSet, Optional, Union
 
-from tasktrace._logging import get_logger
-from tasktrace._state import STATE
-from tasktrace.transaction import (
-    _CURRENT,
-    Segment,
-    Transaction,
-    _Scope,
-    is_error,
-    open_task_scope,
-    open_trace_scope,
+from tasktrace._calls_importlib_bootstrap import (
+    Opener,
+    WrapperFunction,
+    fast_task,
+    fast_trace,
+    make_flavoured,
+    same_signature_wrapper,
+    sync_wrapper,
 )
+from tasktrace._logging import get_logger
+from tasktrace.transaction import _Scope, open_task_scope, open_trace_scope
 
 _log = get_logger()
-_perf_counter = time.perf_counter
 
 #: A name or group: a string, or a callable given the call's arguments.
 NameSpec = Union[str, Callable[..., Any], None]
@@ -115,121 +114,6 @@ def _flavour(wrapped: Any) -> str:
     return "sync"
 
 
-# -- drivers for coroutines and iterators: one scope over their whole life -------------
-
-Opener = Callable[[], Optional[_Scope]]
-
-
-async def _drive_coroutine(
-    function: Callable[..., Coroutine[Any, Any, Any]], args: Any, kwargs: Any, opener: Opener
-) -> Any:
-    # The wrapped coroutine is created at the first step, not at the call: one closed or
-    # cancelled before it starts (a task cancelled at shutdown) would otherwise be collected
-    # unawaited, and Python would warn about a coroutine the user never saw.
-    coro = function(*args, **kwargs)
-    scope = opener()  # runs at the first step, so an unstarted coroutine records nothing
-    if scope is None:
-        return await coro
-    error: Optional[BaseException] = None
-    scope.activate()
-    try:
-        return await coro
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        scope.deactivate()
-        scope.close(error)
-        error = None
-
-
-def _drive_generator(gen: Generator[Any, Any, Any], opener: Opener) -> Generator[Any, Any, Any]:
-    scope = opener()
-    if scope is None:
-        return (yield from gen)
-    error: Optional[BaseException] = None
-    try:
-        to_send: Any = None
-        to_throw: Optional[BaseException] = None
-        while True:
-            # The scope is current only while the wrapped generator runs: each step may be
-            # taken from a different thread or task, whose own context must not change.
-            scope.activate()
-            try:
-                if to_throw is None:
-                    item = gen.send(to_send)
-                else:
-                    exc, to_throw = to_throw, None
-                    item = gen.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            finally:
-                scope.deactivate()
-            try:
-                to_send = yield item
-            except GeneratorExit:
-                # The generator's clean-up (finally blocks) is part of the task.
-                scope.activate()
-                try:
-                    gen.close()
-                finally:
-                    scope.deactivate()
-                raise
-            except BaseException as exc:
-                to_throw = exc
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        scope.close(error)
-        error = None
-
-
-async def _drive_async_generator(
-    agen: AsyncGenerator[Any, Any], opener: Opener
-) -> AsyncGenerator[Any, Any]:
-    scope = opener()
-    error: Optional[BaseException] = None
-    try:
-        to_send: Any = None
-        to_throw: Optional[BaseException] = None
-        while True:
-            if scope is not None:
-                scope.activate()
-            try:
-                if to_throw is None:
-                    item = await agen.asend(to_send)
-                else:
-                    exc, to_throw = to_throw, None
-                    item = await agen.athrow(exc)
-            except StopAsyncIteration:
-                return
-            finally:
-                if scope is not None:
-                    scope.deactivate()
-            try:
-                to_send = yield item
-            except GeneratorExit:
-                # The generator's clean-up (finally blocks) is part of the task.
-                if scope is not None:
-                    scope.activate()
-                try:
-                    await agen.aclose()
-                finally:
-                    if scope is not None:
-                        scope.deactivate()
-                raise
-            except BaseException as exc:
-                to_throw = exc
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        if scope is not None:
-            scope.close(error)
-        error = None
-
-
 # -- building the per-call wrapper functions -------------------------------------------
 
 
@@ -257,66 +141,6 @@ def _static(spec: NameSpec, default: str) -> Optional[str]:
     if callable(spec):
         return None
     return str(spec)
-
-
-WrapperFunction = Callable[[Any, Any, Tuple[Any, ...], Dict[str, Any]], Any]
-
-
-def _fast_task(func: Callable[..., Any], app: Optional[str], name: str, group: str) -> Any:
-    """The hot path: a plain wrapper making each call of ``func`` a background task.
-
-    For the common case (a sync function with a fixed name and group) everything is
-    inlined here: a flag read, a context-variable read, the transaction, the call.
-    """
-
-    def task(*args: Any, **kwargs: Any) -> Any:
-        if not STATE.enabled:
-            return func(*args, **kwargs)
-        node = _CURRENT.get()
-        if node is None or node.txn.finished:
-            txn = Transaction(app, name, group, True)
-            token = _CURRENT.set(txn)
-            try:
-                return func(*args, **kwargs)
-            except BaseException as exc:
-                if is_error(exc):
-                    txn._record_exception(exc)
-                raise
-            finally:
-                _CURRENT.reset(token)
-                txn._finish()
-        return _call_in_scope(open_task_scope(app, name, group), func, args, kwargs)
-
-    return task
-
-
-def _fast_trace(func: Callable[..., Any], name: str, group: str) -> Any:
-    """The hot path for traces: ``open_segment()`` and a scope, inlined."""
-
-    def trace(*args: Any, **kwargs: Any) -> Any:
-        node = _CURRENT.get()
-        if node is None:
-            return func(*args, **kwargs)
-        txn = node.txn
-        if txn.finished:
-            return func(*args, **kwargs)
-        segments = txn.segments
-        if segments is None:
-            segments = txn.segments = []
-        index = len(segments)
-        if index >= STATE.settings.max_segments:
-            txn._drop_segment()
-            return func(*args, **kwargs)
-        seg = Segment(txn, index, name, group, node.index, _perf_counter())
-        segments.append(seg)
-        token = _CURRENT.set(seg)
-        try:
-            return func(*args, **kwargs)
-        finally:
-            seg.duration = _perf_counter() - seg.start
-            _CURRENT.reset(token)
-
-    return trace
 
 
 def _make_wrapper(
@@ -347,7 +171,7 @@ def _make_wrapper(
 
         call.fast = lambda func: fast(func, n, g)  # type: ignore[attr-defined]
         return call
-    return _make_flavoured(
+    return make_flavoured(
         flavour,
         _opener_factory(name, group, default_name, lambda n, g: lambda: open_scope(n, g)),
     )
@@ -362,7 +186,7 @@ def make_task_wrapper(
         name,
         group,
         default_name,
-        lambda func, n, g: _fast_task(func, app, n, g),
+        lambda func, n, g: fast_task(func, app, n, g),
         lambda n, g: open_task_scope(app, n, g),
     )
 
@@ -371,7 +195,7 @@ def make_trace_wrapper(
     wrapped: Any, name: NameSpec, group: NameSpec, default_name: str
 ) -> WrapperFunction:
     """The wrapt-style wrapper function that makes each call of ``wrapped`` a function trace."""
-    return _make_wrapper(wrapped, name, group, default_name, _fast_trace, open_trace_scope)
+    return _make_wrapper(wrapped, name, group, default_name, fast_trace, open_trace_scope)
 
 
 def _opener_factory(
@@ -395,51 +219,6 @@ def _opener_factory(
     return opener_for
 
 
-def _call_in_scope(scope: Optional[_Scope], wrapped: Any, args: Any, kwargs: Any) -> Any:
-    if scope is None:
-        return wrapped(*args, **kwargs)
-    error: Optional[BaseException] = None
-    scope.activate()
-    try:
-        return wrapped(*args, **kwargs)
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        scope.deactivate()
-        scope.close(error)
-        error = None
-
-
-def _make_flavoured(flavour: str, opener_for: Callable[[Any, Any, Any], Opener]) -> WrapperFunction:
-    if flavour == "coroutine":
-
-        def coroutine_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            return _drive_coroutine(wrapped, args, kwargs, opener_for(instance, args, kwargs))
-
-        return coroutine_call
-    if flavour == "generator":
-
-        def generator_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            gen = wrapped(*args, **kwargs)
-            return _drive_generator(gen, opener_for(instance, args, kwargs))
-
-        return generator_call
-    if flavour == "asyncgen":
-
-        def asyncgen_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            agen = wrapped(*args, **kwargs)
-            return _drive_async_generator(agen, opener_for(instance, args, kwargs))
-
-        return asyncgen_call
-
-    def sync_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        opener = opener_for(instance, args, kwargs)
-        return _call_in_scope(opener(), wrapped, args, kwargs)
-
-    return sync_call
-
-
 # -- the wrapper objects -----------------------------------------------------------------
 
 
@@ -461,13 +240,52 @@ def build_wrapper(wrapped: Any, kind: str, call: WrapperFunction) -> Any:
 
 
 def _function_wrapper(func: Callable[..., Any], kind: str, call: WrapperFunction) -> Any:
-    """A plain function of the same kind as ``func`` that calls ``call``.
+    """A plain function of the same kind as ``func`` that does what ``call`` does.
 
     The instance of a method is simply the first positional argument, as for ``func``.
+    The wrapper is built by :mod:`tasktrace._calls_importlib_bootstrap`: the inlined hot
+    path for a sync function with fixed names (``call.fast``), else a function with
+    ``func``'s parameters that opens its scope with ``call.opener_for``.
     """
-    flavour = _flavour(func)
+    wrapper: Any = None
+    fast = getattr(call, "fast", None)
+    opener_for = getattr(call, "opener_for", None)
+    flavour = getattr(call, "flavour", None) or _flavour(func)
+    if fast is not None:
+        wrapper = fast(func)
+    elif opener_for is not None:
+        if flavour == "sync":
+            wrapper = sync_wrapper(func, opener_for)
+        else:
+            wrapper = same_signature_wrapper(func, flavour, opener_for)
+    if wrapper is None:
+        wrapper = _lazy_wrapper(func, flavour, call)
+
+    functools.update_wrapper(wrapper, func)
+    inner: FrozenSet[str] = getattr(func, "__tasktrace_kinds__", frozenset())
+    marked: Any = wrapper
+    marked.__tasktrace_kinds__ = inner | {kind}
+    try:
+        # inspect.signature() follows __wrapped__ anyway; getfullargspec() (which some
+        # frameworks still use to check arguments) only looks at __signature__.
+        marked.__signature__ = inspect.signature(func)
+    except (TypeError, ValueError):
+        pass
+    return wrapper
+
+
+def _lazy_wrapper(func: Callable[..., Any], flavour: str, call: WrapperFunction) -> Any:
+    """A wrapper with ``(*args, **kwargs)`` parameters, for a function whose own parameters
+    the generated wrappers cannot copy (a parameter named ``_tt_...``): its arguments are
+    bound when the wrapped generator or coroutine starts, not at the call, and it runs in
+    tasktrace's globals."""
     wrapper: Callable[..., Any]
-    if flavour == "coroutine":
+    if flavour == "sync":
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return call(func, None, args, kwargs)
+
+    elif flavour == "coroutine":
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             return await call(func, None, args, kwargs)
@@ -477,10 +295,9 @@ def _function_wrapper(func: Callable[..., Any], kind: str, call: WrapperFunction
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return (yield from call(func, None, args, kwargs))
 
-    elif flavour == "asyncgen":
+    else:
 
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            # An async generator cannot delegate with "yield from": forward each step.
             agen = call(func, None, args, kwargs)
             to_send: Any = None
             to_throw: Optional[BaseException] = None
@@ -501,21 +318,4 @@ def _function_wrapper(func: Callable[..., Any], kind: str, call: WrapperFunction
                 except BaseException as exc:
                     to_throw = exc
 
-    elif getattr(call, "fast", None) is not None:
-        wrapper = call.fast(func)  # type: ignore[attr-defined]
-    else:
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return call(func, None, args, kwargs)
-
-    functools.update_wrapper(wrapper, func)
-    inner: FrozenSet[str] = getattr(func, "__tasktrace_kinds__", frozenset())
-    marked: Any = wrapper
-    marked.__tasktrace_kinds__ = inner | {kind}
-    try:
-        # inspect.signature() follows __wrapped__ anyway; getfullargspec() (which some
-        # frameworks still use to check arguments) only looks at __signature__.
-        marked.__signature__ = inspect.signature(func)
-    except (TypeError, ValueError):
-        pass
     return wrapper
