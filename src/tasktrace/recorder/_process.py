@@ -21,15 +21,16 @@ from tasktrace.recorder._threads import _settling_margin, _start_without_signals
 if TYPE_CHECKING:
     from types import FrameType
 
-    from tasktrace.recorder._harvest import HarvestRecorder
-
 
 _log = get_logger()
 
 # -- process hooks --------------------------------------------------------------------------
 
 #: Every recorder alive in this process; the exit, signal and fork hooks walk it.
-_LIVE: weakref.WeakSet[HarvestRecorder] = weakref.WeakSet()
+# Typed loosely on purpose: naming HarvestRecorder here, even for the type checker only,
+# would make this module and recorder._harvest (which registers each recorder here) a
+# circle; process life only calls the recorders' own exit, flush and fork methods.
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
 
 _hooks_lock = threading.Lock()
 #: pid in which atexit/SIGTERM/multiprocessing hooks were installed (one set per process).
