@@ -152,6 +152,22 @@ FORBIDDEN = {
     "tasktrace.records": {"tasktrace.transaction", "tasktrace.reporters", "tasktrace.store"},
     "tasktrace.recorder": {"tasktrace.transaction", "tasktrace._state", "tasktrace.hooks"},
     "tasktrace.targets": {"tasktrace.transaction", "tasktrace.recorder", "tasktrace.reporters"},
+    # The live transaction knows nothing of how it is opened, or of the API forms on top.
+    "tasktrace.transaction": {
+        "tasktrace._scopes",
+        "tasktrace.blocks",
+        "tasktrace.current",
+        "tasktrace.segments",
+        "tasktrace.api",
+        "tasktrace.wrappers",
+    },
+    "tasktrace._scopes": {
+        "tasktrace.blocks",
+        "tasktrace.current",
+        "tasktrace.segments",
+        "tasktrace.api",
+        "tasktrace.wrappers",
+    },
 }
 
 

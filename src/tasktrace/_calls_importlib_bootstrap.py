@@ -40,15 +40,14 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from tasktrace._scopes import _Scope, open_task_scope
 from tasktrace._state import STATE
 from tasktrace.transaction import (
     _CURRENT,
     Segment,
     Transaction,
     _perf_counter,
-    _Scope,
     is_error,
-    open_task_scope,
 )
 
 Opener = Callable[[], Optional[_Scope]]

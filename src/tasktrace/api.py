@@ -3,8 +3,8 @@
 Each kind comes in the four shapes users of New Relic's agent know:
 
 * ``background_task()`` / ``function_trace()``: decorators;
-* ``BackgroundTask`` / ``FunctionTrace``: context managers (in :mod:`tasktrace.transaction`
-  and :mod:`tasktrace.function_trace`);
+* ``BackgroundTask`` / ``FunctionTrace``: context managers (in :mod:`tasktrace.blocks`
+  and :mod:`tasktrace.segments`);
 * ``BackgroundTaskWrapper`` / ``FunctionTraceWrapper``: wrap a callable you hold;
 * ``wrap_background_task`` / ``wrap_function_trace``: patch ``module.object_path`` in place.
 
@@ -20,9 +20,9 @@ import sys
 from types import ModuleType
 from typing import Any, Callable, Optional, Tuple, TypeVar, Union, cast
 
+from tasktrace.blocks import resolve_app
 from tasktrace.exceptions import TargetError
 from tasktrace.targets import _describe_parent, _lookup, _suggest
-from tasktrace.transaction import resolve_app
 
 F = TypeVar("F", bound=Callable[..., Any])
 NameSpec = Union[str, Callable[..., Any], None]

@@ -34,7 +34,7 @@ from tasktrace._calls_importlib_bootstrap import (
     sync_wrapper,
 )
 from tasktrace._logging import get_logger
-from tasktrace.transaction import _Scope, open_task_scope, open_trace_scope
+from tasktrace._scopes import _Scope, open_task_scope, open_trace_scope
 
 _log = get_logger()
 
