@@ -225,3 +225,18 @@ def test_one_did_you_mean() -> None:
         if "difflib" in path.read_text(encoding="utf-8").replace("``difflib``", "")
     )
     assert users == ["tasktrace._suggest"]
+
+
+def test_every_test_says_what_it_pins() -> None:
+    """Each test function has a docstring: the behaviour it pins, in a sentence."""
+    tests_dir = Path(__file__).resolve().parent
+    bare = []
+    for path in sorted(tests_dir.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name.startswith("test_")
+                and not ast.get_docstring(node)
+            ):
+                bare.append(f"{path.relative_to(tests_dir)}:{node.lineno} {node.name}")
+    assert bare == []

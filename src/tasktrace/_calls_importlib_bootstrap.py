@@ -541,7 +541,7 @@ class _Closer:
     def __del__(self) -> None:
         try:
             self.coro.close()
-        except Exception:  # pragma: no cover - defensive: never raise from a finalizer
+        except Exception:  # pragma: no cover - defensive: never raise from a finalizer  # noqa: BLE001
             pass
 
 

@@ -72,7 +72,7 @@ class _Scope:
             txn = self.txn
             if txn is not None:
                 txn._finish()
-        except Exception:  # pragma: no cover - defensive: never raise into user code
+        except Exception:  # pragma: no cover - defensive: never raise into user code  # noqa: BLE001
             _log.debug("tasktrace failed to close a scope", exc_info=True)
 
 

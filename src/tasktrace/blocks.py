@@ -59,7 +59,7 @@ class _ContextScope:
             scope = self._scope = self._open()
             if scope is not None:
                 scope.activate()
-        except Exception:  # pragma: no cover - defensive
+        except Exception:  # pragma: no cover - defensive  # noqa: BLE001
             self._scope = None
             _log.debug("tasktrace failed to open a scope", exc_info=True)
         return self

@@ -209,7 +209,7 @@ def _is_function(value: object) -> bool:
                 return True
             if _is_class(value):
                 return False
-    except Exception:  # no __wrapped__ (or a hostile one): not a decorated function
+    except Exception:  # no __wrapped__ (or a hostile one): not a decorated function  # noqa: BLE001
         return False
     return False
 
@@ -239,7 +239,7 @@ def _defined_in(value: object, parent: Any) -> bool:
     home = parent.__name__ if isinstance(parent, types.ModuleType) else parent.__module__
     try:
         return getattr(_function_of(value), "__module__", home) == home
-    except Exception:  # an exotic object whose attribute lookup fails: not one of ours
+    except Exception:  # an exotic object whose attribute lookup fails: not one of ours  # noqa: BLE001
         return False
 
 
@@ -325,7 +325,7 @@ def _suggest(parent: Any, name: str) -> str:
     """A " did you mean ...?" hint from the names of ``parent``, or an empty string."""
     try:
         names = [n for n in dir(parent) if isinstance(n, str)]
-    except Exception:  # a hostile __dir__ must not hide the real error
+    except Exception:  # a hostile __dir__ must not hide the real error  # noqa: BLE001
         names = []
     if not name.startswith("_"):
         names = [n for n in names if not n.startswith("_")]
@@ -438,7 +438,7 @@ def no_match_hint(module_obj: Any, object_path: str) -> str:
     skipped: List[Tuple[str, str]] = []
     try:
         resolve(module_obj, object_path, skipped)
-    except Exception:  # the caller reports the real problem
+    except Exception:  # the caller reports the real problem  # noqa: BLE001
         return ""
     parts = []
     classes = [path for path, why in skipped if why == "class"]

@@ -395,7 +395,7 @@ class Transaction:
                     ),
                 )
             )
-        except Exception:  # pragma: no cover - defensive: never raise into user code
+        except Exception:  # pragma: no cover - defensive: never raise into user code  # noqa: BLE001
             _log.debug("tasktrace failed to record a transaction", exc_info=True)
 
 
@@ -437,11 +437,11 @@ def error_record(exc: BaseException) -> ErrorRecord:
     type_name = f"{cls.__module__}:{cls.__qualname__}"
     try:
         message = str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an exception's __str__ may raise anything
         message = f"<unprintable {cls.__qualname__} object>"
     try:
         text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
-    except Exception:
+    except Exception:  # noqa: BLE001 - formatting a traceback may raise anything (a hostile __str__ in the chain)
         text = ""
     if len(text) > MAX_TRACEBACK_LENGTH:
         text = text[-MAX_TRACEBACK_LENGTH:]

@@ -401,7 +401,7 @@ class HarvestRecorder:
             _clock.refresh()  # follow wall-clock adjustments in the records' starts
             try:
                 self._cycle()
-            except Exception:  # never let the thread die; log once
+            except Exception:  # never let the thread die; log once  # noqa: BLE001
                 self._log_once("recorder", "harvest failed", exc_info=True)
             if self._stopped:
                 return
@@ -462,7 +462,7 @@ class HarvestRecorder:
         """``reporter.force_flush``, in isolation; its answer is entered in the ledger."""
         try:
             result = reporter.force_flush(self._timeout_until(deadline))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a reporter's failure must not stop the others (logged once)
             self._log_once(_name(reporter), f"force_flush failed: {type(exc).__name__}: {exc}")
             return False
         if isinstance(result, ExportResult):
@@ -477,7 +477,7 @@ class HarvestRecorder:
         """``reporter.shutdown``, in isolation; what it still keeps afterwards is dropped."""
         try:
             result = reporter.shutdown(self._timeout_until(deadline))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a reporter's failure must not stop the others (logged once)
             self._log_once(_name(reporter), f"shutdown failed: {type(exc).__name__}: {exc}")
             result = None
         if isinstance(result, ExportResult):
@@ -561,7 +561,7 @@ class HarvestRecorder:
         """Hand ``batch`` to one reporter; enter the outcome in the ledger (see _settle)."""
         try:
             result = reporter.export(batch)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a reporter's failure is counted as its loss, never raised
             kept = self._account(reporter).kept
             result = ExportResult(
                 success=False,
@@ -664,7 +664,7 @@ class HarvestRecorder:
         if self._reporters is None:
             try:
                 self._reporters = list(self._factory(self._settings))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a reporter factory may raise anything; delivery goes on without (logged once)
                 self._log_once("recorder", f"cannot create reporters: {exc}")
                 self._reporters = []
         return self._reporters

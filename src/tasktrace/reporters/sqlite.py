@@ -202,7 +202,7 @@ class SqliteReporter:
             except (sqlite3.Error, OSError, ValueError) as exc:
                 last_error = exc
                 break
-            except Exception as exc:  # e.g. StoreError: not a tasktrace store
+            except Exception as exc:  # e.g. StoreError: not a tasktrace store  # noqa: BLE001
                 last_error = exc
                 break
             self._kept = []

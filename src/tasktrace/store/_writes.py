@@ -61,6 +61,9 @@ def write_batches(
     block; its metrics and drops become rows of their own.
 
     Args:
+        conn: a connection from :func:`~tasktrace.store.connect` (not read-only), outside
+            any transaction.
+        batches: what to write, each with ``records``, ``metrics`` and ``drops``.
         commit: Commits the transaction and returns True, or returns False to have it
             rolled back instead (a :class:`~tasktrace.reporters.base.CommitGate` that
             closed); default: commit.
