@@ -135,7 +135,9 @@ def _check_size(value: Any) -> int:
     try:
         return _vars.parse_size(value)
     except ValueError as exc:
-        raise _BadValue(str(exc), 'write it like max_size = "1GiB" (or a number of bytes)') from None
+        raise _BadValue(
+            str(exc), 'write it like max_size = "1GiB" (or a number of bytes)'
+        ) from None
 
 
 def _int_checker(minimum: int) -> Callable[[Any], int]:
