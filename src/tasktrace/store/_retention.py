@@ -125,8 +125,9 @@ def prune(
         retention: seconds; data whose window ended before ``now - retention`` goes.
         max_size: bytes the data may hold.
         now: the time, epoch seconds (tests inject it); default ``time.time()``.
-        budget: seconds of work at most (the reporter's background steps); None: until
-            done (``tasktrace-admin prune``).
+        budget: seconds of work at most, after the first step (which always runs, so
+            that every call makes progress); None: until done (``tasktrace-admin
+            prune``).
         minute_after: age in seconds past which harvest windows become minutes.
         hour_after: age past which minute windows become hours.
         step_rows: blocks or metrics rows per step.
@@ -153,17 +154,25 @@ def prune(
         lambda: _roll_up(conn, _FINE, 60, now - minute_after, small_rows),
         lambda: _roll_up(conn, _MINUTE, 3600, now - hour_after, small_rows),
     )
+    # At least one step runs, whatever the budget, so that every call makes progress.
+    stepped = False
+
+    def out_of_time() -> bool:
+        return stepped and stop_at is not None and time.monotonic() >= stop_at
+
     for step in steps:
         while True:
-            if stop_at is not None and time.monotonic() >= stop_at:
+            if out_of_time():
                 return report._replace(unfinished=True).plus(_vacuum(conn, before, stop_at))
             done, part = step()
+            stepped = True
             report = report.plus(part)
             if done:
                 break
     while used_bytes(conn) > max_size:
-        if stop_at is not None and time.monotonic() >= stop_at:
+        if out_of_time():
             return report._replace(unfinished=True).plus(_vacuum(conn, before, stop_at))
+        stepped = True
         room = _make_room(conn, now, step_rows)
         if room is None:
             break  # nothing left to remove: the schema alone is over the limit
