@@ -238,8 +238,8 @@ def test_aggregation_matches_record_by_record_sums(distinct: int) -> None:
     recorder_mod._fold_many(aggs, records[250:])
     assert set(aggs) == set(expected)
     for key, durations in expected.items():
-        count, errors, total, low, high, sumsq = aggs[key]
-        assert count == len(durations)
+        count, errors, total, low, high, sumsq, histogram = aggs[key]
+        assert count == len(durations) == histogram.count
         assert errors == sum(1 for r in records if (r.app, r.name, r.group) == key and r.errors)
         assert total == pytest.approx(sum(durations), rel=1e-12)
         assert (low, high) == (min(durations), max(durations))

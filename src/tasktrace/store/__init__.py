@@ -11,8 +11,10 @@ the same harvest -- one block per key and harvest, or more when a harvest holds 
 :data:`MAX_BLOCK_SIZE` of a key -- whose columns are binary arrays with one element per
 transaction. Packing a transaction costs a few hundred nanoseconds, nearly all of it in C
 (``zip``, ``array``, ``bytes.join``), where a SQL row of its own cost several microseconds;
-that is what lets a busy worker store every transaction. Version 1 files (a row per
-transaction) are migrated in place when first opened (see :func:`migrate`).
+that is what lets a busy worker store every transaction. Schema version 3 adds the
+latency histogram of every metrics window. Files of versions 1 (a row per transaction) and
+2 (no histograms) are migrated in place when first opened, once, however many processes
+open them at the same time (see :func:`migrate`).
 
 Tables:
 
@@ -59,7 +61,9 @@ Tables:
   the transaction in the block), ``type``, ``message``, ``traceback``, ``timestamp``.
 * ``metrics`` -- exact aggregates per (app, name, group) per harvest window, including
   transactions that were not stored; ``report`` takes calls, errors, totals and max from
-  here.
+  here. ``histogram`` (a BLOB, :meth:`tasktrace.histogram.Histogram.to_bytes`) holds the
+  duration of every one of those transactions, to 0.55%, so ``report``'s percentiles
+  cover every call; it is NULL in windows written before version 3.
 * ``drops`` -- what was dropped, when, where and why.
 * ``schema_version`` -- one row; :func:`migrate` brings older files up to date.
 

@@ -58,7 +58,7 @@ def write_batches(
     Each batch's records become blocks (one or more per key, see the module docstring) with
     ids allocated here (``MAX(id) + 1 ...``, safe because the write lock is held), so that
     segments and errors are inserted with ``executemany`` instead of a round trip per
-    block; its metrics and drops become rows of their own.
+    block; its metrics (with their histograms, encoded) and drops become rows of their own.
 
     Args:
         commit: Commits the transaction and returns True, or returns False to have it
@@ -91,6 +91,7 @@ def write_batches(
                     stats.min,
                     stats.max,
                     stats.sumsq,
+                    None if stats.histogram is None else stats.histogram.to_bytes(),
                 )
                 for key, stats in batch.metrics.items()
             )
@@ -99,7 +100,11 @@ def write_batches(
             )
         written = blocks.insert(conn)
         if metric_rows:
-            conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)", metric_rows)
+            conn.executemany(
+                "INSERT INTO metrics (app, name, grp, window_start, window_end, count, errors, "
+                "total, min, max, sumsq, histogram) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                metric_rows,
+            )
         if drop_rows:
             conn.executemany("INSERT INTO drops VALUES (?,?,?,?,?)", drop_rows)
         if commit is None:
