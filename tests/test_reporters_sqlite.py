@@ -49,6 +49,16 @@ def _batch(n: int, budget: float = 0.2) -> Batch:
     )
 
 
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def _count(path: str, table: str) -> int:
     conn = sqlite3.connect(path)
     try:
@@ -82,10 +92,11 @@ def test_export_writes(tmp_path: Path) -> None:
 
 
 def test_locked_database_keeps_batch_for_next_harvest(tmp_path: Path) -> None:
-    """A database locked past the budget keeps the batch; the next export writes both."""
+    """A database locked past the budget keeps the batch; the next export writes both.
+    (Windows of 0 s: each harvest's rows are written with it, not held for a slot.)"""
     path = str(tmp_path / "t.db")
     store.connect(path).close()
-    reporter = SqliteReporter(path=path)
+    reporter = SqliteReporter(path=path, window_seconds=0)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     started = time.monotonic()
@@ -103,10 +114,11 @@ def test_locked_database_keeps_batch_for_next_harvest(tmp_path: Path) -> None:
 
 def test_kept_batches_are_bounded(tmp_path: Path) -> None:
     """Kept rows beyond the bound are let go (written as drops); their metrics are still
-    written, so no transaction is lost: all of them stay kept, then are exported."""
+    written, so no transaction is lost: all of them stay kept, then are exported.
+    (Windows of 0 s: each harvest's rows are written with it, not held for a slot.)"""
     path = str(tmp_path / "t.db")
     store.connect(path).close()
-    reporter = SqliteReporter(path=path, max_kept=4)
+    reporter = SqliteReporter(path=path, max_kept=4, window_seconds=0)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     first = reporter.export(_batch(3, budget=0.05))
@@ -168,12 +180,14 @@ def test_sampled_rows_count_as_the_transactions_they_stand_for(tmp_path: Path) -
     """Exports count transactions (the metrics' calls), not the sampled rows."""
     path = str(tmp_path / "t.db")
     store.connect(path).close()
-    reporter = SqliteReporter(path=path, max_rows_per_name=10)
+    clock = _Clock()
+    reporter = SqliteReporter(path=path, max_rows_per_name=10, window_seconds=0, clock=clock)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     assert reporter.export(_batch(3000, budget=0.05)).kept == 3000
     blocker.execute("ROLLBACK")
     blocker.close()
+    clock.now += 60.0  # a minute later: the budget has room for one more row
     assert reporter.export(_batch(1)).exported == 3001
     assert _stored(path) == 11
     reporter.shutdown(1.0)
@@ -219,41 +233,6 @@ def _named(name: str, n: int, error_every: int = 0) -> list[TransactionRecord]:
     ]
 
 
-def test_sample_rows_keeps_errors_and_bounds_each_name() -> None:
-    """Per name: every errored record, then at most the limit of the others; order kept."""
-    from tasktrace.reporters.sqlite import sample_rows
-
-    busy = _named("busy", 500, error_every=50)  # 10 errors
-    quiet = _named("quiet", 5)
-    records = tuple(busy + quiet)
-    kept = sample_rows(records, 20)
-    busy_kept = [r for r in kept if r.name == "busy"]
-    assert sum(1 for r in busy_kept if r.errors) == 10
-    assert sum(1 for r in busy_kept if not r.errors) == 20
-    assert [r for r in kept if r.name == "quiet"] == quiet
-    assert list(kept) == [r for r in records if r in kept]  # original order
-    assert sample_rows(tuple(quiet), 20) == tuple(quiet)  # under the limit: unchanged
-
-
-@pytest.mark.parametrize("names", [("only",), ("one", "two", "three")])
-def test_sample_rows_per_name_when_every_name_is_over(names: Tuple[str, ...]) -> None:
-    """One name (the common case) or several, each over the limit: per name, its errored
-    records and exactly the limit of the others, a different random choice each time."""
-    from tasktrace.reporters.sqlite import sample_rows
-
-    interleaved = [
-        r for group in zip(*(_named(n, 300, error_every=30) for n in names)) for r in group
-    ]
-    records = tuple(interleaved)
-    kept = sample_rows(records, 25)
-    for name in names:
-        mine = [r for r in kept if r.name == name]
-        assert sum(1 for r in mine if r.errors) == 10
-        assert sum(1 for r in mine if not r.errors) == 25
-    assert list(kept) == [r for r in records if r in kept]  # original order
-    assert any(sample_rows(records, 25) != kept for _ in range(5))  # chosen at random
-
-
 def test_sampled_rows_keep_exact_metrics(tmp_path: Path) -> None:
     """With a row limit the metrics table still counts every call."""
     path = str(tmp_path / "s.db")
@@ -277,25 +256,6 @@ def test_no_row_limit_stores_every_transaction(tmp_path: Path) -> None:
         assert list(store.read_transactions(conn)) == list(batch.records)
     finally:
         conn.close()
-
-
-@pytest.mark.parametrize(("total", "limit"), [(1001, 1000), (10, 3), (1_000_000, 7), (5, 4)])
-def test_sample_positions_are_distinct_in_range_and_evenly_spread(total: int, limit: int) -> None:
-    """The systematic sample: `limit` distinct positions in range, consecutive ones
-    total/limit apart (rounded down or up), and every position reachable as the first."""
-    from tasktrace.reporters.sqlite import _spread
-
-    firsts = set()
-    for _ in range(300):
-        positions = list(_spread(total, limit))
-        assert len(set(positions)) == limit
-        assert positions[0] >= 0 and positions[-1] < total
-        gaps = {b - a for a, b in zip(positions, positions[1:])}
-        assert gaps <= {total // limit, -(-total // limit)}
-        firsts.add(positions[0])
-    assert firsts <= set(range(-(-total // limit)))
-    if total >= 2 * limit:  # a random start, not always the same one
-        assert len(firsts) > 1
 
 
 def test_refuses_to_write_into_a_foreign_database(tmp_path: Path) -> None:

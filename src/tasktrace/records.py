@@ -19,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple, Union
 
-from tasktrace.histogram import Histogram
+if TYPE_CHECKING:  # (a leaf module: the histogram's own methods merge it)
+    from tasktrace.histogram import Histogram
 
 #: The value types a custom attribute may hold.
 AttributeValue = Union[str, int, float, bool]

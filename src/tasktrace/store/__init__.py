@@ -93,7 +93,7 @@ from tasktrace.store._queries import (
 from tasktrace.store._reads import durations_by_key, read_transactions
 from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
 from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
-from tasktrace.store._writes import WriteRefused, Written, write_batches
+from tasktrace.store._writes import OpenWindow, WriteRefused, Written, write_batches
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -101,6 +101,7 @@ __all__ = [
     "MAX_BLOCK_SIZE",
     "REPORT_KEYS",
     "SCHEMA_VERSION",
+    "OpenWindow",
     "WriteRefused",
     "Written",
     "connect",
