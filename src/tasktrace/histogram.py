@@ -29,7 +29,7 @@ histogram of a coarser scale can be merged with a finer one: the finer is downsc
 (index ``>> (scale difference)``), as OTLP prescribes.
 
 Recording is per chunk, not per value, and its per-value work runs in C
-(``map(math.log, ...)``, ``map(mul, ...)``, ``map(math.ceil, ...)``, ``Counter``): the
+(``map(math.log2, ...)``, ``map(mul, ...)``, ``map(math.ceil, ...)``, ``Counter``): the
 harvest thread that folds a harvest's durations shares the GIL with the program. Values
 can also be handed over without any work per value (:meth:`Histogram.add_later`, one
 list append): they are bucketed when the histogram is first read. The recorder uses that
@@ -38,10 +38,11 @@ does no bucketing.
 
 The compact encoding (:meth:`Histogram.to_bytes`, :meth:`Histogram.from_bytes`), as the
 store keeps it: a 20-byte little-endian header (``struct`` ``<BbBBiQI``: the format, 1;
-the scale; the byte width of a count, 1, 2, 4 or 8; 1 if the counts are
-zlib-compressed, else 0; the offset; the zero count; the number of counts), then the dense
-bucket counts from the offset as unsigned little-endian integers of that width, zlib-
-compressed when that is smaller. Decoding and merging are then C work (``zlib``,
+the scale; the byte width of a count, 1, 2, 4 or 8; 1 if the counts are compressed,
+else 0; the offset; the zero count; the number of counts), then the dense bucket counts
+from the offset as unsigned little-endian integers of that width; compressed, when that
+is smaller, as zlib of their byte planes (the first byte of every count, then the
+second, ...). Decoding and merging are then C work (``zlib``,
 ``array.frombytes``, ``map(add, ...)`` over slices), which keeps ``report`` fast over
 many windows (:func:`merge_encoded`); a harvest window of a busy task takes a few hundred
 bytes, a quiet one a few dozen.
@@ -102,10 +103,12 @@ class Histogram:
         """Add ``values`` (seconds, or any unit: the histogram is scale-free)."""
         if not values:
             return
-        factor = 2.0**self.scale / math.log(2.0)
+        # log2(v) * 2**scale: the product is exact (a power of two), and log2 is exact at
+        # powers of two, so 1.0, 2.0, 0.5 ... land in the bucket they bound, as OTLP says.
+        factor = 2.0**self.scale
         try:
             if min(values) > 0.0:
-                indexes = Counter(map(math.ceil, map(mul, map(math.log, values), repeat(factor))))
+                indexes = Counter(map(math.ceil, map(mul, map(math.log2, values), repeat(factor))))
             else:
                 indexes = self._with_zeros(values, factor)
         except (OverflowError, ValueError):  # inf or nan: one value at a time
@@ -119,7 +122,7 @@ class Histogram:
     def _with_zeros(self, values: Sequence[float], factor: float) -> Counter[int]:
         positive = [v for v in values if v > 0.0 and v < math.inf]
         self.zero_count += len(values) - len(positive)
-        return Counter(map(math.ceil, map(mul, map(math.log, positive), repeat(factor))))
+        return Counter(map(math.ceil, map(mul, map(math.log2, positive), repeat(factor))))
 
     def add_later(self, values: Sequence[float]) -> None:
         """Record ``values`` when the histogram is next read: one list append now (the
@@ -250,7 +253,12 @@ class Histogram:
         if not _LITTLE_ENDIAN_HOST:
             body.byteswap()
         payload = body.tobytes()
-        packed = zlib.compress(payload, 1) if len(payload) > 32 else payload
+        packed = payload
+        if len(payload) > 32:
+            # Byte planes (every count's lowest bytes, then the next ones, ...): counts
+            # differ mostly in their low bytes, so the high planes compress to nearly
+            # nothing (a third smaller than the counts compressed as they are).
+            packed = zlib.compress(b"".join(payload[i::width] for i in range(width)), 6)
         compressed = len(packed) < len(payload)
         header = _HEADER.pack(
             _FORMAT, self.scale, width, compressed, offset, self.zero_count, len(dense)
@@ -305,7 +313,14 @@ def _decode(data: bytes) -> Tuple[int, int, int, array[int]]:
         typecode = _TYPECODES[width]
         payload = data[_HEADER.size :]
         if compressed:
-            payload = zlib.decompress(payload)
+            planes = zlib.decompress(payload)
+            if width > 1:  # the byte planes back into counts
+                interleaved = bytearray(len(planes))
+                for i in range(width):
+                    interleaved[i::width] = planes[i * n : (i + 1) * n]
+                payload = bytes(interleaved)
+            else:
+                payload = planes
     except (struct.error, KeyError, zlib.error) as exc:
         raise ValueError(f"not a tasktrace histogram encoding ({exc})") from exc
     counts = array(typecode)
