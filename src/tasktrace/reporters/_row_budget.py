@@ -197,15 +197,17 @@ class RowBudget:
 
     def _open(self, key: _Key, errored: bool, limit: int, start: float) -> _Slot:
         bucket = self._buckets.get((key, errored))
-        if bucket is None:
-            bucket = self._buckets[(key, errored)] = _Bucket(float(limit), start)
+        if bucket is None:  # (full, as of now: no credit for the time before this key)
+            bucket = self._buckets[(key, errored)] = _Bucket(float(limit), self._now)
         # (A slot lasts at least until this harvest: its records came until now.)
         ends = max(start + self._slot_seconds, self._now)
         # What the bucket will hold by the slot's end (at most a minute's worth); the
         # fraction of a row is kept with that chance, so the rate is exact on average.
         room = min(float(limit), bucket.tokens + (ends - bucket.since) * limit / 60.0)
-        capacity = int(room)
-        if _rng.random() < room - capacity:
+        capacity = math.floor(room)
+        if capacity < 0:
+            capacity = 0
+        elif _rng.random() < room - capacity:
             capacity += 1
         slot = self._slots[(key, errored)] = _Slot(capacity, start, ends)
         return slot
@@ -214,9 +216,18 @@ class RowBudget:
         slot = self._slots.pop(where)
         limit = self._limits[where[1]]
         bucket = self._buckets[where]
+        tokens = min(float(limit), bucket.tokens + (now - bucket.since) * limit / 60.0)
+        if now < slot.ends and len(slot.items) > tokens:
+            # Closed early (a flush): the slot's capacity counted on refills to come, so
+            # keep only what the bucket holds now, a uniform choice among the sample.
+            allowed = max(0, math.floor(tokens))
+            if _rng.random() < tokens - allowed:
+                allowed += 1
+            slot.items = [slot.items[i] for i in _rng.sample(range(len(slot.items)), allowed)]
         kept = slot.kept()
-        tokens = bucket.tokens + (now - bucket.since) * limit / 60.0
-        bucket.tokens = max(0.0, min(float(limit), tokens) - len(kept))
+        # (A row kept by rounding up is owed: tokens may go below zero, so the long-run
+        # pace is the limit exactly.)
+        bucket.tokens = tokens - len(kept)
         bucket.since = now
         return kept
 
