@@ -3,7 +3,6 @@ latency histograms merged across processes into exact percentiles."""
 
 from __future__ import annotations
 
-import os
 import random
 import sqlite3
 import subprocess
@@ -19,7 +18,6 @@ from tasktrace import store
 from tasktrace.histogram import MAX_RELATIVE_ERROR
 from tasktrace.recorder import aggregate
 from tasktrace.records import TransactionRecord
-from tasktrace.reporters.base import Batch
 from tasktrace.store._packing import _Blocks
 from tasktrace.store._schema import _V1, _migrate_1_to_2
 
@@ -68,7 +66,7 @@ def _durations(seed: int, harvests: int, n: int) -> List[float]:
     return values
 
 
-def _start(tmp_path: Path, script: str, *args: List[str]) -> List["subprocess.Popen[str]"]:
+def _start(tmp_path: Path, script: str, *args: List[str]) -> List[subprocess.Popen[str]]:
     path = tmp_path / "proc.py"
     path.write_text(script)
     return [
@@ -82,7 +80,7 @@ def _start(tmp_path: Path, script: str, *args: List[str]) -> List["subprocess.Po
     ]
 
 
-def _finish(procs: List["subprocess.Popen[str]"]) -> None:
+def _finish(procs: List[subprocess.Popen[str]]) -> None:
     for proc in procs:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
