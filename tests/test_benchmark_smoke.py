@@ -66,7 +66,7 @@ def test_per_call_cost_of_tasks_is_printed_and_every_task_recorded(tmp_path: Pat
     totals = result["totals"]["tasktrace"]
     assert totals["tasks_delivered"] == totals["tasks_expected"] > 0
     assert totals["spans_delivered"] == totals["spans_expected"] > 0
-    # Rows are a sample per task name and harvest (max_rows_per_name); the counts above
+    # Rows are a sample per task name and minute (max_rows_per_name); the counts above
     # are exact.
     assert 0 < totals["rows"] <= totals["tasks_delivered"]
     assert result["blocked_connections"] == []

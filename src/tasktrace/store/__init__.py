@@ -20,8 +20,11 @@ Tables:
 
 * ``transaction_blocks`` -- one row per block. ``app``, ``name``, ``grp``, ``background``
   (0/1) and ``pid`` are shared by the block's transactions; ``window_start`` and
-  ``window_end`` are the harvest window of the batch that wrote it (the same values as its
-  ``metrics`` rows, so a ``--since`` cut is the same for both); ``count`` is the number of
+  ``window_end`` are the harvest window of the batch that wrote it (its ``metrics`` row for
+  the key ends there too, or covers it and ends within ``harvest_interval`` of it: the
+  sqlite reporter adds a busy program's harvests to the row of the interval, and writes
+  the rows its budget sampled over that interval with its last harvest, so a ``--since``
+  cut differs for the two by less than ``harvest_interval``); ``count`` is the number of
   transactions, ``first_start`` and ``last_start`` the least and greatest ``start``. The
   arrays, element *i* being the block's *i*-th transaction (in the order recorded):
 
