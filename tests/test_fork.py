@@ -14,6 +14,7 @@ from tasktrace import _fork
 # Python reports the failing hook's error as "Exception ignored", as for any at-fork hook.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_hooks_run_in_order_and_a_failing_one_does_not_stop_the_rest() -> None:
+    """At-fork callbacks run in registration order; one that raises does not stop the rest."""
     calls: List[str] = []
 
     def failing() -> None:

@@ -205,7 +205,7 @@ def test_concurrent_imports_run_hook_once(mods: ModuleDir) -> None:
         try:
             barrier.wait()
             assert importlib.import_module(name).READY
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # pragma: no cover - reported below  # noqa: BLE001
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(8)]

@@ -152,6 +152,22 @@ FORBIDDEN = {
     "tasktrace.records": {"tasktrace.transaction", "tasktrace.reporters", "tasktrace.store"},
     "tasktrace.recorder": {"tasktrace.transaction", "tasktrace._state", "tasktrace.hooks"},
     "tasktrace.targets": {"tasktrace.transaction", "tasktrace.recorder", "tasktrace.reporters"},
+    # The live transaction knows nothing of how it is opened, or of the API forms on top.
+    "tasktrace.transaction": {
+        "tasktrace._scopes",
+        "tasktrace.blocks",
+        "tasktrace.current",
+        "tasktrace.segments",
+        "tasktrace.api",
+        "tasktrace.wrappers",
+    },
+    "tasktrace._scopes": {
+        "tasktrace.blocks",
+        "tasktrace.current",
+        "tasktrace.segments",
+        "tasktrace.api",
+        "tasktrace.wrappers",
+    },
 }
 
 
@@ -209,3 +225,18 @@ def test_one_did_you_mean() -> None:
         if "difflib" in path.read_text(encoding="utf-8").replace("``difflib``", "")
     )
     assert users == ["tasktrace._suggest"]
+
+
+def test_every_test_says_what_it_pins() -> None:
+    """Each test function has a docstring: the behaviour it pins, in a sentence."""
+    tests_dir = Path(__file__).resolve().parent
+    bare = []
+    for path in sorted(tests_dir.rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name.startswith("test_")
+                and not ast.get_docstring(node)
+            ):
+                bare.append(f"{path.relative_to(tests_dir)}:{node.lineno} {node.name}")
+    assert bare == []

@@ -228,6 +228,8 @@ def test_repr_str_and_format_are_the_wrapped_objects(plain: Any) -> None:
 
 
 def test_format_spec_is_forwarded() -> None:
+    """format() with a spec reaches the wrapped object's own __format__."""
+
     class Formatted(Handler):
         def __format__(self, spec: str) -> str:
             return f"formatted:{spec}"
@@ -377,6 +379,7 @@ def test_target_names_bound_to_one_object_share_its_wrapper(on_path: Path, proto
 
 
 def test_unpickled_installed_wrapper_still_records(on_path: Path) -> None:
+    """A wrapper pickled by its installed location unpickles to the wrapper, which records."""
     module = _module(on_path, "sqrt", "add")
     with capture_transactions() as records:
         assert pickle.loads(pickle.dumps(module.sqrt))(16.0) == 4.0
@@ -517,6 +520,7 @@ def test_builtin_pickles_by_its_own_name_when_not_installed(on_path: Path, proto
 
 
 def test_copy_of_what_copies_as_itself_is_the_proxy() -> None:
+    """copy and deepcopy of a wrapper of what copies as itself (functions, classes) give the wrapper."""
     for plain in (math.sqrt, Handler):
         wrapped = tasktrace.BackgroundTaskWrapper(plain)
         assert copy.copy(wrapped) is wrapped

@@ -556,7 +556,7 @@ def test_version_1_file_is_migrated_once_by_concurrent_openers(tmp_path: Path) -
         try:
             start.wait()
             store.connect(path).close()
-        except BaseException as exc:  # pragma: no cover - the failure we test against
+        except BaseException as exc:  # pragma: no cover - the failure we test against  # noqa: BLE001
             errors.append(exc)
 
     threads = [threading.Thread(target=opener) for _ in range(6)]

@@ -6,6 +6,7 @@ from tasktrace._suggest import close_matches, did_you_mean
 
 
 def test_close_names_are_suggested_closest_first() -> None:
+    """Close names are suggested, the closest first, joined with "or"."""
     assert did_you_mean("harvest_intervl", ["harvest_interval", "buffer_size"]) == (
         "did you mean 'harvest_interval'?"
     )
@@ -14,5 +15,6 @@ def test_close_names_are_suggested_closest_first() -> None:
 
 
 def test_nothing_close_says_nothing() -> None:
+    """With nothing close (or no candidates) there is no suggestion at all."""
     assert did_you_mean("xyz", ["harvest_interval"]) == ""
     assert did_you_mean("a", []) == ""

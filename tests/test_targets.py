@@ -296,3 +296,55 @@ def test_no_match_hint_names_the_classes_passed_over() -> None:
     assert no_match_hint(module, "nothing*") == ""
     hint = no_match_hint(module, "Thing.N*")
     assert "classes 'Thing.Nested':" in hint and "'Thing.Nested.*'" in hint
+
+
+def _frame_module() -> types.ModuleType:
+    module = types.ModuleType("frame_jobs")
+    source = """
+import inspect
+import sys
+
+
+def make_thing(name):
+    thing = type(name, (), {})
+    thing.__module__ = sys._getframe(1).f_globals.get("__name__", "__main__")
+    return thing
+
+
+def caller_of():
+    return inspect.currentframe().f_back.f_code.co_name
+
+
+def where_called():
+    return inspect.stack()[1].function
+
+
+def plain(x):
+    return x + 1
+
+
+class Maker:
+    def build(self):
+        return sys._getframe(1).f_globals["__name__"]
+
+    def ok(self):
+        return 1
+"""
+    exec(compile(source, "frame_jobs.py", "exec"), module.__dict__)
+    return module
+
+
+def test_globs_pass_over_functions_that_read_their_callers_frame() -> None:
+    """A function that reads its caller's frame (sys._getframe, inspect.currentframe,
+    f_back, inspect.stack) would see the wrapper's frame: a glob leaves it alone."""
+    module = _frame_module()
+    assert _paths(module, "*") == ["plain"]
+    assert _paths(module, "Maker.*") == ["Maker.ok"]
+    assert _paths(module, "make_thing") == ["make_thing"]  # named explicitly: wrapped
+
+
+def test_no_match_hint_names_the_frame_readers_passed_over() -> None:
+    """A glob that matched only frame readers says which and how to wrap them anyway."""
+    hint = no_match_hint(_frame_module(), "make_*")
+    assert "'make_thing', which reads the caller's frame" in hint
+    assert "name it without a glob to wrap it anyway" in hint

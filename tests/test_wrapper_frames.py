@@ -123,6 +123,37 @@ def test_arguments_and_their_shape_pass_through(records: Records) -> None:
     assert len(records) == len(calls)
 
 
+def _only_star(*seqs, **kwargs):  # type: ignore[no-untyped-def]
+    yield (seqs, kwargs)
+
+
+async def _only_star_co(*seqs, **kwargs):  # type: ignore[no-untyped-def]
+    return (seqs, kwargs)
+
+
+async def _only_star_agen(*seqs):  # type: ignore[no-untyped-def]
+    yield seqs
+
+
+def test_star_only_parameters_get_a_same_signature_wrapper(records: Records) -> None:
+    """``def f(*seqs, **kwargs)`` with no named parameter (as toolz's ``diff``) gets a
+    wrapper of its own kind with its parameters, not the fallback (the packed
+    arguments once came out as ``(*seqs)``, a syntax error)."""
+    gen = background_task()(_only_star)
+    assert list(gen(1, 2, key=3)) == [((1, 2), {"key": 3})]
+    assert inspect.isgeneratorfunction(gen)
+    assert gen.__code__.co_varnames[:2] == ("seqs", "kwargs")
+    co = background_task()(_only_star_co)
+    assert asyncio.run(co(1, k=2)) == ((1,), {"k": 2})
+    assert co.__code__.co_varnames[:2] == ("seqs", "kwargs")
+
+    async def drain() -> List[Any]:
+        return [item async for item in background_task()(_only_star_agen)(4, 5)]
+
+    assert asyncio.run(drain()) == [(4, 5)]
+    assert len(records) == 3
+
+
 def test_wrapper_defaults_are_the_functions(records: Records) -> None:
     """The wrapper's own defaults are the function's (introspection that reads them)."""
 

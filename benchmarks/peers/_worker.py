@@ -685,7 +685,7 @@ def probe(args: argparse.Namespace) -> Dict[str, Any]:
     for name in names:
         try:
             versions[name] = _dist(name)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a version that cannot be read is shown as unknown
             versions[name] = None
     return {
         "python": sys.version.split()[0],

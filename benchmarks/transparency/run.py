@@ -172,6 +172,10 @@ class LibraryResult:
     #: (nodeid, instrumented outcome, known reason or None) for tests that pass plainly only.
     regressions: List[Tuple[str, TestOutcome, Optional[str]]] = field(default_factory=list)
     setup_error: Optional[str] = None
+    #: tasktrace's own "cannot wrap" warnings in the instrumented run: a target the glob
+    #: chose that could not be wrapped is a bug of its own (the program is unchanged, but
+    #: the function is not recorded).
+    wrap_failures: List[str] = field(default_factory=list)
 
     @property
     def unexplained(self) -> int:
@@ -329,6 +333,9 @@ def format_regressions(results: Sequence[LibraryResult]) -> str:
             if run.unfinished:
                 out.append(f"    in {run.unfinished}")
             out.extend(f"    {line}" for line in run.stderr_tail.splitlines()[-5:])
+        if run is not None and not result.tasks_recorded:
+            out.append(f"{result.name}: the instrumented run recorded no task (nothing wrapped?)")
+        out.extend(f"{result.name}: tasktrace: {line}" for line in result.wrap_failures)
     return "\n".join(out)
 
 
@@ -465,6 +472,17 @@ def write_config(lib: Library, source: Path, path: Path, app_name: str) -> int:
     return targets
 
 
+def wrap_failures(log: Path) -> List[str]:
+    """tasktrace's "cannot wrap" warnings in its log file, each once, in order."""
+    if not log.exists():
+        return []
+    seen: Dict[str, None] = {}
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if "cannot wrap" in line:
+            seen.setdefault(line.partition("tasktrace: ")[2] or line, None)
+    return list(seen)
+
+
 def count_tasks(db: Path) -> int:
     """How many transactions the instrumented run stored (0 if there is no store)."""
     if not db.exists():
@@ -567,23 +585,29 @@ def run_library(
     if args.k:
         pytest += ["-k", args.k]
     env = _env({"TASKTRACE_APP_NAME": app_name, "TASKTRACE_DB": str(db), "HOME": str(runs)})
+    # pytest captures stderr while it imports test modules, where the hooks run: tasktrace
+    # logs to a file of its own instead, read back for its "cannot wrap" warnings.
+    tt_log = runs / "tasktrace.log"
     say(f"plain run ({' '.join(pytest[1:])})")
     result.plain = run_suite(
         [str(python), *pytest], source, env, runs / "plain.jsonl", runs / "plain.log",
         args.timeout,
     )  # fmt: skip
     say(f"plain: {result.plain.count('passed')} passed in {result.plain.seconds:.1f} s")
-    if db.exists():
-        db.unlink()
+    for stale in (db, tt_log):
+        if stale.exists():
+            stale.unlink()
     admin = python.parent / "tasktrace-admin"
     # Instrumented runs get a timeout scaled from the plain run: a hang shows sooner.
     timeout = min(args.timeout, max(180.0, 6 * result.plain.seconds))
     say(f"instrumented run ({result.targets} targets, timeout {timeout:.0f} s)")
     result.instrumented = run_suite(
         [str(admin), "run-program", "--config", str(config), str(python), *pytest],
-        source, env, runs / "instrumented.jsonl", runs / "instrumented.log", timeout,
+        source, dict(env, TASKTRACE_LOG=str(tt_log)), runs / "instrumented.jsonl",
+        runs / "instrumented.log", timeout,
     )  # fmt: skip
     result.tasks_recorded = count_tasks(db)
+    result.wrap_failures = wrap_failures(tt_log)
     result.regressions = compare(name, result.plain, result.instrumented, known)
     say(
         f"instrumented: {result.instrumented.count('passed')} passed in "
@@ -641,6 +665,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         r.unexplained
         or (r.instrumented is not None and r.instrumented.hung)
         or r.tasks_recorded == 0
+        or r.wrap_failures
         for r in results
     )
     return 1 if bad else 0
@@ -667,6 +692,7 @@ def _as_json(result: LibraryResult) -> Dict[str, Any]:
         "tasks_recorded": result.tasks_recorded,
         "targets": result.targets,
         "setup_error": result.setup_error,
+        "wrap_failures": result.wrap_failures,
         "pass_plain_fail_instrumented": [
             {"test": n, "outcome": o.outcome, "failure": failure_lines(o), "known": k}
             for n, o, k in result.regressions

@@ -31,23 +31,22 @@ if TYPE_CHECKING:
         wrap_function_trace,
     )
     from tasktrace.apps import Application, application, register_application
-    from tasktrace.exceptions import ConfigurationError, TaskTraceError
-    from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
-    from tasktrace.segments import FunctionTrace
-    from tasktrace.transaction import (
-        BackgroundTask,
-        Transaction,
-        WebTransaction,
+    from tasktrace.blocks import BackgroundTask, WebTransaction
+    from tasktrace.current import (
         add_custom_attribute,
         current_transaction,
         ignore_transaction,
         notice_error,
         set_transaction_name,
     )
+    from tasktrace.exceptions import ConfigurationError, TaskTraceError
+    from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
+    from tasktrace.segments import FunctionTrace
+    from tasktrace.transaction import Transaction
 
 _EXPORTS = {
     "Application": "tasktrace.apps",
-    "BackgroundTask": "tasktrace.transaction",
+    "BackgroundTask": "tasktrace.blocks",
     "BackgroundTaskWrapper": "tasktrace.api",
     "ConfigurationError": "tasktrace.exceptions",
     "ErrorRecord": "tasktrace.records",
@@ -57,19 +56,19 @@ _EXPORTS = {
     "TaskTraceError": "tasktrace.exceptions",
     "Transaction": "tasktrace.transaction",
     "TransactionRecord": "tasktrace.records",
-    "WebTransaction": "tasktrace.transaction",
-    "add_custom_attribute": "tasktrace.transaction",
+    "WebTransaction": "tasktrace.blocks",
+    "add_custom_attribute": "tasktrace.current",
     "application": "tasktrace.apps",
     "background_task": "tasktrace.api",
     "callable_name": "tasktrace.api",
-    "current_transaction": "tasktrace.transaction",
+    "current_transaction": "tasktrace.current",
     "flush": "tasktrace.agent",
     "function_trace": "tasktrace.api",
-    "ignore_transaction": "tasktrace.transaction",
+    "ignore_transaction": "tasktrace.current",
     "initialize": "tasktrace.agent",
-    "notice_error": "tasktrace.transaction",
+    "notice_error": "tasktrace.current",
     "register_application": "tasktrace.apps",
-    "set_transaction_name": "tasktrace.transaction",
+    "set_transaction_name": "tasktrace.current",
     "shutdown_agent": "tasktrace.agent",
     "wrap_background_task": "tasktrace.api",
     "wrap_function_trace": "tasktrace.api",

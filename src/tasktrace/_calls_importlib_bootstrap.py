@@ -40,20 +40,22 @@ import threading
 from types import CodeType, FunctionType
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from tasktrace._logging import get_logger
+from tasktrace._scopes import _Scope, open_task_scope
 from tasktrace._state import STATE
 from tasktrace.transaction import (
     _CURRENT,
     Segment,
     Transaction,
     _perf_counter,
-    _Scope,
     is_error,
-    open_task_scope,
 )
 
 Opener = Callable[[], Optional[_Scope]]
 OpenerFor = Callable[[Any, Any, Any], Opener]
 WrapperFunction = Callable[[Any, Any, Tuple[Any, ...], Dict[str, Any]], Any]
+
+_log = get_logger()
 
 _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
@@ -479,7 +481,8 @@ def same_signature_wrapper(func: Any, flavour: str, opener_for: OpenerFor) -> Op
     head = f"{keyword} _tt_wrapper({', '.join(params)}):"
     positional = "".join(f"{n}, " for n in names[:npos])
     if not defaults and not kwdefaults:
-        args = f"({positional}{'*' + star if star else ''})"
+        # A trailing comma: "(*seqs,)" is a tuple, "(*seqs)" a syntax error.
+        args = f"({positional}{'*' + star + ',' if star else ''})"
         kw_items = "".join(f"{n!r}: {n}, " for n in names[npos:])
         kwargs = f"{{{kw_items}{'**' + starstar if starstar else ''}}}"
         pack = None
@@ -495,7 +498,11 @@ def same_signature_wrapper(func: Any, flavour: str, opener_for: OpenerFor) -> Op
         "\n    _tt_inner = _tt_func(*_tt_a, **_tt_k)"
         "\n    _tt_scope = _tt_opener_for(None, _tt_a, _tt_k)()"
     )
-    made = _build(flavour, head, prologue, _cells(func, opener_for, pack))
+    try:
+        made = _build(flavour, head, prologue, _cells(func, opener_for, pack))
+    except (SyntaxError, ValueError):  # a signature this generator cannot spell: fall back
+        _log.debug("tasktrace cannot copy the parameters of %r", func, exc_info=True)
+        return None
     renamed: Any = made.__code__.replace(co_name=code.co_name, **_qualname(func))
     wrapper = FunctionType(
         renamed,
@@ -534,7 +541,7 @@ class _Closer:
     def __del__(self) -> None:
         try:
             self.coro.close()
-        except Exception:  # pragma: no cover - defensive: never raise from a finalizer
+        except Exception:  # pragma: no cover - defensive: never raise from a finalizer  # noqa: BLE001
             pass
 
 

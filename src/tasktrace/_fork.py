@@ -50,7 +50,7 @@ def _run(hooks: List[Hook]) -> None:
     for hook in list(hooks):
         try:
             hook()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every at-fork callback runs; the first failure is re-raised after
             if failure is None:
                 failure = exc
     if failure is not None:

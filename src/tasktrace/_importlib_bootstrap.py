@@ -219,7 +219,7 @@ def _run_callbacks(callbacks: Sequence[PostImportHook], module: ModuleType) -> N
             callback(module)
         except TaskTraceError as exc:
             fatal = fatal or exc
-        except Exception:
+        except Exception:  # noqa: BLE001 - a failing hook must not fail the import of the program's module (logged)
             _log.warning(
                 "tasktrace: post-import hook %r for module %r failed; the module is "
                 "imported without it",

@@ -121,7 +121,7 @@ def _apply() -> None:
 
 
 def _safe_formatter(fmt: str) -> logging.Formatter:
-    """A ``logging.Formatter`` for ``fmt`` whose output never controls the terminal.
+    r"""A ``logging.Formatter`` for ``fmt`` whose output never controls the terminal.
 
     Messages quote what a program or a remote server wrote (task names, error messages, a
     collector's reply): :func:`tasktrace._sanitize.clean` shows their control characters

@@ -1,4 +1,4 @@
-"""Text a program wrote, made safe to show on a terminal: one sanitiser for every human-facing
+r"""Text a program wrote, made safe to show on a terminal: one sanitiser for every human-facing
 output (the ``report`` table, the ``console`` reporter, tasktrace's log lines).
 
 Task names, groups, app names, error messages and a collector's error body may hold any
@@ -43,7 +43,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def clean(text: object, *, keep_newlines: bool = False) -> str:
-    """``str(text)`` with every terminal control character shown as a visible escape.
+    r"""``str(text)`` with every terminal control character shown as a visible escape.
 
     Args:
         text: Anything; non-strings are converted with ``str()``.

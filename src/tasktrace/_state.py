@@ -34,7 +34,7 @@ def _env_settings() -> Settings:
         launched = "TASKTRACE_BOOTSTRAP_PYTHON" in os.environ
         settings: Settings = settings_from_environment(os.environ, warn=not launched)
         return settings
-    except Exception:  # a bad variable must not break an import of tasktrace
+    except Exception:  # a bad variable must not break an import of tasktrace  # noqa: BLE001
         return Settings()
 
 
@@ -100,7 +100,7 @@ class _AgentState:
         if recorder is not None:
             try:
                 recorder.shutdown(0.0)
-            except Exception:
+            except Exception:  # noqa: BLE001 - retiring the old recorder must not break reconfiguring
                 pass
 
 

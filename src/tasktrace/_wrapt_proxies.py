@@ -65,7 +65,7 @@ def _find(module: Any, qualname: Any) -> Any:
         return None
     try:
         return _resolve_reference(module, qualname)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a reference that cannot be resolved is simply not found there
         return None
 
 
@@ -155,7 +155,7 @@ def _reduction_where_found(original: Any) -> Any:
         return False
     try:
         before = _plain_reduce(inner, 2)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the object's own reduction may raise anything
         return _FAILED
     return True if isinstance(before, str) else before
 
@@ -176,11 +176,11 @@ def _pickles_by_reference(original: Any, before: Any) -> bool:
         inner = inner.__wrapped__
     try:
         after = _plain_reduce(inner, 2)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the reduction may raise anything once the proxy is installed
         return True  # it pickled only while it was found there
     try:
         return bool(before != after)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a custom __eq__ of the reductions may raise anything
         return False
 
 
@@ -190,7 +190,7 @@ def install_proxy(proxy: Any, parent: Any, attribute: str, location: Location) -
     original = proxy.__wrapped__
     try:
         before = _reduction_where_found(original)
-    except Exception:  # an exotic type; pickle as the plain object
+    except Exception:  # an exotic type; pickle as the plain object  # noqa: BLE001
         before = False
     setattr(parent, attribute, proxy)
     proxy._self_tasktrace_location = location

@@ -69,7 +69,7 @@ def flush(timeout: Optional[float] = None) -> bool:
         return True
     try:
         return recorder.flush(timeout)
-    except Exception:
+    except Exception:  # noqa: BLE001 - flush() never raises into the program (logged)
         _log.warning("tasktrace: flush failed", exc_info=True)
         return False
 
@@ -87,6 +87,6 @@ def shutdown_agent(timeout: Optional[float] = None) -> bool:
         return True
     try:
         return recorder.shutdown(STATE.settings.shutdown_timeout if timeout is None else timeout)
-    except Exception:
+    except Exception:  # noqa: BLE001 - shutdown_agent() never raises into the program (logged)
         _log.warning("tasktrace: shutdown failed", exc_info=True)
         return False

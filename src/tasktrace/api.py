@@ -3,8 +3,8 @@
 Each kind comes in the four shapes users of New Relic's agent know:
 
 * ``background_task()`` / ``function_trace()``: decorators;
-* ``BackgroundTask`` / ``FunctionTrace``: context managers (in :mod:`tasktrace.transaction`
-  and :mod:`tasktrace.function_trace`);
+* ``BackgroundTask`` / ``FunctionTrace``: context managers (in :mod:`tasktrace.blocks`
+  and :mod:`tasktrace.segments`);
 * ``BackgroundTaskWrapper`` / ``FunctionTraceWrapper``: wrap a callable you hold;
 * ``wrap_background_task`` / ``wrap_function_trace``: patch ``module.object_path`` in place.
 
@@ -20,9 +20,9 @@ import sys
 from types import ModuleType
 from typing import Any, Callable, Optional, Tuple, TypeVar, Union, cast
 
+from tasktrace.blocks import resolve_app
 from tasktrace.exceptions import TargetError
 from tasktrace.targets import _describe_parent, _lookup, _suggest
-from tasktrace.transaction import resolve_app
 
 F = TypeVar("F", bound=Callable[..., Any])
 NameSpec = Union[str, Callable[..., Any], None]
@@ -175,8 +175,15 @@ def wrap_resolved(
 
     Args:
         kind: ``"background_task"`` or ``"function_trace"``.
+        parent: the module or class holding the target.
+        attribute: the target's name in ``parent``.
+        original: the raw value of ``parent.attribute`` (a ``classmethod`` or
+            ``staticmethod`` object as found in a class's ``__dict__``).
         default_name: the name when ``name`` is None, e.g. ``"jobs:Exporter.run"``.
         application: for background tasks only.
+        name: the transaction or trace name: a string, or a callable of the call's
+            arguments returning one; None for ``default_name``.
+        group: the group, likewise; None for the kind's default.
         location: ``(module name, dotted path)`` of ``parent.attribute``; a wrapt proxy
             installed there notes it, to pickle by that reference as the plain object did.
 
@@ -213,8 +220,10 @@ def wrap_background_task(
     Args:
         module: a module object or a dotted module name (imported if needed).
         object_path: e.g. ``"send_invoices"`` or ``"Exporter.run"``.
-        application, name, group: as for :func:`BackgroundTaskWrapper`; the default name
-            is ``"module:object_path"``.
+        application: the app (a name or an :func:`~tasktrace.application` handle), as
+            for :func:`BackgroundTaskWrapper`; None for the configured one.
+        name: as for :func:`BackgroundTaskWrapper`; None for ``"module:object_path"``.
+        group: as for :func:`BackgroundTaskWrapper`; None for ``"Function"``.
 
     Returns:
         The wrapper now stored at ``object_path`` (unchanged if it was already wrapped).

@@ -84,7 +84,7 @@ def register_application(
     handle = application(name)
     try:
         handle.activate(timeout)
-    except Exception:  # starting delivery must never break the caller
+    except Exception:  # starting delivery must never break the caller  # noqa: BLE001
         from tasktrace._logging import get_logger
 
         get_logger().warning(

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from tasktrace.transaction import _ContextScope, _Scope, caller_name, open_trace_scope
+from tasktrace._scopes import _Scope, open_trace_scope
+from tasktrace.blocks import _ContextScope, caller_name
 
 __all__ = ["FunctionTrace"]
 

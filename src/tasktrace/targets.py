@@ -209,9 +209,29 @@ def _is_function(value: object) -> bool:
                 return True
             if _is_class(value):
                 return False
-    except Exception:  # no __wrapped__ (or a hostile one): not a decorated function
+    except Exception:  # no __wrapped__ (or a hostile one): not a decorated function  # noqa: BLE001
         return False
     return False
+
+
+#: Names whose use in a function's own code means it looks at its caller's frame:
+#: ``sys._getframe``, ``sys._getframemodulename`` (3.12+), ``inspect.currentframe`` and
+#: ``frame.f_back``. (``inspect.stack`` counts only with ``inspect`` beside it.)
+_FRAME_NAMES = frozenset({"_getframe", "_getframemodulename", "currentframe", "f_back"})
+
+
+def _reads_caller_frame(value: object) -> bool:
+    """Whether the function ``value`` looks at the frame that called it.
+
+    Such a function sees a wrapper's frame instead of its caller's (attrs's
+    ``make_class`` sets ``__module__`` of the class it makes from it, so its classes
+    would no longer pickle; ``namedtuple``, ``typing.NewType`` and logging-style helpers
+    do the same), and no Python-level wrapper can hide its frame. A glob is a promise of
+    transparency, so it passes over these; naming one explicitly still wraps it.
+    """
+    code = getattr(_function_of(value), "__code__", None)
+    names = getattr(code, "co_names", ())
+    return not _FRAME_NAMES.isdisjoint(names) or ("stack" in names and "inspect" in names)
 
 
 def _defined_in(value: object, parent: Any) -> bool:
@@ -219,18 +239,20 @@ def _defined_in(value: object, parent: Any) -> bool:
     home = parent.__name__ if isinstance(parent, types.ModuleType) else parent.__module__
     try:
         return getattr(_function_of(value), "__module__", home) == home
-    except Exception:  # an exotic object whose attribute lookup fails: not one of ours
+    except Exception:  # an exotic object whose attribute lookup fails: not one of ours  # noqa: BLE001
         return False
 
 
 def _candidates(
-    parent: Any, pattern: str, final: bool, skipped: Optional[List[str]] = None
+    parent: Any, pattern: str, final: bool, skipped: Optional[List[Tuple[str, str]]] = None
 ) -> List[Tuple[str, Any]]:
     """The members of ``parent`` matching the glob ``pattern``, in definition order.
 
-    A final segment matches only functions (see :func:`_is_function`), an inner one only
-    classes; either only what the module (or the class's module) defines itself. The
-    classes a final segment passes over are added to ``skipped``, if given.
+    A final segment matches only functions (see :func:`_is_function`) that do not read
+    their caller's frame (:func:`_reads_caller_frame`), an inner one only classes; either
+    only what the module (or the class's module) defines itself. What a final segment
+    passes over is added to ``skipped``, if given, as ``(name, reason)`` with reason
+    ``"class"`` or ``"frame"``.
     """
     found = []
     # A snapshot: the namespace may change under us while a module is importing.
@@ -247,7 +269,11 @@ def _candidates(
             continue
         if not (_is_function(value) if final else _is_class(value)):
             if final and skipped is not None and _is_class(value):
-                skipped.append(name)
+                skipped.append((name, "class"))
+            continue
+        if final and _reads_caller_frame(value):
+            if skipped is not None:
+                skipped.append((name, "frame"))
             continue
         found.append((name, value))
     return found
@@ -299,7 +325,7 @@ def _suggest(parent: Any, name: str) -> str:
     """A " did you mean ...?" hint from the names of ``parent``, or an empty string."""
     try:
         names = [n for n in dir(parent) if isinstance(n, str)]
-    except Exception:  # a hostile __dir__ must not hide the real error
+    except Exception:  # a hostile __dir__ must not hide the real error  # noqa: BLE001
         names = []
     if not name.startswith("_"):
         names = [n for n in names if not n.startswith("_")]
@@ -316,7 +342,7 @@ def _describe_parent(parent: Any) -> str:
 
 
 def resolve(
-    module_obj: Any, object_path: str, skipped: Optional[List[str]] = None
+    module_obj: Any, object_path: str, skipped: Optional[List[Tuple[str, str]]] = None
 ) -> List[Resolved]:
     """Find every object ``object_path`` names in ``module_obj``.
 
@@ -326,7 +352,8 @@ def resolve(
     only what the module (or the class's module) defines, not what it imported; a final
     glob segment matches only functions and ``classmethod``/``staticmethod`` objects of
     functions (what can be wrapped transparently: never classes, exception classes,
-    modules or other objects), an inner one only classes. A plain (non-glob) attribute of
+    modules or other objects, nor functions that read their caller's frame), an inner one
+    only classes. A plain (non-glob) attribute of
     a class may be inherited; the returned ``parent`` is still the class named in the
     path, so patching it affects only that class. A plain final segment may name any
     callable except a class or a module.
@@ -334,8 +361,9 @@ def resolve(
     Args:
         module_obj: the imported module (or any object to start from).
         object_path: the dotted path, e.g. ``"Exporter.run"`` or ``"Exporter.*"``.
-        skipped: if given, the concrete paths of the classes a final glob segment
-            passed over are appended to it (for :func:`no_match_hint`).
+        skipped: if given, ``(path, reason)`` for each class (reason ``"class"``) or
+            caller-frame reading function (``"frame"``) a final glob segment passed
+            over is appended to it (for :func:`no_match_hint`).
 
     Returns:
         The matches, in order; empty when a glob matches nothing.
@@ -357,11 +385,11 @@ def resolve(
         for parent, path, _ in frontier:
             prefix = f"{path}." if path else ""
             if is_glob(segment):
-                names: Optional[List[str]] = [] if skipped is not None else None
+                names: Optional[List[Tuple[str, str]]] = [] if skipped is not None else None
                 for name, value in _candidates(parent, segment, final, names):
                     next_frontier.append((value, prefix + name, parent))
                 if skipped is not None and names:
-                    skipped.extend(prefix + name for name in names)
+                    skipped.extend((prefix + name, why) for name, why in names)
                 continue
             found, value = _lookup(parent, segment)
             if not found:
@@ -399,21 +427,36 @@ def resolve(
 
 
 def no_match_hint(module_obj: Any, object_path: str) -> str:
-    """Why a glob matched nothing in ``module_obj``, when classes are the reason; else "".
+    """Why a glob matched nothing in ``module_obj``, when what it passed over is the
+    reason; else "".
 
     For messages: ``" (it passes over the classes 'Thing', 'Err': classes are never
-    wrapped; target their methods, e.g. 'Thing.*')"``.
+    wrapped; target their methods, e.g. 'Thing.*')"``, and for functions that read their
+    caller's frame ``" (it passes over 'make_class', which reads its caller's frame: a
+    wrapper would change what it sees; name it without a glob to wrap it anyway)"``.
     """
-    skipped: List[str] = []
+    skipped: List[Tuple[str, str]] = []
     try:
         resolve(module_obj, object_path, skipped)
-    except Exception:  # the caller reports the real problem
+    except Exception:  # the caller reports the real problem  # noqa: BLE001
         return ""
-    if not skipped:
-        return ""
-    shown = ", ".join(repr(path) for path in skipped[:5])
-    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
-    return (
-        f" (it passes over the classes {shown}{more}: classes are never wrapped; target "
-        f"their methods, e.g. '{skipped[0]}.*')"
-    )
+    parts = []
+    classes = [path for path, why in skipped if why == "class"]
+    if classes:
+        parts.append(
+            f"it passes over the classes {_listed(classes)}: classes are never wrapped; "
+            f"target their methods, e.g. '{classes[0]}.*'"
+        )
+    readers = [path for path, why in skipped if why == "frame"]
+    if readers:
+        which = "which reads" if len(readers) == 1 else "which read"
+        parts.append(
+            f"it passes over {_listed(readers)}, {which} the caller's frame: a wrapper "
+            "would change what it sees; name it without a glob to wrap it anyway"
+        )
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _listed(paths: List[str]) -> str:
+    shown = ", ".join(repr(path) for path in paths[:5])
+    return shown + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")

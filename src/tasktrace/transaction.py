@@ -1,4 +1,4 @@
-"""Live transactions and segments, the context that tracks them, and the transaction API.
+"""Live transactions and segments, and the context variable that says which is current.
 
 A :class:`Transaction` is one unit of work being timed. Which one is *current* is kept in a
 :class:`contextvars.ContextVar`, so every thread and every asyncio task has its own. The
@@ -6,9 +6,10 @@ variable holds a *node*: either the transaction itself or the innermost active
 :class:`Segment` (function trace) inside it; both expose ``txn`` and ``index`` so a new
 segment knows its transaction and its parent in one read.
 
-Nothing here imports wrapt: the context managers (``BackgroundTask``, ``WebTransaction``,
-``FunctionTrace``) and the functions that act on the current transaction work without it.
-The decorators and wrappers live in :mod:`tasktrace.wrappers` and :mod:`tasktrace.api`.
+How a task or trace is opened and closed around a call is in :mod:`tasktrace._scopes`; the
+``with``-block forms are in :mod:`tasktrace.blocks` and :mod:`tasktrace.segments`; the
+functions acting on the current transaction in :mod:`tasktrace.current`; the decorators and
+wrappers in :mod:`tasktrace.api` and :mod:`tasktrace.wrappers`. Nothing here imports wrapt.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 import time
 import traceback
 from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import Any, Dict, List, Optional, Tuple, Type, Union
 
@@ -394,7 +395,7 @@ class Transaction:
                     ),
                 )
             )
-        except Exception:  # pragma: no cover - defensive: never raise into user code
+        except Exception:  # pragma: no cover - defensive: never raise into user code  # noqa: BLE001
             _log.debug("tasktrace failed to record a transaction", exc_info=True)
 
 
@@ -436,285 +437,12 @@ def error_record(exc: BaseException) -> ErrorRecord:
     type_name = f"{cls.__module__}:{cls.__qualname__}"
     try:
         message = str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an exception's __str__ may raise anything
         message = f"<unprintable {cls.__qualname__} object>"
     try:
         text = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
-    except Exception:
+    except Exception:  # noqa: BLE001 - formatting a traceback may raise anything (a hostile __str__ in the chain)
         text = ""
     if len(text) > MAX_TRACEBACK_LENGTH:
         text = text[-MAX_TRACEBACK_LENGTH:]
     return ErrorRecord(type_name, message, text, _time())
-
-
-# -- scopes: what a wrapper or context manager opened, and how to close it -------------
-
-
-class _Scope:
-    """What one task or function trace opened: a new transaction, a segment, or both.
-
-    ``node`` is what becomes current while the scope is active; ``txn`` is set only when
-    the scope created the transaction (and so must finish it).
-    """
-
-    __slots__ = ("node", "token", "txn")
-
-    #: Whether an exception leaving the scope is recorded as an error of the transaction.
-    #: Tasks record theirs (SPEC 2, rule 3); a function trace does not, because its caller
-    #: may handle the exception: an error counts only when it leaves the task, or when
-    #: the code calls ``notice_error()``.
-    records_errors = True
-
-    def __init__(self, node: Node, txn: Optional[Transaction]) -> None:
-        self.node = node
-        self.txn = txn
-        self.token: Optional[Token[Optional[Node]]] = None
-
-    def activate(self) -> None:
-        self.token = _CURRENT.set(self.node)
-
-    def deactivate(self) -> None:
-        token = self.token
-        if token is not None:
-            self.token = None
-            try:
-                _CURRENT.reset(token)
-            except ValueError:
-                # Reset from another context (a generator stepped elsewhere): restore the
-                # parent node instead of failing the user's code.
-                node = self.node
-                _CURRENT.set(node.txn if isinstance(node, Segment) else None)
-
-    def close(self, exc: Optional[BaseException]) -> None:
-        """End the scope: record ``exc`` if it is an error, stop segment and transaction."""
-        try:
-            node = self.node
-            if exc is not None and self.records_errors and is_error(exc):
-                node.txn._record_exception(exc)
-            if isinstance(node, Segment):
-                node.duration = _perf_counter() - node.start
-            txn = self.txn
-            if txn is not None:
-                txn._finish()
-        except Exception:  # pragma: no cover - defensive: never raise into user code
-            _log.debug("tasktrace failed to close a scope", exc_info=True)
-
-
-class _TraceScope(_Scope):
-    """The scope of a function trace: like a task's, but it records no errors."""
-
-    __slots__ = ()
-
-    records_errors = False
-
-
-def current_node() -> Optional[Node]:
-    """The innermost active transaction or segment, ignoring finished transactions."""
-    node = _CURRENT.get()
-    if node is None or node.txn.finished:
-        return None
-    return node
-
-
-def open_segment(node: Node, name: str, group: str) -> Optional[Segment]:
-    """Start a segment under ``node``; None when the transaction's segment limit is reached."""
-    txn = node.txn
-    segments = txn.segments
-    if segments is None:
-        segments = txn.segments = []
-    index = len(segments)
-    if index >= STATE.settings.max_segments:
-        txn._drop_segment()
-        return None
-    seg = Segment(txn, index, name, group, node.index, _perf_counter())
-    segments.append(seg)
-    return seg
-
-
-def open_task_scope(app: Optional[str], name: str, group: str) -> Optional[_Scope]:
-    """Open a background task (not yet active): a new transaction, or a segment when nested.
-
-    Inside a background transaction no new transaction starts: the task becomes a segment
-    of it. Inside a web transaction, that transaction becomes a background task with this
-    task's name and group (its start time is kept) and the task is a segment of it.
-    Returns None when the agent is disabled or the segment limit is reached.
-    """
-    if not STATE.enabled:
-        return None
-    node = current_node()
-    if node is None:
-        txn = Transaction(app, name, group, True)
-        return _Scope(txn, txn)
-    txn = node.txn
-    if not txn.background:
-        txn.background = True
-        txn.name = name
-        txn.group = group
-    seg = open_segment(node, name, group)
-    return None if seg is None else _Scope(seg, None)
-
-
-def open_trace_scope(name: str, group: str) -> Optional[_Scope]:
-    """Open a function trace (not yet active); None outside a transaction."""
-    node = current_node()
-    if node is None:
-        return None
-    seg = open_segment(node, name, group)
-    return None if seg is None else _TraceScope(seg, None)
-
-
-def open_web_scope(app: Optional[str], name: str, group: str) -> Optional[_Scope]:
-    """Open a web transaction (not yet active); a segment when already inside one."""
-    if not STATE.enabled:
-        return None
-    node = current_node()
-    if node is None:
-        txn = Transaction(app, name, group, False)
-        return _Scope(txn, txn)
-    seg = open_segment(node, name, group)
-    return None if seg is None else _Scope(seg, None)
-
-
-def caller_name(depth: int = 2) -> str:
-    """``"module:function"`` of the code ``depth`` frames up, for unnamed context managers."""
-    try:
-        frame = sys._getframe(depth)
-    except ValueError:  # pragma: no cover - shallower stack than expected
-        return "<unknown>"
-    code = frame.f_code
-    qualname = getattr(code, "co_qualname", code.co_name)
-    return f"{frame.f_globals.get('__name__', '?')}:{qualname}"
-
-
-_NO_NAME = object()
-
-
-def resolve_app(application: Any) -> Optional[str]:
-    """An ``application=`` argument (None, a name or a handle) as a name or None (default)."""
-    if application is None:
-        return None
-    if isinstance(application, str):
-        return application
-    name = getattr(application, "name", _NO_NAME)
-    if name is None or isinstance(name, str):
-        return name
-    raise TypeError(
-        f"application must be None, an app name or a handle from tasktrace.application(), "
-        f"not {type(application).__name__}"
-    )
-
-
-class _ContextScope:
-    """Shared machinery of the transaction and trace context managers."""
-
-    _scope: Optional[_Scope]
-
-    def _open(self) -> Optional[_Scope]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def __enter__(self) -> Any:
-        try:
-            scope = self._scope = self._open()
-            if scope is not None:
-                scope.activate()
-        except Exception:  # pragma: no cover - defensive
-            self._scope = None
-            _log.debug("tasktrace failed to open a scope", exc_info=True)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[Type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        scope = self._scope
-        if scope is not None:
-            self._scope = None
-            scope.deactivate()
-            scope.close(exc)
-
-    @property
-    def transaction(self) -> Optional[Transaction]:
-        """The transaction this block runs in (None when disabled or outside one)."""
-        scope = self._scope
-        return None if scope is None else scope.node.txn
-
-
-class _TransactionBlock(_ContextScope):
-    """A ``with`` block timed as a transaction: the shared shape of the two kinds below."""
-
-    default_group = "Function"
-
-    def __init__(
-        self, application: Any = None, name: Optional[str] = None, group: Optional[str] = None
-    ) -> None:
-        self.app = resolve_app(application)
-        # caller_name() looks two frames up: past this __init__, to the user's code.
-        self.name = str(name) if name is not None else caller_name()
-        self.group = str(group) if group is not None else self.default_group
-        self._scope = None
-
-
-class BackgroundTask(_TransactionBlock):
-    """Time a block as a background task: ``with BackgroundTask(app, "nightly", "Task"):``.
-
-    Takes ``(application=None, name=None, group=None)`` and follows the same nesting rules
-    as :func:`~tasktrace.background_task`. ``name`` defaults to the function the block is
-    in, ``group`` to ``"Function"``.
-    """
-
-    def _open(self) -> Optional[_Scope]:
-        return open_task_scope(self.app, self.name, self.group)
-
-
-class WebTransaction(_TransactionBlock):
-    """Time a block as a web (non-background) transaction, e.g. a request handler.
-
-    Takes ``(application=None, name=None, group="Uri")``. A background task started inside
-    it turns it into a background task (SPEC 2, rule 2).
-    """
-
-    def __init__(
-        self, application: Any = None, name: Optional[str] = None, group: Optional[str] = "Uri"
-    ) -> None:
-        super().__init__(application, caller_name() if name is None else name, group or "Uri")
-
-    def _open(self) -> Optional[_Scope]:
-        return open_web_scope(self.app, self.name, self.group)
-
-
-# -- functions acting on the current transaction ---------------------------------------
-
-
-def current_transaction() -> Optional[Transaction]:
-    """The transaction active in this thread / asyncio task, or None."""
-    node = current_node()
-    return None if node is None else node.txn
-
-
-def add_custom_attribute(key: str, value: Any) -> bool:
-    """Attach an attribute to the current transaction; returns whether it was kept."""
-    txn = current_transaction()
-    return False if txn is None else txn.add_custom_attribute(key, value)
-
-
-def notice_error(error: Union[BaseException, ExcInfo, None] = None) -> None:
-    """Record an exception in the current transaction (default: the one being handled)."""
-    txn = current_transaction()
-    if txn is not None:
-        txn.notice_error(error)
-
-
-def set_transaction_name(name: str, group: Optional[str] = None) -> None:
-    """Rename the current transaction (and optionally regroup it)."""
-    txn = current_transaction()
-    if txn is not None:
-        txn.set_name(name, group)
-
-
-def ignore_transaction(flag: bool = True) -> None:
-    """Do not report the current transaction (``flag=False`` undoes it)."""
-    txn = current_transaction()
-    if txn is not None:
-        txn.ignore(flag)

@@ -34,7 +34,7 @@ from tasktrace._calls_importlib_bootstrap import (
     sync_wrapper,
 )
 from tasktrace._logging import get_logger
-from tasktrace.transaction import _Scope, open_task_scope, open_trace_scope
+from tasktrace._scopes import _Scope, open_task_scope, open_trace_scope
 
 _log = get_logger()
 
@@ -51,7 +51,7 @@ def is_wrapped(obj: Any, kind: str) -> bool:
         obj = obj.__func__
     try:
         return kind in getattr(obj, "__tasktrace_kinds__", ())
-    except Exception:  # an exotic object whose attribute lookup fails: not ours
+    except Exception:  # an exotic object whose attribute lookup fails: not ours  # noqa: BLE001
         return False
 
 
@@ -127,7 +127,7 @@ def _namer(spec: NameSpec, default: str, what: str) -> Callable[[Any, Any, Any],
             if instance is not None:
                 return str(compute(instance, *args, **kwargs))
             return str(compute(*args, **kwargs))
-        except Exception:
+        except Exception:  # noqa: BLE001 - the program's name callable may raise anything; the default is used (logged)
             _log.debug("tasktrace: the %s callable failed; using %r", what, default, exc_info=True)
             return default
 
@@ -315,7 +315,7 @@ def _lazy_wrapper(func: Callable[..., Any], flavour: str, call: WrapperFunction)
                 except GeneratorExit:
                     await agen.aclose()
                     raise
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - every exception thrown into the wrapper is forwarded to the wrapped generator
                     to_throw = exc
 
     return wrapper

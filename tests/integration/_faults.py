@@ -158,7 +158,7 @@ class Collector:
                                     request.roots.append(
                                         (span.trace_id.hex(), span.span_id.hex(), span.name)
                                     )
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a bad body is answered with an error and remembered
                     request.error = f"{type(exc).__name__}: {exc}"
                 mode = outer._next_mode()
                 request.answer = outer._answer_name(mode)

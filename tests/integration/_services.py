@@ -139,7 +139,7 @@ def _die_with_parent() -> None:
         import ctypes
 
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except Exception:  # not Linux: the fixture's teardown still stops the server
+    except Exception:  # not Linux: the fixture's teardown still stops the server  # noqa: BLE001
         pass
 
 

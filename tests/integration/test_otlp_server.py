@@ -89,7 +89,7 @@ class Server:
                         for span in rs["scopeSpans"][0]["spans"]:
                             assert _HEX32.match(span["traceId"]), span["traceId"]
                             assert _HEX16.match(span["spanId"]), span["spanId"]
-                except Exception as exc:  # answered 400 and remembered for the test
+                except Exception as exc:  # answered 400 and remembered for the test  # noqa: BLE001
                     outer.errors.append(f"{type(exc).__name__}: {exc}")
                     self.send_response(400)
                     self.end_headers()

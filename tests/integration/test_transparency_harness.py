@@ -91,6 +91,26 @@ def test_table_counts_and_marks_a_hung_run() -> None:
     assert "the instrumented run hung" in details
 
 
+def test_wrap_failures_and_an_empty_store_are_said(tmp_path: Path) -> None:
+    """tasktrace's "cannot wrap" warnings are read from its log file, each once, and
+    listed with a run that recorded nothing."""
+    log = tmp_path / "tasktrace.log"
+    line = (
+        "tasktrace WARNING [pid 1] tasktrace: cfg.toml: background_task[6]: 'm:*': "
+        "cannot wrap 'diff': bad; continuing without it"
+    )
+    log.write_text(f"{line}\n{line}\ntasktrace WARNING [pid 1] tasktrace: matched nothing\n")
+    assert harness.wrap_failures(log) == [line.partition("tasktrace: ")[2]]
+    assert harness.wrap_failures(tmp_path / "missing.log") == []
+    result = harness.LibraryResult(name="lib", version="1.0")
+    result.plain = _run({"a": "passed"})
+    result.instrumented = _run({"a": "passed"})
+    result.wrap_failures = harness.wrap_failures(log)
+    details = harness.format_regressions([result])
+    assert "lib: the instrumented run recorded no task" in details
+    assert "lib: tasktrace: cfg.toml: background_task[6]: 'm:*': cannot wrap 'diff'" in details
+
+
 def test_failure_lines_start_with_the_crash_then_the_E_lines() -> None:
     """The first lines of a failure: where it crashed, then pytest's E lines, at most four."""
     outcome = harness.TestOutcome(

@@ -25,6 +25,7 @@ _DESCRIPTIONS: Dict[str, str] = {
     "generate-config": "write a commented starter config to FILE (or stdout)",
     "show-config": "show the effective settings and where each came from",
     "report": "summarise recorded tasks from the SQLite store",
+    "prune": "apply retention, roll-ups and max_size to the SQLite store now",
     "help": "show help for a command",
 }
 
@@ -82,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
 
     report.add_arguments(sub)
 
+    sub = commands.add_parser(
+        "prune", help=_DESCRIPTIONS["prune"], description=_DESCRIPTIONS["prune"]
+    )
+    from tasktrace.admin import prune
+
+    prune.add_arguments(sub)
+
     sub = commands.add_parser("help", help=_DESCRIPTIONS["help"], description=_DESCRIPTIONS["help"])
     sub.add_argument("topic", nargs="?", metavar="COMMAND")
     return parser
@@ -100,6 +108,10 @@ def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
         from tasktrace.admin.report import run
 
         return run
+    if name == "prune":
+        from tasktrace.admin.prune import run as run_prune
+
+        return run_prune
     from tasktrace.admin import config_cmds
 
     return {

@@ -96,7 +96,7 @@ def _check_target(target: TargetSettings) -> List[str]:
         ):
             return [f"FAIL  {label}  module not found: {target.module!r} (is it on sys.path?)"]
         return [f"FAIL  {label}  {exc}"]
-    except BaseException as exc:  # a module that raises on import, even SystemExit
+    except BaseException as exc:  # a module that raises on import, even SystemExit  # noqa: BLE001
         return [f"FAIL  {label}  importing {target.module!r} failed: {type(exc).__name__}: {exc}"]
     if not resolved:
         from tasktrace.targets import no_match_hint

@@ -87,7 +87,7 @@ def _db_path(explicit: Optional[str]) -> str:
         from tasktrace.config import load
 
         configured = load().reporter.path
-    except Exception:  # a broken config must not stop a report of what is there
+    except Exception:  # a broken config must not stop a report of what is there  # noqa: BLE001
         configured = None
     return store.resolve_db_path(configured)
 

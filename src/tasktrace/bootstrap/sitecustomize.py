@@ -42,7 +42,7 @@ def _chain_user_sitecustomize() -> None:
     sys.modules["sitecustomize"] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as Python does for a failing sitecustomize: say it and carry on
         # Python itself would print this and carry on; do the same.
         if ours is not None:
             sys.modules["sitecustomize"] = ours
@@ -67,7 +67,7 @@ def _same_python() -> bool:
 def _bootstrap() -> None:
     try:
         _chain_user_sitecustomize()
-    except Exception as exc:  # never let chaining break the program
+    except Exception as exc:  # never let chaining break the program  # noqa: BLE001
         sys.stderr.write(f"tasktrace: could not run the program's sitecustomize: {exc}\n")
     if not _same_python():
         return
@@ -83,7 +83,7 @@ def _bootstrap() -> None:
 
         tasktrace.initialize()
         _debug(f"initialized in pid {os.getpid()}")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the bootstrap never breaks the program (the failure line says why)
         from tasktrace.bootstrap import failure_line, strict_mode
 
         if strict_mode():

@@ -148,7 +148,7 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
     except TargetError as exc:
         _fail(target, module_name, f"{where}: {exc}", strict)
         return []
-    except Exception as exc:  # a hostile module (odd __getattr__, __dir__); never break it
+    except Exception as exc:  # a hostile module (odd __getattr__, __dir__); never break it  # noqa: BLE001
         _fail(target, module_name, f"{where}: cannot resolve: {exc!r}", strict)
         return []
     if not matches:

@@ -312,7 +312,7 @@ def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
     try:
         _start_without_signals(helper)
         helper.join(_wait_seconds(timeout + 0.5))
-    except Exception:  # no thread could start (interpreter shutdown): deliver nothing
+    except Exception:  # no thread could start (interpreter shutdown): deliver nothing  # noqa: BLE001
         pass
     _after_sigterm_delivery(signum, frame)
 
@@ -343,7 +343,7 @@ def _register_multiprocessing_finalizer() -> None:
         # child ends with os._exit. Registered in the child itself: the registry is
         # cleared when a child starts, and a Finalize is ignored in another pid.
         mp_util.Finalize(None, _exit_flush_all, exitpriority=0)
-    except Exception:  # atexit or the os._exit wrapper still delivers
+    except Exception:  # atexit or the os._exit wrapper still delivers  # noqa: BLE001
         _log.debug("tasktrace: cannot register the multiprocessing finalizer", exc_info=True)
 
 
@@ -363,7 +363,7 @@ def _flush_all(timeout: float) -> None:
     for recorder, ticket in tickets:
         try:
             recorder._wait(ticket, deadline)
-        except Exception:  # the others are still waited for; the ledger says what is left
+        except Exception:  # the others are still waited for; the ledger says what is left  # noqa: BLE001
             _log.debug("tasktrace: waiting for a flush failed", exc_info=True)
 
 
@@ -453,7 +453,7 @@ def _exit_flush_recorders(pid: int) -> None:
             recorder._warn_at_exit()
         for recorder in recorders:
             recorder._warn_at_exit()  # (says nothing if everything was delivered)
-    except Exception as exc:  # exit must go on whatever happens here; say it once
+    except Exception as exc:  # exit must go on whatever happens here; say it once  # noqa: BLE001
         for recorder in [r for r in list(_LIVE) if r._pid == pid][:1]:
             recorder._log_once(
                 "recorder", f"exit delivery failed: {type(exc).__name__}: {exc}", exc_info=True

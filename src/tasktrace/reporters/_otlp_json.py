@@ -182,7 +182,7 @@ def build_request(
 
 
 def _encode(request: Dict[str, Any]) -> bytes:
-    """``request`` as UTF-8 JSON; lone surrogates become U+FFFD.
+    r"""``request`` as UTF-8 JSON; lone surrogates become U+FFFD.
 
     Python strings may hold lone surrogates (``surrogateescape`` text from file names,
     ``sys.argv`` or the environment, often inside an exception message). They are not

@@ -256,4 +256,6 @@ class Reporter(Protocol):
 class ReporterFactory(Protocol):
     """What an entry point in ``tasktrace.reporters`` must load: ``factory(settings)``."""
 
-    def __call__(self, settings: Settings) -> Reporter: ...
+    def __call__(self, settings: Settings) -> Reporter:
+        """A reporter for ``settings``."""
+        ...

@@ -368,7 +368,7 @@ class OtlpReporter:
         if client is not None and self._client_pid == os.getpid():
             try:
                 client.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 - closing the client at shutdown: nothing left to do about a failure
                 pass
 
 
@@ -514,7 +514,10 @@ def _snippet(reply: bytes) -> str:
 
 
 def _reset_for_tests() -> None:
-    """Warn again about a plain-http endpoint. (The filter on httpx's loggers stays: it is
-    installed once per process, and passes every record not made by an export.)"""
+    """Warn again about a plain-http endpoint.
+
+    (The filter on httpx's loggers stays: it is installed once per process, and passes
+    every record not made by an export.)
+    """
     global _plaintext_warned
     _plaintext_warned = False

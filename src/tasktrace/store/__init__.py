@@ -76,8 +76,9 @@ only the durations, for percentiles.
 
 The package's modules, one concern each: :mod:`._paths` (where the store is),
 :mod:`._schema` (tables, migrations, ``connect``), :mod:`._packing` (transactions into
-blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records)
-and :mod:`._queries` (what ``report`` asks). ``sqlite3`` is imported by this package and by
+blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records),
+:mod:`._queries` (what ``report`` asks) and :mod:`._retention` (retention, roll-ups, the
+size limit: :func:`prune`). ``sqlite3`` is imported by this package and by
 the sqlite reporter only, never by ``import tasktrace``.
 """
 
@@ -94,6 +95,7 @@ from tasktrace.store._queries import (
     report_rows,
 )
 from tasktrace.store._reads import durations_by_key, read_transactions
+from tasktrace.store._retention import PruneReport, file_bytes, prune, vacuum_into_incremental
 from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
 from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
 from tasktrace.store._writes import OpenWindow, WriteRefused, Written, write_batches
@@ -105,6 +107,7 @@ __all__ = [
     "REPORT_KEYS",
     "SCHEMA_VERSION",
     "OpenWindow",
+    "PruneReport",
     "WriteRefused",
     "Written",
     "connect",
@@ -112,12 +115,15 @@ __all__ = [
     "default_db_path",
     "drop_totals",
     "durations_by_key",
+    "file_bytes",
     "has_data",
     "migrate",
     "parse_since",
     "percentile",
+    "prune",
     "read_transactions",
     "report_rows",
     "resolve_db_path",
+    "vacuum_into_incremental",
     "write_batches",
 ]

@@ -99,6 +99,9 @@ def write_batches(
     block; its metrics (with their histograms, encoded) and drops become rows of their own.
 
     Args:
+        conn: a connection from :func:`~tasktrace.store.connect` (not read-only), outside
+            any transaction.
+        batches: what to write, each with ``records``, ``metrics`` and ``drops``.
         commit: Commits the transaction and returns True, or returns False to have it
             rolled back instead (a :class:`~tasktrace.reporters.base.CommitGate` that
             closed); default: commit.
@@ -107,6 +110,7 @@ def write_batches(
             start of that row's window adds its metrics to the row (the row's window then
             ends where the batch's does) instead of inserting one; a row gone meanwhile
             (pruned) is inserted again. Updated once the transaction commits.
+        window_seconds: How long a metrics row may grow (the harvest interval).
 
     Raises:
         sqlite3.OperationalError: ``database is locked`` beyond the busy timeout, disk
