@@ -27,8 +27,19 @@ is written, in the order recorded, with the harvest that closes the slot. So:
 * rows go to the store in one block per key and slot, not one per harvest, which keeps
   the blocks' own overhead bounded too;
 * rows wait at most one slot before they are written (``take_all`` hands them over at
-  once, for a flush or a shutdown); they are samples, which the delivery ledger does not
-  count (the metrics do), so a crash loses at most a slot of samples, never a count.
+  once, for a flush or a shutdown, keeping of an early-closed slot only what the bucket
+  holds by then: a uniform choice among its sample); they are samples, which the delivery
+  ledger does not count (the metrics do), so a crash loses at most a slot of samples,
+  never a count;
+* why not simpler: a fixed share per harvest would write a block per harvest (each block
+  costs more than its few rows at many harvests a second) and, spent first come first
+  served, would give the whole minute to its first harvests; a probability estimated
+  from the last minute's rate would overshoot whenever the rate rises.
+
+A slot opened by a harvest starts at the previous harvest (its records came after it),
+so at the default pace, one harvest per ``slot_seconds``, each harvest's slot has ended
+by the time it is offered, and its rows are written with it, as before. A rounding up
+of a fraction of a row is owed to the bucket, so the long-run pace is the limit exactly.
 
 Everything that is per record runs in C (``itemgetter``, ``compress``, slicing); Python
 work is per key, per harvest and per kept record. The random numbers come from
