@@ -675,3 +675,39 @@ def test_existing_store_keeps_its_mode(tmp_path: Path) -> None:
     os.chmod(path, 0o640)
     store.connect(str(path)).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
+    """A version-2 file (no histograms) gains the histogram column when first opened; its
+    rows and windows stay, its report keeps the stored-row percentiles, and new windows
+    are written with histograms."""
+    from tasktrace.store._packing import _Blocks
+    from tasktrace.store._schema import _migrate_1_to_2
+
+    path = str(tmp_path / "v2.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(store._V1)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    _migrate_1_to_2(conn)
+    conn.execute("INSERT INTO schema_version VALUES (2)")
+    old = _batch(*[_record(d / 1000) for d in range(1, 101)])
+    blocks = _Blocks(1)
+    blocks.add(old.records, old.window_start, old.window_end)
+    blocks.insert(conn)
+    for key, stats in old.metrics.items():
+        conn.execute(
+            "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (key.app, key.name, key.group, old.window_start, old.window_end, *stats[:6]),
+        )
+    conn.close()
+    (before,) = store.report_rows(path)  # (a reader migrates it first, as a writer would)
+    conn = store.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT histogram FROM metrics").fetchall() == [(None,)]
+    assert [r.trace_id for r in _read(conn)] == [r.trace_id for r in old.records]
+    assert before["p50_ms"] == pytest.approx(50.0) and before["p95_ms"] == pytest.approx(95.0)
+    store.write_batches(conn, [_batch(_record(0.5))])
+    assert conn.execute("SELECT COUNT(histogram) FROM metrics").fetchone() == (1,)
+    conn.close()
+    (after,) = store.report_rows(path)
+    assert after["calls"] == 101
