@@ -12,6 +12,13 @@ a worker's are: ``plain`` trivial tasks of one name, and ``traced`` tasks of one
 and the commit included); the best and the median of the repeats are printed, in ns per
 transaction. The target for the plain batch is <= 400 ns.
 
+Then the cost of the latency histogram in the harvest thread: a harvest of ``--harvest``
+plain tasks is folded into its exact aggregates (``recorder.aggregate``, what the harvest
+thread runs per harvest) with and without its histogram's bucketing (the fold hands the
+durations over with one list append; the bucketing runs when the histogram is first read,
+by the sqlite reporter's write), and the histogram encoded as the store keeps it: the
+median over ``--repeats * 20`` harvests of each, in ns per task, and the ratio.
+
 ``--store MODULE_FILE`` measures another implementation of ``write_batches`` and
 ``connect`` (e.g. an older ``store.py`` kept outside the checkout) in the same way.
 Results go to stderr.
@@ -32,6 +39,7 @@ from typing import List, Sequence
 
 import tasktrace
 from tasktrace import store
+from tasktrace.histogram import Histogram
 from tasktrace.recorder import aggregate
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import Batch
@@ -78,6 +86,36 @@ def _measure(module: ModuleType, records: Sequence[TransactionRecord], repeats: 
     return samples
 
 
+def _histogram_cost(records: Sequence[TransactionRecord], repeats: int) -> None:
+    """ns per task of the fold with and without the histogram (see the module docstring)."""
+    without: List[float] = []
+    with_histogram: List[float] = []
+    encoded: List[float] = []
+    n = len(records)
+    for _ in range(repeats * 20):
+        gc.collect()
+        started = time.perf_counter()
+        metrics = aggregate(records)
+        without.append((time.perf_counter() - started) / n * 1e9)
+        gc.collect()
+        started = time.perf_counter()
+        metrics = aggregate(records)
+        for stats in metrics.values():
+            assert stats.histogram is not None and stats.histogram.count == n
+        with_histogram.append((time.perf_counter() - started) / n * 1e9)
+        histogram = next(iter(metrics.values())).histogram
+        assert isinstance(histogram, Histogram)
+        started = time.perf_counter()
+        size = len(histogram.to_bytes())
+        encoded.append((time.perf_counter() - started) / n * 1e9)
+    base, full, enc = (statistics.median(x) for x in (without, with_histogram, encoded))
+    sys.stderr.write(
+        f"harvest of {n:,} plain tasks, per task: fold {base:,.0f} ns without the histogram, "
+        f"{full:,.0f} ns with it (+{full - base:,.0f} ns, x{full / base:.2f}); encoding "
+        f"{enc:,.1f} ns ({size} bytes); medians of {len(without)} harvests\n"
+    )
+
+
 def _load(path: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_store_impl", path)
     if spec is None or spec.loader is None:
@@ -92,6 +130,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--plain", type=int, default=300_000)
     parser.add_argument("--traced", type=int, default=30_000)
+    parser.add_argument("--harvest", type=int, default=5_000)
     parser.add_argument("--store", metavar="MODULE_FILE", help="measure this store module")
     args = parser.parse_args()
     module = _load(args.store) if args.store else store
@@ -106,6 +145,7 @@ def main() -> int:
             f"median {statistics.median(samples):,.0f} ns per transaction "
             f"({args.repeats} repeats)\n"
         )
+    _histogram_cost(cases[0][1][: args.harvest], args.repeats)
     return 0
 
 

@@ -66,7 +66,7 @@ def test_per_call_cost_of_tasks_is_printed_and_every_task_recorded(tmp_path: Pat
     totals = result["totals"]["tasktrace"]
     assert totals["tasks_delivered"] == totals["tasks_expected"] > 0
     assert totals["spans_delivered"] == totals["spans_expected"] > 0
-    # Rows are a sample per task name and harvest (max_rows_per_name); the counts above
+    # Rows are a sample per task name and minute (max_rows_per_name); the counts above
     # are exact.
     assert 0 < totals["rows"] <= totals["tasks_delivered"]
     assert result["blocked_connections"] == []
@@ -88,7 +88,11 @@ def test_throughput_with_sqlite_delivery_is_printed_and_every_task_counted(
     if peer == "tasktrace-lossless":
         assert result["rows"] == 5000
     else:
-        assert 0 < result["rows"] <= 5000
+        # Rows are budgeted per task name and minute: the warm-up has spent the minute's
+        # budget, so a run of a fraction of a second may store none; never more.
+        from tasktrace.config._settings import DEFAULT_MAX_ROWS_PER_NAME
+
+        assert 0 <= result["rows"] <= DEFAULT_MAX_ROWS_PER_NAME
     assert result["rate"] > 0
 
 

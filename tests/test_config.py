@@ -398,6 +398,24 @@ def test_bad_counts() -> None:
     assert "max_segments: must be at least 0" in problems[1]
 
 
+@pytest.mark.parametrize("key", ["max_rows_per_name", "max_error_rows_per_name"])
+@pytest.mark.parametrize("value", [-1, "lots", 2.5, True])
+def test_bad_row_budgets(key: str, value: Any) -> None:
+    """The row budgets are whole numbers of rows per task name and minute, 0 or more; a bad
+    one names the key and what it takes."""
+    message = _one_problem({"reporter": {key: value}})
+    assert f"reporter.{key}" in message
+    assert "must be at least 0" in message or "per task name and minute" in message
+
+
+def test_row_budgets_default_and_parse() -> None:
+    """Defaults 600 and 60 a minute; 0 (keep every row) is accepted."""
+    reporter = parse({}, "t.toml").reporter
+    assert (reporter.max_rows_per_name, reporter.max_error_rows_per_name) == (600, 60)
+    reporter = parse({"reporter": {"max_error_rows_per_name": 0}}, "t.toml").reporter
+    assert reporter.max_error_rows_per_name == 0
+
+
 def test_unknown_log_level_and_compression() -> None:
     """log_level and compression must be known words; near misses get a suggestion."""
     problems = _problems({"log_level": "verbose", "reporter": {"compression": "zip"}})

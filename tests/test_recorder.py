@@ -15,6 +15,7 @@ import pytest
 
 from tasktrace import recorder as recorder_mod
 from tasktrace.config import Settings
+from tasktrace.histogram import Histogram
 from tasktrace.recorder import HARVEST_THREAD_NAME, HarvestRecorder, aggregate
 from tasktrace.records import ErrorRecord, SegmentRecord, TransactionRecord
 from tasktrace.reporters.base import Batch, ExportResult, MetricKey, Reporter
@@ -238,8 +239,8 @@ def test_aggregation_matches_record_by_record_sums(distinct: int) -> None:
     recorder_mod._fold_many(aggs, records[250:])
     assert set(aggs) == set(expected)
     for key, durations in expected.items():
-        count, errors, total, low, high, sumsq = aggs[key]
-        assert count == len(durations)
+        count, errors, total, low, high, sumsq, histogram = aggs[key]
+        assert count == len(durations) == histogram.count
         assert errors == sum(1 for r in records if (r.app, r.name, r.group) == key and r.errors)
         assert total == pytest.approx(sum(durations), rel=1e-12)
         assert (low, high) == (min(durations), max(durations))
@@ -268,6 +269,26 @@ def test_evicted_records_keep_their_metrics(recorders: List[HarvestRecorder]) ->
     assert (stats.calls, stats.errors, stats.min, stats.max) == (4, 1, 0.1, 9.0)
     assert stats.total == pytest.approx(12.1)
     assert stats.sumsq == pytest.approx(81 + 0.01 + 1 + 4)
+    # The histogram times them too, so report's percentiles cover the evicted ones.
+    assert stats.histogram == Histogram.of([9.0, 0.1, 1.0, 2.0])
+
+
+def test_eviction_on_the_program_thread_does_no_bucketing(
+    recorders: List[HarvestRecorder],
+) -> None:
+    """Records evicted by a full buffer (on the recording thread) reach their histogram as
+    values handed over, bucketed only when a reporter reads it."""
+    blocking = BlockingReporter()
+    rec = _make(recorders, [blocking], buffer_size=2)
+    rec.record(_record(name="warmup"))
+    rec._wake.set()
+    assert blocking.entered.wait(5)
+    for duration in (0.5, 0.25, 0.125, 4.0):
+        rec.record(_record(duration))
+    evicted = rec._evicted[("app", "jobs:run", "Function")][6]
+    assert evicted._counts == {} and evicted._pending  # handed over, not bucketed
+    blocking.release.set()
+    assert rec.flush(5.0)
 
 
 def test_failing_reporter_is_isolated_and_logged_once(

@@ -6,11 +6,11 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Tuple
 
 import pytest
 
 from tasktrace import store
+from tasktrace.histogram import MAX_RELATIVE_ERROR
 from tasktrace.recorder import aggregate
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters.base import Batch, DropCount
@@ -49,6 +49,16 @@ def _batch(n: int, budget: float = 0.2) -> Batch:
     )
 
 
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def _count(path: str, table: str) -> int:
     conn = sqlite3.connect(path)
     try:
@@ -82,10 +92,11 @@ def test_export_writes(tmp_path: Path) -> None:
 
 
 def test_locked_database_keeps_batch_for_next_harvest(tmp_path: Path) -> None:
-    """A database locked past the budget keeps the batch; the next export writes both."""
+    """A database locked past the budget keeps the batch; the next export writes both.
+    With windows of 0 s, each harvest's rows are written with it, not held for a slot."""
     path = str(tmp_path / "t.db")
     store.connect(path).close()
-    reporter = SqliteReporter(path=path)
+    reporter = SqliteReporter(path=path, window_seconds=0)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     started = time.monotonic()
@@ -103,10 +114,11 @@ def test_locked_database_keeps_batch_for_next_harvest(tmp_path: Path) -> None:
 
 def test_kept_batches_are_bounded(tmp_path: Path) -> None:
     """Kept rows beyond the bound are let go (written as drops); their metrics are still
-    written, so no transaction is lost: all of them stay kept, then are exported."""
+    written, so no transaction is lost: all of them stay kept, then are exported.
+    With windows of 0 s, each harvest's rows are written with it, not held for a slot."""
     path = str(tmp_path / "t.db")
     store.connect(path).close()
-    reporter = SqliteReporter(path=path, max_kept=4)
+    reporter = SqliteReporter(path=path, max_kept=4, window_seconds=0)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     first = reporter.export(_batch(3, budget=0.05))
@@ -168,12 +180,14 @@ def test_sampled_rows_count_as_the_transactions_they_stand_for(tmp_path: Path) -
     """Exports count transactions (the metrics' calls), not the sampled rows."""
     path = str(tmp_path / "t.db")
     store.connect(path).close()
-    reporter = SqliteReporter(path=path, max_rows_per_name=10)
+    clock = _Clock()
+    reporter = SqliteReporter(path=path, max_rows_per_name=10, window_seconds=0, clock=clock)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     assert reporter.export(_batch(3000, budget=0.05)).kept == 3000
     blocker.execute("ROLLBACK")
     blocker.close()
+    clock.now += 60.0  # a minute later: the budget has room for one more row
     assert reporter.export(_batch(1)).exported == 3001
     assert _stored(path) == 11
     reporter.shutdown(1.0)
@@ -219,41 +233,6 @@ def _named(name: str, n: int, error_every: int = 0) -> list[TransactionRecord]:
     ]
 
 
-def test_sample_rows_keeps_errors_and_bounds_each_name() -> None:
-    """Per name: every errored record, then at most the limit of the others; order kept."""
-    from tasktrace.reporters.sqlite import sample_rows
-
-    busy = _named("busy", 500, error_every=50)  # 10 errors
-    quiet = _named("quiet", 5)
-    records = tuple(busy + quiet)
-    kept = sample_rows(records, 20)
-    busy_kept = [r for r in kept if r.name == "busy"]
-    assert sum(1 for r in busy_kept if r.errors) == 10
-    assert sum(1 for r in busy_kept if not r.errors) == 20
-    assert [r for r in kept if r.name == "quiet"] == quiet
-    assert list(kept) == [r for r in records if r in kept]  # original order
-    assert sample_rows(tuple(quiet), 20) == tuple(quiet)  # under the limit: unchanged
-
-
-@pytest.mark.parametrize("names", [("only",), ("one", "two", "three")])
-def test_sample_rows_per_name_when_every_name_is_over(names: Tuple[str, ...]) -> None:
-    """One name (the common case) or several, each over the limit: per name, its errored
-    records and exactly the limit of the others, a different random choice each time."""
-    from tasktrace.reporters.sqlite import sample_rows
-
-    interleaved = [
-        r for group in zip(*(_named(n, 300, error_every=30) for n in names)) for r in group
-    ]
-    records = tuple(interleaved)
-    kept = sample_rows(records, 25)
-    for name in names:
-        mine = [r for r in kept if r.name == name]
-        assert sum(1 for r in mine if r.errors) == 10
-        assert sum(1 for r in mine if not r.errors) == 25
-    assert list(kept) == [r for r in records if r in kept]  # original order
-    assert any(sample_rows(records, 25) != kept for _ in range(5))  # chosen at random
-
-
 def test_sampled_rows_keep_exact_metrics(tmp_path: Path) -> None:
     """With a row limit the metrics table still counts every call."""
     path = str(tmp_path / "s.db")
@@ -277,25 +256,6 @@ def test_no_row_limit_stores_every_transaction(tmp_path: Path) -> None:
         assert list(store.read_transactions(conn)) == list(batch.records)
     finally:
         conn.close()
-
-
-@pytest.mark.parametrize(("total", "limit"), [(1001, 1000), (10, 3), (1_000_000, 7), (5, 4)])
-def test_sample_positions_are_distinct_in_range_and_evenly_spread(total: int, limit: int) -> None:
-    """The systematic sample: `limit` distinct positions in range, consecutive ones
-    total/limit apart (rounded down or up), and every position reachable as the first."""
-    from tasktrace.reporters.sqlite import _spread
-
-    firsts = set()
-    for _ in range(300):
-        positions = list(_spread(total, limit))
-        assert len(set(positions)) == limit
-        assert positions[0] >= 0 and positions[-1] < total
-        gaps = {b - a for a, b in zip(positions, positions[1:])}
-        assert gaps <= {total // limit, -(-total // limit)}
-        firsts.add(positions[0])
-    assert firsts <= set(range(-(-total // limit)))
-    if total >= 2 * limit:  # a random start, not always the same one
-        assert len(firsts) > 1
 
 
 def test_refuses_to_write_into_a_foreign_database(tmp_path: Path) -> None:
@@ -346,6 +306,200 @@ def test_a_closed_gate_refuses_the_commit(tmp_path: Path) -> None:
     reporter._closed = True  # (shutdown would try again, and be refused again)
 
 
+# -- the row budget, driven through the reporter with an injected clock ---------------------
+
+#: The epoch second the fake monotonic clock's 0 stands for (windows are epoch seconds).
+_EPOCH = 1_800_000_000.0
+
+
+def _harvest(
+    reporter: SqliteReporter,
+    clock: _Clock,
+    n: int,
+    *,
+    name: str = "busy",
+    errors: int = 0,
+    gap: float,
+) -> Batch:
+    """One harvest ``gap`` seconds after the previous one, of ``n`` records of ``name``
+    started evenly over the gap (the first ``errors`` of them errored), exported."""
+    from tasktrace.records import ErrorRecord
+
+    error = (ErrorRecord("builtins:ValueError", "bad", "Traceback ...", 0.0),)
+    begin = clock.now
+    clock.now += gap
+    base = _batch(1).records[0]
+    records = tuple(
+        base._replace(
+            name=name,
+            start=_EPOCH + begin + gap * i / n,
+            errors=error if i < errors else (),
+            trace_id=_next_id(),
+            span_id=1,
+        )
+        for i in range(n)
+    )
+    batch = Batch(records, aggregate(records), _EPOCH + begin, _EPOCH + clock.now, (), os.getpid())
+    assert reporter.export(batch).success
+    return batch
+
+
+_ids = iter(range(1, 1 << 62))
+
+
+def _next_id() -> int:
+    return next(_ids)
+
+
+def _rows(path: str) -> list[TransactionRecord]:
+    conn = store.connect(path, readonly=True)
+    try:
+        return list(store.read_transactions(conn))
+    finally:
+        conn.close()
+
+
+def test_budget_holds_at_many_harvests_a_second(tmp_path: Path) -> None:
+    """Ten harvests a second of 200 tasks each for three minutes: at most 600 rows a
+    minute (after the first slot's full bucket), one block and one metrics row per 5 s
+    slot, every call counted, and each slot's rows spread over its harvests."""
+    path = str(tmp_path / "busy.db")
+    clock = _Clock(0.0)
+    reporter = SqliteReporter(path=path, clock=clock)
+    for _ in range(10 * 180):
+        _harvest(reporter, clock, 200, gap=0.1)
+    reporter.force_flush(1.0)
+    rows = _rows(path)
+    # A minute's worth at once (the bucket starts full), then 10 a second.
+    assert 1700 <= len(rows) <= 600 + 180 * 10
+    for minute in (1, 2):
+        since = _EPOCH + 60 * minute
+        kept = [r for r in rows if since <= r.start < since + 60]
+        assert 500 <= len(kept) <= 660, (minute, len(kept))
+    (row,) = store.report_rows(path, now=_EPOCH + clock.now)
+    assert row["calls"] == 10 * 180 * 200
+    assert _count(path, "transaction_blocks") <= 180 / 5 + 2
+    assert _count(path, "metrics") <= 180 / 5 + 2
+    # Within a slot of 50 harvests, the sample comes from all of them: not the first.
+    conn = store.connect(path, readonly=True)
+    try:
+        windows = conn.execute(
+            "SELECT window_start, window_end FROM metrics ORDER BY window_start"
+        ).fetchall()
+    finally:
+        conn.close()
+    for start, end in windows[2:-1]:
+        mine = sorted(r.start for r in rows if start <= r.start < end)
+        assert len(mine) >= 30
+        assert mine[-1] - mine[0] > 0.6 * (end - start)
+        first_harvest = sum(1 for s in mine if s < start + 0.1)
+        assert first_harvest <= len(mine) * 0.2
+    reporter.shutdown(1.0)
+
+
+def test_a_quiet_name_keeps_every_row(tmp_path: Path) -> None:
+    """A task every two seconds for ten minutes, next to a busy name: every quiet row is
+    kept (the busy one is sampled)."""
+    path = str(tmp_path / "quiet.db")
+    clock = _Clock(0.0)
+    reporter = SqliteReporter(path=path, clock=clock)
+    for _ in range(300):
+        _harvest(reporter, clock, 1, name="quiet", gap=1.0)
+        _harvest(reporter, clock, 500, name="busy", gap=1.0)
+    reporter.shutdown(1.0)
+    rows = _rows(path)
+    assert sum(1 for r in rows if r.name == "quiet") == 300
+    assert sum(1 for r in rows if r.name == "busy") <= 600 + 10 * 600
+
+
+def test_rows_are_written_with_each_harvest_at_the_default_pace(tmp_path: Path) -> None:
+    """Harvests every harvest_interval (5 s): each one's rows are written with it."""
+    path = str(tmp_path / "pace.db")
+    clock = _Clock(0.0)
+    reporter = SqliteReporter(path=path, clock=clock)
+    for i in range(1, 6):
+        _harvest(reporter, clock, 20, gap=5.0)
+        assert _stored(path) == 20 * i
+    assert _count(path, "metrics") == 5  # (no window merged into the one before)
+    reporter.shutdown(1.0)
+
+
+def test_rows_held_by_the_budget_are_written_by_a_flush(tmp_path: Path) -> None:
+    """Rows held in an open slot are written by force_flush (tasktrace.flush())."""
+    path = str(tmp_path / "flush.db")
+    clock = _Clock(0.0)
+    reporter = SqliteReporter(path=path, clock=clock)
+    _harvest(reporter, clock, 10, gap=5.0)
+    _harvest(reporter, clock, 10, gap=0.1)
+    _harvest(reporter, clock, 10, gap=0.1)
+    assert _stored(path) == 10
+    assert reporter.force_flush(1.0)
+    assert _stored(path) == 30
+    reporter.shutdown(1.0)
+
+
+def test_an_error_storm_has_a_budget_of_its_own(tmp_path: Path) -> None:
+    """Half the tasks fail, ten harvests a second for two minutes: errored rows stay
+    within 60 a minute, errorless ones within 600, and every error is counted."""
+    path = str(tmp_path / "storm.db")
+    clock = _Clock(0.0)
+    reporter = SqliteReporter(path=path, clock=clock)
+    for _ in range(10 * 120):
+        _harvest(reporter, clock, 200, errors=100, gap=0.1)
+    reporter.shutdown(1.0)
+    rows = _rows(path)
+    errored = sum(1 for r in rows if r.errors)
+    assert 120 <= errored <= 60 + 2 * 60
+    assert 1200 <= len(rows) - errored <= 600 + 2 * 600
+    (row,) = store.report_rows(path, now=_EPOCH + clock.now)
+    assert (row["calls"], row["errors"]) == (240_000, 120_000)
+
+
+def test_no_error_budget_keeps_every_errored_row(tmp_path: Path) -> None:
+    """max_error_rows_per_name=0 keeps every errored row; the others stay budgeted."""
+    path = str(tmp_path / "errors.db")
+    clock = _Clock(0.0)
+    reporter = SqliteReporter(path=path, clock=clock, max_error_rows_per_name=0)
+    for _ in range(50):
+        _harvest(reporter, clock, 100, errors=30, gap=0.1)
+    reporter.shutdown(1.0)
+    rows = _rows(path)
+    assert sum(1 for r in rows if r.errors) == 50 * 30
+    assert len(rows) - 50 * 30 <= 600 + 5 * 10
+
+
+def test_report_percentiles_are_the_same_with_and_without_sampling(tmp_path: Path) -> None:
+    """The same harvests stored with the default budget and with every row: report's
+    calls, p50 and p95 are equal (they come from the histograms), and within 0.55% of the
+    exact nearest-rank percentiles of all the calls."""
+    rng = __import__("random").Random(3)
+    durations = [rng.lognormvariate(-6, 1.0) for _ in range(40_000)]
+    reports = []
+    for limit, path in ((None, str(tmp_path / "sampled.db")), (0, str(tmp_path / "all.db"))):
+        clock = _Clock(0.0)
+        reporter = SqliteReporter(path=path, clock=clock, max_rows_per_name=limit)
+        base = _batch(1).records[0]
+        for chunk in range(0, len(durations), 400):
+            begin = clock.now
+            clock.now += 0.1
+            records = tuple(
+                base._replace(duration=d, exclusive=d) for d in durations[chunk : chunk + 400]
+            )
+            reporter.export(
+                Batch(records, aggregate(records), _EPOCH + begin, _EPOCH + clock.now, (), 1)
+            )
+        reporter.shutdown(1.0)
+        (row,) = store.report_rows(path, now=_EPOCH + clock.now)
+        reports.append((row["calls"], row["p50_ms"], row["p95_ms"]))
+    assert _stored(str(tmp_path / "sampled.db")) < 2000 < _stored(str(tmp_path / "all.db"))
+    assert reports[0] == reports[1]
+    ordered = sorted(durations)
+    for estimate, pct in zip(reports[0][1:], (50, 95)):
+        exact = store.percentile(ordered, pct)
+        assert exact is not None
+        assert estimate == pytest.approx(exact * 1000, rel=MAX_RELATIVE_ERROR * (1 + 1e-9))
+
+
 def _old_batch(age: float) -> Batch:
     batch = _batch(4)
     end = time.time() - age
@@ -362,7 +516,8 @@ def test_a_harvest_prunes_what_is_past_retention(tmp_path: Path) -> None:
     store.write_batches(conn, [_old_batch(3600), _old_batch(7200)])
     conn.close()
     settings = Settings(reporter=ReporterSettings(path=path, retention=600.0))
-    reporter = SqliteReporter(settings)
+    # (Windows of 0 s: each harvest writes its own metrics row and its rows at once.)
+    reporter = SqliteReporter(settings, window_seconds=0)
     assert reporter.export(_batch(3, budget=5.0)).success
     assert _count(path, "transaction_blocks") == 1
     assert _count(path, "metrics") == 1
@@ -418,7 +573,8 @@ def test_removal_before_retention_is_said_once(
     monkeypatch.setattr(sqlite_reporter, "PRUNE_EVERY", 0.0)
     path = str(tmp_path / "r.db")
     settings = Settings(reporter=ReporterSettings(path=path, max_size=1))
-    reporter = SqliteReporter(settings)
+    # (Windows of 0 s: each harvest writes its rows at once, not held for a slot.)
+    reporter = SqliteReporter(settings, window_seconds=0)
     with caplog.at_level(logging.WARNING, logger="tasktrace"):
         for _ in range(3):
             assert reporter.export(_batch(50, budget=5.0)).success

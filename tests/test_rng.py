@@ -12,7 +12,8 @@ import pytest
 import tasktrace
 from tasktrace import _rng
 from tasktrace.records import TransactionRecord
-from tasktrace.reporters import otlp, sqlite
+from tasktrace.reporters import otlp
+from tasktrace.reporters._row_budget import RowBudget
 
 
 def _expected_after_seed(seed: int, draws: int = 3) -> List[float]:
@@ -47,7 +48,10 @@ def test_sampling_and_span_ids_leave_the_sequence_alone(
     for _ in range(50):
         many()
     random.seed(7)
-    kept = sqlite.sample_rows(tuple(records), 5)
+    budget = RowBudget(5, 5, 5.0)
+    budget.offer(records)
+    budget.offer(records)  # (a second harvest in the same slot: the reservoir draws)
+    kept = budget.take_all()
     assert len(kept) == 5
     request = otlp.build_request(records)
     assert request["resourceSpans"]

@@ -17,6 +17,7 @@ import pytest
 
 from tasktrace import store
 from tasktrace.exceptions import TaskTraceError
+from tasktrace.histogram import MAX_RELATIVE_ERROR
 from tasktrace.recorder import aggregate
 from tasktrace.records import EMPTY_ATTRIBUTES, ErrorRecord, SegmentRecord, TransactionRecord
 from tasktrace.reporters.base import Batch, DropCount
@@ -84,7 +85,7 @@ def test_connect_creates_dirs_wal_and_schema(tmp_path: Path) -> None:
     conn = store.connect(str(path))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {
         "transaction_blocks",
@@ -331,7 +332,8 @@ def test_durations_by_key_are_sorted_across_blocks(tmp_path: Path) -> None:
 
 
 def test_report_rows_contract_and_percentiles(tmp_path: Path) -> None:
-    """report_rows returns the contract keys, exact metrics and nearest-rank percentiles."""
+    """report_rows returns the contract keys, exact metrics and nearest-rank percentiles
+    (from the windows' histograms: within their relative error)."""
     path = str(tmp_path / "t.db")
     conn = store.connect(path)
     durations = [i / 1000 for i in range(1, 101)]  # 1..100 ms
@@ -343,8 +345,8 @@ def test_report_rows_contract_and_percentiles(tmp_path: Path) -> None:
     assert [r["name"] for r in rows] == ["jobs:run", "slow"]  # by total time, largest first
     first = rows[0]
     assert first["calls"] == 100 and first["errors"] == 0
-    assert first["p50_ms"] == pytest.approx(50.0)
-    assert first["p95_ms"] == pytest.approx(95.0)
+    assert first["p50_ms"] == pytest.approx(50.0, rel=MAX_RELATIVE_ERROR * (1 + 1e-9))
+    assert first["p95_ms"] == pytest.approx(95.0, rel=MAX_RELATIVE_ERROR * (1 + 1e-9))
     assert first["max_ms"] == pytest.approx(100.0)
     assert first["total_ms"] == pytest.approx(5050.0)
 
@@ -372,15 +374,30 @@ def test_report_rows_filters(tmp_path: Path) -> None:
     }
 
 
-def test_metrics_without_rows_have_no_percentiles(tmp_path: Path) -> None:
-    """A key whose rows were all dropped still reports exact calls, with p50/p95 None."""
+def test_metrics_without_rows_or_histogram_have_no_percentiles(tmp_path: Path) -> None:
+    """A key whose rows were all dropped and whose windows have no histogram still reports
+    exact calls, with p50/p95 None."""
     path = str(tmp_path / "t.db")
     conn = store.connect(path)
     batch = _batch(_record(2.0))._replace(records=())
-    store.write_batches(conn, [batch])
+    metrics = {key: stats._replace(histogram=None) for key, stats in batch.metrics.items()}
+    store.write_batches(conn, [batch._replace(metrics=metrics)])
     conn.close()
     (row,) = store.report_rows(path)
     assert row["calls"] == 1 and row["p50_ms"] is None and row["max_ms"] == 2000.0
+
+
+def test_metrics_without_rows_have_percentiles_from_their_histogram(tmp_path: Path) -> None:
+    """A key whose rows were all dropped reports p50/p95 from its windows' histograms."""
+    path = str(tmp_path / "t.db")
+    conn = store.connect(path)
+    batch = _batch(_record(2.0), _record(1.0), _record(3.0))._replace(records=())
+    store.write_batches(conn, [batch])
+    conn.close()
+    (row,) = store.report_rows(path)
+    assert row["calls"] == 3 and row["max_ms"] == 3000.0
+    assert row["p50_ms"] == pytest.approx(2000.0, rel=MAX_RELATIVE_ERROR * (1 + 1e-9))
+    assert row["p95_ms"] == 3000.0  # (its bucket's value, clamped to the exact max)
 
 
 def _v1_store(path: str, batches: Sequence[Batch]) -> None:
@@ -428,7 +445,7 @@ def _v1_store(path: str, batches: Sequence[Batch]) -> None:
         conn.executemany(
             "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
-                (k.app, k.name, k.group, batch.window_start, batch.window_end, *m)
+                (k.app, k.name, k.group, batch.window_start, batch.window_end, *m[:6])
                 for k, m in batch.metrics.items()
             ],
         )
@@ -470,7 +487,7 @@ def test_version_1_file_is_migrated(tmp_path: Path) -> None:
     old, recent, orphans = _v1_batches()
     _v1_store(path, [old, recent, orphans])
     conn = store.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert not names & {
         "transactions",
@@ -523,7 +540,7 @@ def test_reading_a_version_1_file_migrates_it(tmp_path: Path) -> None:
     assert sum(r["calls"] for r in rows) == len(old.records) + len(recent.records)
     assert all(r["p50_ms"] is not None for r in rows)
     conn = store.connect(path, readonly=True)
-    assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
     conn.close()
 
 
@@ -658,3 +675,39 @@ def test_existing_store_keeps_its_mode(tmp_path: Path) -> None:
     os.chmod(path, 0o640)
     store.connect(str(path)).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
+    """A version-2 file (no histograms) gains the histogram column when first opened; its
+    rows and windows stay, its report keeps the stored-row percentiles, and new windows
+    are written with histograms."""
+    from tasktrace.store._packing import _Blocks
+    from tasktrace.store._schema import _migrate_1_to_2
+
+    path = str(tmp_path / "v2.db")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(store._V1)
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    _migrate_1_to_2(conn)
+    conn.execute("INSERT INTO schema_version VALUES (2)")
+    old = _batch(*[_record(d / 1000) for d in range(1, 101)])
+    blocks = _Blocks(1)
+    blocks.add(old.records, old.window_start, old.window_end)
+    blocks.insert(conn)
+    for key, stats in old.metrics.items():
+        conn.execute(
+            "INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (key.app, key.name, key.group, old.window_start, old.window_end, *stats[:6]),
+        )
+    conn.close()
+    (before,) = store.report_rows(path)  # (a reader migrates it first, as a writer would)
+    conn = store.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT histogram FROM metrics").fetchall() == [(None,)]
+    assert [r.trace_id for r in _read(conn)] == [r.trace_id for r in old.records]
+    assert before["p50_ms"] == pytest.approx(50.0) and before["p95_ms"] == pytest.approx(95.0)
+    store.write_batches(conn, [_batch(_record(0.5))])
+    assert conn.execute("SELECT COUNT(histogram) FROM metrics").fetchone() == (1,)
+    conn.close()
+    (after,) = store.report_rows(path)
+    assert after["calls"] == 101

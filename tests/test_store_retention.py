@@ -131,6 +131,52 @@ def test_roll_ups_keep_counts_exact_and_align_windows(conn: sqlite3.Connection) 
     assert hours and max(end for _, end in hours) <= T0 + 10 * 3600  # only the old part
 
 
+def test_roll_ups_merge_the_histograms_exactly(conn: sqlite3.Connection) -> None:
+    """Rolled-up windows carry the merge of their windows' histograms: the histogram of
+    every call is bucket for bucket the same before and after, and so is report."""
+    from tasktrace.histogram import merge_encoded
+
+    _write_history(conn, [T0 + i * 5 for i in range(0, 720)], per_window=4)  # an hour
+
+    def histograms() -> Dict[str, object]:
+        rows = conn.execute("SELECT name, histogram FROM metrics ORDER BY name").fetchall()
+        return {name: merge_encoded(b for n, b in rows if n == name) for name, _ in rows}
+
+    before = histograms()
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    report_before = store.report_rows(path, now=T0 + 2 * DAY)
+    store.prune(conn, retention=30 * DAY, max_size=1 << 40, now=T0 + 2 * DAY, step_rows=500)
+    assert conn.execute(
+        "SELECT COUNT(*) FROM metrics WHERE window_end - window_start < 59.5"
+    ).fetchone() == (0,)
+    assert conn.execute("SELECT COUNT(*) FROM metrics WHERE histogram IS NULL").fetchone() == (0,)
+    assert histograms() == before
+    after = store.report_rows(path, now=T0 + 2 * DAY)
+    exact_keys = ("name", "calls", "errors", "p50_ms", "p95_ms", "max_ms")
+    assert [[r[k] for k in exact_keys] for r in after] == [
+        [r[k] for k in exact_keys] for r in report_before
+    ]
+
+
+def test_a_window_without_histogram_makes_its_roll_up_have_none() -> None:
+    """A minute merged from windows one of which has no histogram (written before schema
+    3) has none either: a histogram of only some of its calls is not guessed at."""
+    from tasktrace.histogram import Histogram
+    from tasktrace.store._retention import _merged_rows
+
+    blob = Histogram.of([0.1, 0.2]).to_bytes()
+    t = T0 + 100  # (inside one hour)
+    rows = [
+        ("app", "a", "F", t - 5, t, 2, 0, 0.3, 0.1, 0.2, 0.05, blob),
+        ("app", "a", "F", t, t + 5, 1, 0, 0.1, 0.1, 0.1, 0.01, None),
+        ("app", "b", "F", t, t + 5, 2, 0, 0.3, 0.1, 0.2, 0.05, blob),
+        ("app", "b", "F", t + 5, t + 10, 2, 0, 0.3, 0.1, 0.2, 0.05, blob),
+    ]
+    merged = {row[1]: row for row in _merged_rows(rows, 3600)}
+    assert merged["a"][5] == 3 and merged["a"][11] is None
+    assert Histogram.from_bytes(merged["b"][11]) == Histogram.of([0.1, 0.2, 0.1, 0.2])
+
+
 def test_a_time_budget_leaves_the_rest_for_the_next_prune(conn: sqlite3.Connection) -> None:
     """With no time to spare, prune takes one step and says it is unfinished; the next
     one goes on."""

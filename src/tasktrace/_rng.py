@@ -21,6 +21,8 @@ getrandbits = _source.getrandbits
 randrange = _source.randrange
 #: ``random()``: a float in ``[0, 1)``.
 random = _source.random
+#: ``sample(population, k)``: ``k`` distinct elements chosen at random.
+sample = _source.sample
 
 
 def _reseed() -> None:

@@ -19,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Any, NamedTuple, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Tuple, Union
+
+if TYPE_CHECKING:  # (a leaf module: the histogram's own methods merge it)
+    from tasktrace.histogram import Histogram
 
 #: The value types a custom attribute may hold.
 AttributeValue = Union[str, int, float, bool]
@@ -154,6 +157,10 @@ class MetricStats(NamedTuple):
 
     These include transactions whose individual records were dropped (buffer full), so
     counts and totals stay exact even when the records themselves could not all be kept.
+    ``histogram`` holds the duration of every one of them as well (to 0.55%, see
+    :mod:`tasktrace.histogram`): the window's exact percentiles, mergeable across windows
+    and processes. Treat it as immutable once the stats are built (:meth:`merged` makes
+    a new one).
     """
 
     #: Transactions finished (not ``count``: that would shadow ``tuple.count``).
@@ -167,9 +174,14 @@ class MetricStats(NamedTuple):
     max: float
     #: Sum of squared durations, seconds squared (for a standard deviation).
     sumsq: float
+    #: Every duration, seconds, in an exponential histogram; None when unknown (stats
+    #: built without one, or merged with such stats: a histogram of only some of the
+    #: calls would give wrong percentiles).
+    histogram: Optional[Histogram] = None
 
     def merged(self, other: MetricStats) -> MetricStats:
-        """The aggregates of both windows together."""
+        """The aggregates of both windows together (histograms included)."""
+        mine, theirs = self.histogram, other.histogram
         return MetricStats(
             self.calls + other.calls,
             self.errors + other.errors,
@@ -177,6 +189,7 @@ class MetricStats(NamedTuple):
             min(self.min, other.min),
             max(self.max, other.max),
             self.sumsq + other.sumsq,
+            None if mine is None or theirs is None else mine.merged(theirs),
         )
 
 

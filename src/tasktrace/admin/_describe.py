@@ -131,9 +131,11 @@ type = "sqlite"
 # ca_bundle = "/etc/ssl/certs/ca-certificates.crt"
 # compression = "gzip"
 
-# SQLite: most rows stored per task name and harvest (every error, then a random sample);
-# counts, errors and totals stay exact whatever the sample. 0: store every row.
-# max_rows_per_name = 1000
+# SQLite: most rows stored per task name and minute, a random sample spread over the
+# minute; errored ones have a budget of their own. Counts, errors, totals and report's
+# percentiles stay exact whatever the sample. 0: store every row.
+# max_rows_per_name = 600
+# max_error_rows_per_name = 60
 
 # SQLite: how long data is kept ("45s", "30m", "2h", "7d"), and the size the store's data
 # stays under ("500MB", "1GiB"): the oldest detail goes first, counts last.

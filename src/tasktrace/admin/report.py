@@ -1,5 +1,9 @@
 """``tasktrace-admin report``: per task, calls, errors, p50, p95, max and total time.
 
+Every figure covers every call the store counted, stored as a row or not: p50 and p95 come
+from the latency histograms of the metrics windows (within 0.55%, see
+:func:`tasktrace.store.report_rows`).
+
 The database is, in order: ``--db``, ``TASKTRACE_DB``, ``[reporter] path`` of the config
 file found the usual way, then the default store path. Output goes to stdout (the table,
 or ``--format json``: a list of objects with exactly the keys ``app``, ``name``,
@@ -171,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if drops:
         details = ", ".join(f"{reason}: {count:,}" for reason, count in drops.items())
         sys.stdout.write(
-            f"\nnote: transactions were dropped ({details}); calls, errors, max and total "
-            "include those dropped for a full buffer, p50/p95 only the stored ones\n"
+            f"\nnote: transactions were dropped ({details}); calls, errors, p50/p95, max "
+            "and total include those dropped for a full buffer\n"
         )
     return 0

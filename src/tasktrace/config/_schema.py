@@ -326,8 +326,16 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
         _Field(
             "reporter.max_rows_per_name",
             "max_rows_per_name",
-            "an integer",
-            "1000",
+            "an integer (rows per task name and minute; 0: all)",
+            "600",
+            _int_checker(0),
+            _parse_int,
+        ),
+        _Field(
+            "reporter.max_error_rows_per_name",
+            "max_error_rows_per_name",
+            "an integer (errored rows per task name and minute; 0: all)",
+            "60",
             _int_checker(0),
             _parse_int,
         ),

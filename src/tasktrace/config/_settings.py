@@ -15,6 +15,13 @@ from typing import NamedTuple, Optional, Tuple
 from tasktrace.config._redaction import redact_url, redacted_headers
 
 DEFAULT_APP_NAME = "Python Application"
+#: SQLite: errorless rows stored per task name and minute. At about 80 bytes a row (a task
+#: with a function trace), with its share of blocks and metrics rows, one busy task name
+#: adds under 4.2 MB an hour (about 100 MB a day): see benchmarks/bench_growth.py.
+DEFAULT_MAX_ROWS_PER_NAME = 600
+#: SQLite: errored rows stored per task name and minute (their tracebacks make them some
+#: ten times larger); every error is still counted in the metrics.
+DEFAULT_MAX_ERROR_ROWS_PER_NAME = 60
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -51,9 +58,13 @@ class ReporterSettings(NamedTuple):
     ca_bundle: Optional[str] = None
     #: ``"gzip"`` or ``"none"``.
     compression: str = "gzip"
-    #: SQLite: most rows stored per task name and harvest (errors always, then a random
-    #: sample); counts, errors and totals stay exact in the metrics table. 0: no limit.
-    max_rows_per_name: int = 1_000
+    #: SQLite: most errorless rows stored per task name and minute (a random sample spread
+    #: over the minute); counts, errors, totals and percentiles stay exact in the metrics
+    #: table. 0: no limit.
+    max_rows_per_name: int = DEFAULT_MAX_ROWS_PER_NAME
+    #: SQLite: most errored rows stored per task name and minute, apart from the others.
+    #: 0: no limit.
+    max_error_rows_per_name: int = DEFAULT_MAX_ERROR_ROWS_PER_NAME
     #: SQLite: data older than this many seconds is deleted (``retention = "7d"``).
     retention: float = DEFAULT_RETENTION
     #: SQLite: the store's file is kept under this many bytes (``max_size = "1GiB"``):
@@ -66,8 +77,9 @@ class ReporterSettings(NamedTuple):
             f"endpoint={redact_url(self.endpoint)!r}, "
             f"headers={redacted_headers(self.headers)!r}, timeout={self.timeout!r}, "
             f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r}, "
-            f"max_rows_per_name={self.max_rows_per_name!r}, retention={self.retention!r}, "
-            f"max_size={self.max_size!r})"
+            f"max_rows_per_name={self.max_rows_per_name!r}, "
+            f"max_error_rows_per_name={self.max_error_rows_per_name!r}, "
+            f"retention={self.retention!r}, max_size={self.max_size!r})"
         )
 
 

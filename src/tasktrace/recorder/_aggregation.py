@@ -1,5 +1,6 @@
-"""Exact aggregation: per (app, name, group), the count, errors, total, min, max and sum of
-squares of every transaction, kept or evicted, computed in C where it can be."""
+"""Exact aggregation: per (app, name, group), the count, errors, total, min, max, sum of
+squares and latency histogram of every transaction, kept or evicted, computed in C where it
+can be."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from itertools import compress
 from operator import mul
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
+from tasktrace.histogram import Histogram
 from tasktrace.records import (
     TransactionRecord,
     duration_of,
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
     pass
 
 
-# Aggregates while they are being built: [count, errors, total, min, max, sumsq]. A list is
-# cheaper to update in place than rebuilding a NamedTuple per record.
+# Aggregates while they are being built: [count, errors, total, min, max, sumsq, histogram].
+# A list is cheaper to update in place than rebuilding a NamedTuple per record.
 _Agg = List[Any]
 _AggMap = Dict[Tuple[str, str, str], _Agg]
 
@@ -60,7 +62,9 @@ def _fold_many(aggs: _AggMap, records: Sequence[TransactionRecord]) -> None:
         sumsq = sum(map(mul, durations, durations))
         agg = aggs.get(key)
         if agg is None:
-            aggs[key] = [count, errors, total, low, high, sumsq]
+            histogram = Histogram()
+            histogram.add_later(durations)
+            aggs[key] = [count, errors, total, low, high, sumsq, histogram]
             continue
         agg[0] += count
         agg[1] += errors
@@ -70,6 +74,7 @@ def _fold_many(aggs: _AggMap, records: Sequence[TransactionRecord]) -> None:
         if high > agg[4]:
             agg[4] = high
         agg[5] += sumsq
+        agg[6].add_later(durations)
 
 
 def _by_key(
@@ -105,6 +110,7 @@ def _merge_agg(into: _AggMap, other: _AggMap) -> None:
         mine[3] = min(mine[3], agg[3])
         mine[4] = max(mine[4], agg[4])
         mine[5] += agg[5]
+        mine[6].merge(agg[6])
 
 
 def aggregate(records: Sequence[TransactionRecord]) -> Dict[MetricKey, MetricStats]:

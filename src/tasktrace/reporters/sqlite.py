@@ -9,28 +9,36 @@ the oldest kept transactions are dropped, counted, while their metrics and drop 
 still written).
 
 The transactions of a harvest are stored packed, a few hundred nanoseconds each (see
-:mod:`tasktrace.store`). They are *sampled* per task name and harvest: every transaction
-with an error is stored, then at most ``max_rows_per_name`` of the others, chosen at
-random (``max_rows_per_name = 0`` stores every one). A busy worker thus stores a bounded
-number of transactions by default, while calls, errors, totals and maxima stay exact in
-the metrics table; only the percentiles of ``report`` come from the sample.
+:mod:`tasktrace.store`). Their rows are *sampled* per task name and *minute*, not per
+harvest (:class:`~tasktrace.reporters._row_budget.RowBudget`): at most
+``max_rows_per_name`` errorless rows and ``max_error_rows_per_name`` errored ones per
+(app, name, group) a minute, a uniform random sample spread over the minute (``0``
+keeps every one). A busy worker thus adds rows at a bounded pace whatever its task rate,
+a quiet one keeps every row, and calls, errors, totals, maxima and the latency
+histograms (so ``report``'s percentiles) stay exact in the metrics table.
+
+The metrics of a key are written as one row per harvest interval, not per harvest: a
+harvest that comes less than ``harvest_interval`` after the start of this process's last
+row for the key adds its metrics to that row (one ``UPDATE`` in the same transaction),
+so a program harvesting many times a second does not grow the metrics table with its
+harvest rate either.
 """
 
 from __future__ import annotations
 
-import operator
 import os
 import sqlite3
 import time
 from collections import Counter
-from itertools import compress, repeat
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from tasktrace import _rng, store
+from tasktrace import store
 from tasktrace._logging import get_logger
 from tasktrace.config._settings import MIN_MAX_SIZE, ReporterSettings
+from tasktrace.config._settings import Settings as _Settings
 from tasktrace.exceptions import StoreError
-from tasktrace.records import TransactionRecord, app_of, errors_of, same_task, task_key_of
+from tasktrace.records import TransactionRecord, app_of
+from tasktrace.reporters._row_budget import RowBudget
 from tasktrace.reporters.base import (
     Batch,
     CommitGate,
@@ -44,7 +52,7 @@ from tasktrace.reporters.base import (
 if TYPE_CHECKING:
     from tasktrace.config import Settings
 
-__all__ = ["SqliteReporter", "db_path_for", "sample_rows"]
+__all__ = ["SqliteReporter", "db_path_for"]
 
 #: Seconds one export may wait for the write lock when the batch sets no deadline.
 logger = get_logger()
@@ -78,6 +86,15 @@ class SqliteReporter:
         path: The database file, overriding the settings.
         timeout: Seconds an export may wait for other writers when the batch has no
             deadline of its own.
+        max_kept: Rows held while the database is locked (default ``buffer_size``).
+        max_rows_per_name: Errorless rows stored per task name and minute (default
+            ``[reporter] max_rows_per_name``); 0 stores every one.
+        max_error_rows_per_name: Errored rows stored per task name and minute (default
+            ``[reporter] max_error_rows_per_name``); 0 stores every one.
+        window_seconds: How long one metrics row and one slot of the row budget last
+            (default ``harvest_interval``).
+        clock: Monotonic seconds, for the row budget and the metrics rows (injectable
+            for tests).
     """
 
     name = "sqlite"
@@ -93,6 +110,9 @@ class SqliteReporter:
         timeout: float = DEFAULT_EXPORT_TIMEOUT,
         max_kept: Optional[int] = None,
         max_rows_per_name: Optional[int] = None,
+        max_error_rows_per_name: Optional[int] = None,
+        window_seconds: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if path is None:
             path = db_path_for(settings) if settings is not None else store.resolve_db_path(None)
@@ -101,11 +121,19 @@ class SqliteReporter:
         if max_kept is None:
             max_kept = settings.buffer_size if settings is not None else 10_000
         self._max_kept = max(0, max_kept)
+        defaults = settings.reporter if settings is not None else ReporterSettings()
         if max_rows_per_name is None:
-            max_rows_per_name = (
-                settings.reporter.max_rows_per_name if settings is not None else 1_000
-            )
-        self._max_rows_per_name = max(0, max_rows_per_name)
+            max_rows_per_name = defaults.max_rows_per_name
+        if max_error_rows_per_name is None:
+            max_error_rows_per_name = defaults.max_error_rows_per_name
+        if window_seconds is None:
+            window_seconds = (settings or _Settings()).harvest_interval
+        self._budget_args = (max_rows_per_name, max_error_rows_per_name, window_seconds)
+        self._clock = clock
+        self._window_seconds = max(0.0, float(window_seconds))
+        self._budget = RowBudget(*self._budget_args, clock=clock)
+        #: This process's newest metrics row per key: what the next harvest may add to.
+        self._open_windows: Dict[MetricKey, store.OpenWindow] = {}
         self._conn: Optional[sqlite3.Connection] = None
         self._conn_pid = 0
         self._pid = os.getpid()
@@ -116,9 +144,8 @@ class SqliteReporter:
         self._held = 0
         self._gate: Optional[CommitGate] = None
         self._closed = False
-        reporter_settings = settings.reporter if settings is not None else ReporterSettings()
-        self._retention = reporter_settings.retention
-        self._max_size = reporter_settings.max_size
+        self._retention = defaults.retention
+        self._max_size = defaults.max_size
         if self._max_size < MIN_MAX_SIZE:
             logger.warning(
                 "tasktrace: sqlite: max_size=%s bytes is below what a busy harvest needs; "
@@ -165,8 +192,10 @@ class SqliteReporter:
             self._kept = []
             self._held = 0
             self._gate = None
-        if self._max_rows_per_name:
-            batch = batch._replace(records=sample_rows(batch.records, self._max_rows_per_name))
+            self._budget = RowBudget(*self._budget_args, clock=self._clock)
+            self._open_windows = {}
+        self._budget.offer(batch.records)
+        batch = batch._replace(records=self._budget.take_due())
         self._kept.append(batch)
         self._held += units
         if batch.gate is not None:
@@ -191,7 +220,13 @@ class SqliteReporter:
             attempt = time.monotonic()
             try:
                 conn = self._connection(max(1, left_ms))
-                store.write_batches(conn, self._kept, self._commit_for(conn))
+                store.write_batches(
+                    conn,
+                    self._kept,
+                    self._commit_for(conn),
+                    open_windows=self._open_windows,
+                    window_seconds=self._window_seconds,
+                )
             except store.WriteRefused:
                 # The recorder has said what was not delivered: these stay unwritten.
                 return ExportResult(
@@ -232,6 +267,7 @@ class SqliteReporter:
             except Exception as exc:  # e.g. StoreError: not a tasktrace store  # noqa: BLE001
                 last_error = exc
                 break
+            self._forget_closed_windows()
             self._kept = []
             self._held = 0
             if batch is not None:
@@ -248,6 +284,18 @@ class SqliteReporter:
         else:
             message = f"cannot write {self.path}: {type(last_error).__name__}: {last_error}"
         return ExportResult(False, dropped=held, message=message)
+
+    def _forget_closed_windows(self) -> None:
+        """Forget the metrics rows no later harvest can add to (their window is full)."""
+        if not self._kept:
+            return
+        end = self._kept[-1].window_end
+        for key in [
+            key
+            for key, window in self._open_windows.items()
+            if end - window.window_start >= self._window_seconds
+        ]:
+            del self._open_windows[key]
 
     def _maybe_prune(self, conn: sqlite3.Connection, batch: Batch) -> None:
         """Every :data:`PRUNE_EVERY` seconds, after a harvest's write, a few milliseconds
@@ -333,11 +381,32 @@ class SqliteReporter:
         return lost
 
     def force_flush(self, timeout: Optional[float] = None) -> ExportResult:
-        """Try once more to write kept batches; truthy if none is left."""
+        """Write the rows the row budget holds, and try once more to write kept batches;
+        truthy if none is left."""
+        if self._pid == os.getpid():
+            rows = self._budget.take_all()
+            if rows and self._kept:
+                last = self._kept[-1]
+                self._kept[-1] = last._replace(records=last.records + rows)
+            elif rows and not self._closed:
+                self._write_rows(rows, self._timeout if timeout is None else timeout)
         if not self._kept:
             return ExportResult(True)
         budget = self._timeout if timeout is None else timeout
         return self._write(budget)
+
+    def _write_rows(self, rows: Tuple[TransactionRecord, ...], budget: float) -> None:
+        """Write rows the budget held, on their own (nothing else is waiting): once, within
+        ``budget`` seconds. They are samples of transactions their metrics have already
+        delivered, so if they cannot be written they are let go, and nothing is lost
+        that the ledger counts."""
+        now = time.time()
+        batch = Batch(rows, {}, now - self._window_seconds, now, (), os.getpid())
+        try:
+            conn = self._connection(max(1, int(budget * 1000)))
+            store.write_batches(conn, [batch], self._commit_for(conn))
+        except Exception:  # (locked, refused at exit, disk full: samples only)
+            logger.debug("tasktrace: sampled rows not written", exc_info=True)
 
     def shutdown(self, timeout: Optional[float] = None) -> Optional[ExportResult]:
         """Write kept batches if possible, then close the connection. What cannot be
@@ -369,63 +438,6 @@ class SqliteReporter:
                 conn.close()
             except sqlite3.Error:
                 pass
-
-
-def sample_rows(
-    records: Tuple[TransactionRecord, ...], limit: int
-) -> Tuple[TransactionRecord, ...]:
-    """Every errored record, plus at most ``limit`` others per (app, group, name), chosen
-    at random (see :func:`_spread`).
-
-    The order of the kept records is preserved. Everything that is per record runs in C
-    (``itemgetter``, ``compress``, set operations): this runs in the harvest thread, which
-    shares the GIL with the program. Python-level work is per task name, not per record.
-    """
-    n = len(records)
-    if n <= limit:
-        return records
-    errorless = list(map(operator.not_, map(errors_of, records)))
-    # The positions of each task name over the limit (usually the one name of the batch).
-    if same_task(records):
-        if all(errorless):  # the common case: `limit` positions spread over the harvest
-            return tuple(map(records.__getitem__, _spread(n, limit)))
-        over: List[Sequence[int]] = [range(n)]
-    else:
-        keys = list(map(task_key_of, records))
-        over = [
-            list(compress(range(n), map(key.__eq__, keys)))
-            for key, count in Counter(keys).items()
-            if count > limit
-        ]
-    dropped: Set[int] = set()
-    for mine in over:
-        plain = list(compress(mine, map(errorless.__getitem__, mine)))
-        if len(plain) > limit:
-            unchosen = set(plain)
-            unchosen.difference_update(map(plain.__getitem__, _spread(len(plain), limit)))
-            dropped |= unchosen
-    if not dropped:
-        return records
-    return tuple(compress(records, map(operator.not_, map(dropped.__contains__, range(n)))))
-
-
-def _spread(total: int, limit: int) -> Iterable[int]:
-    """``limit`` positions out of ``range(total)``, evenly spaced from a random start.
-
-    A systematic sample: every (total / limit)-th record of the harvest, the first one
-    chosen at random among the first total / limit. Each record is kept with the same
-    chance, as in a simple random sample, and the kept ones are spread evenly over the
-    harvest window (which suits percentiles at least as well); unlike ``random.sample``,
-    which draws in Python one position at a time, it is computed in C.
-    """
-    # Position i is (start + i * total) // limit, in integers: exact, distinct (total >
-    # limit), and never past total - 1.
-    start = _rng.randrange(total)
-    return map(
-        operator.floordiv,
-        map(operator.add, repeat(start), map(operator.mul, range(limit), repeat(total))),
-        repeat(limit),
-    )
 
 
 def _merge_bare(batches: Sequence[Batch]) -> Batch:

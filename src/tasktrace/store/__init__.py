@@ -11,15 +11,20 @@ the same harvest -- one block per key and harvest, or more when a harvest holds 
 :data:`MAX_BLOCK_SIZE` of a key -- whose columns are binary arrays with one element per
 transaction. Packing a transaction costs a few hundred nanoseconds, nearly all of it in C
 (``zip``, ``array``, ``bytes.join``), where a SQL row of its own cost several microseconds;
-that is what lets a busy worker store every transaction. Version 1 files (a row per
-transaction) are migrated in place when first opened (see :func:`migrate`).
+that is what lets a busy worker store every transaction. Schema version 3 adds the
+latency histogram of every metrics window. Files of versions 1 (a row per transaction) and
+2 (no histograms) are migrated in place when first opened, once, however many processes
+open them at the same time (see :func:`migrate`).
 
 Tables:
 
 * ``transaction_blocks`` -- one row per block. ``app``, ``name``, ``grp``, ``background``
   (0/1) and ``pid`` are shared by the block's transactions; ``window_start`` and
-  ``window_end`` are the harvest window of the batch that wrote it (the same values as its
-  ``metrics`` rows, so a ``--since`` cut is the same for both); ``count`` is the number of
+  ``window_end`` are the harvest window of the batch that wrote it (its ``metrics`` row for
+  the key ends there too, or covers it and ends within ``harvest_interval`` of it: the
+  sqlite reporter adds a busy program's harvests to the row of the interval, and writes
+  the rows its budget sampled over that interval with its last harvest, so a ``--since``
+  cut differs for the two by less than ``harvest_interval``); ``count`` is the number of
   transactions, ``first_start`` and ``last_start`` the least and greatest ``start``. The
   arrays, element *i* being the block's *i*-th transaction (in the order recorded):
 
@@ -59,7 +64,9 @@ Tables:
   the transaction in the block), ``type``, ``message``, ``traceback``, ``timestamp``.
 * ``metrics`` -- exact aggregates per (app, name, group) per harvest window, including
   transactions that were not stored; ``report`` takes calls, errors, totals and max from
-  here.
+  here. ``histogram`` (a BLOB, :meth:`tasktrace.histogram.Histogram.to_bytes`) holds the
+  duration of every one of those transactions, to 0.55%, so ``report``'s percentiles
+  cover every call; it is NULL in windows written before version 3.
 * ``drops`` -- what was dropped, when, where and why.
 * ``schema_version`` -- one row; :func:`migrate` brings older files up to date.
 
@@ -91,7 +98,7 @@ from tasktrace.store._reads import durations_by_key, read_transactions
 from tasktrace.store._retention import PruneReport, file_bytes, prune, vacuum_into_incremental
 from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
 from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
-from tasktrace.store._writes import WriteRefused, Written, write_batches
+from tasktrace.store._writes import OpenWindow, WriteRefused, Written, write_batches
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -99,6 +106,7 @@ __all__ = [
     "MAX_BLOCK_SIZE",
     "REPORT_KEYS",
     "SCHEMA_VERSION",
+    "OpenWindow",
     "PruneReport",
     "WriteRefused",
     "Written",

@@ -7,6 +7,8 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
+from itertools import groupby
+from operator import itemgetter
 from typing import (
     Any,
     Dict,
@@ -16,7 +18,8 @@ from typing import (
 )
 
 from tasktrace.environment import parse_duration
-from tasktrace.store._reads import _filters, durations_by_key
+from tasktrace.histogram import Histogram, merge_encoded
+from tasktrace.store._reads import _column, _filters, durations_by_key
 from tasktrace.store._schema import connect, corrupt_store_error
 
 #: The keys of every row :func:`report_rows` returns, in display order.
@@ -92,9 +95,13 @@ def report_rows(
     ``calls``, ``errors``, ``total_ms`` and ``max_ms`` come from ``metrics``, which is
     exact (dropped transactions included); ``since_seconds`` keeps the harvest windows
     that ended within that many seconds, so the cut is as fine as ``harvest_interval``.
-    ``p50_ms`` and ``p95_ms`` are nearest-rank percentiles (see :func:`percentile`) of the
-    durations of the transactions stored with the same windows (:func:`durations_by_key`);
-    they are None for a key none of whose transactions was stored. ``name_glob`` matches
+    ``p50_ms`` and ``p95_ms`` cover every call too: they are nearest-rank percentiles
+    (see :func:`percentile`) estimated from the merged latency histograms of the selected
+    windows, within 0.55% (:mod:`tasktrace.histogram`), each clamped to the exact
+    ``[min, max]`` of those windows. Windows written before schema version 3 have no
+    histogram: their calls are represented by the durations of their stored
+    transactions (:func:`durations_by_key`), as before, merged into the histogram of the
+    newer windows when a key has both. A key with neither has None. ``name_glob`` matches
     the task name with SQLite ``GLOB`` (case-sensitive ``*``, ``?``, ``[...]``). Rows are
     sorted by total time, largest first.
 
@@ -110,20 +117,40 @@ def report_rows(
     try:
         where, params = _filters(app, name_glob, "window_end", since_seconds, now)
         metrics = conn.execute(
-            "SELECT app, grp, name, SUM(count), SUM(errors), SUM(total), MAX(max) "
+            "SELECT app, grp, name, SUM(count), SUM(errors), SUM(total), MIN(min), MAX(max), "
+            "SUM(CASE WHEN histogram IS NULL THEN count ELSE 0 END), "
+            "MAX(CASE WHEN histogram IS NULL THEN window_end END) "
             f"FROM metrics{where} GROUP BY app, grp, name",
             params,
         ).fetchall()
-        durations = durations_by_key(
-            conn, app=app, name_glob=name_glob, since_seconds=since_seconds, now=now
+        histograms = _histograms_by_key(conn, where, params)
+        # Only windows written before version 3 need their stored rows read.
+        old = {(row[0], row[1], row[2]): row[9] for row in metrics if row[8]}
+        durations = (
+            durations_by_key(
+                conn, app=app, name_glob=name_glob, since_seconds=since_seconds, now=now
+            )
+            if any(key not in histograms for key in old)
+            else {}
         )
+        for key, last_old_window in old.items():
+            if key in histograms:  # both: the old windows' rows join the newer histogram
+                histograms[key].record_many(
+                    _old_durations(conn, key, last_old_window, since_seconds, now)
+                )
     finally:
         conn.close()
     result: List[Dict[str, Any]] = []
-    for app_name, group, name, calls, errors, total, longest in metrics:
-        values = durations.get((app_name, group, name), [])
-        p50 = percentile(values, 50)
-        p95 = percentile(values, 95)
+    for app_name, group, name, calls, errors, total, shortest, longest, _, _ in metrics:
+        key = (app_name, group, name)
+        histogram = histograms.get(key)
+        if histogram is not None:
+            p50 = histogram.quantile(0.50, shortest, longest)
+            p95 = histogram.quantile(0.95, shortest, longest)
+        else:
+            values = durations.get(key, [])
+            p50 = percentile(values, 50)
+            p95 = percentile(values, 95)
         result.append(
             {
                 "app": app_name,
@@ -139,6 +166,46 @@ def report_rows(
         )
     result.sort(key=lambda row: (-row["total_ms"], row["app"], row["group"], row["name"]))
     return result
+
+
+def _histograms_by_key(
+    conn: sqlite3.Connection, where: str, params: Sequence[Any]
+) -> Dict[Tuple[str, str, str], Histogram]:
+    """The merged histograms of the selected windows, per (app, group, name)."""
+    clause = f"{where} AND histogram IS NOT NULL" if where else " WHERE histogram IS NOT NULL"
+    rows = conn.execute(
+        f"SELECT app, grp, name, histogram FROM metrics{clause} ORDER BY app, grp, name",
+        list(params),
+    )
+    found: Dict[Tuple[str, str, str], Histogram] = {}
+    for key, group in groupby(rows, key=itemgetter(0, 1, 2)):
+        merged = merge_encoded(map(itemgetter(3), group))
+        if merged is not None:
+            found[key] = merged
+    return found
+
+
+def _old_durations(
+    conn: sqlite3.Connection,
+    key: Tuple[str, str, str],
+    until: float,
+    since_seconds: Optional[float],
+    now: float,
+) -> List[float]:
+    """The stored durations of ``key`` in windows that ended by ``until`` (those written
+    before schema version 3) and within ``since_seconds``."""
+    sql = (
+        "SELECT duration FROM transaction_blocks WHERE app = ? AND grp = ? AND name = ? "
+        "AND window_end <= ?"
+    )
+    params: List[Any] = [*key, until]
+    if since_seconds is not None:
+        sql += " AND window_end >= ?"
+        params.append(now - since_seconds)
+    values: List[float] = []
+    for (blob,) in conn.execute(sql, params):
+        values.extend(_column("d", blob))
+    return values
 
 
 def drop_totals(

@@ -10,7 +10,8 @@ milliseconds) and never see "database is locked". In order:
 2. **Roll-ups.** Metrics windows are merged as they age: harvest windows (a few seconds
    each) older than :data:`MINUTE_AFTER` into one row per task and minute, minute rows
    older than :data:`HOUR_AFTER` into one per task and hour. Counts, errors, totals,
-   minima, maxima and sums of squares merge exactly, so ``report`` over a month is as exact
+   minima, maxima and sums of squares merge exactly, and so do the latency histograms
+   (bucket by bucket: ``report``'s percentiles stay within 0.55% however old), so ``report`` over a month is as exact
    in counts as over a minute; only the ``--since`` cut gets coarser with age (to the
    minute after a day, to the hour after a week).
 3. **Size.** While the data holds more than ``max_size`` bytes, the oldest transaction
@@ -34,6 +35,8 @@ from __future__ import annotations
 import sqlite3
 import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from tasktrace.histogram import merge_encoded
 
 #: Harvest windows older than this (seconds) are rolled up into minutes.
 MINUTE_AFTER = 86400.0
@@ -240,21 +243,27 @@ def _delete_old_rows(
 
 
 #: A metrics row: app, name, grp, window_start, window_end, count, errors, total, min, max,
-#: sumsq (the columns of the ``metrics`` table, in order).
-_MetricRow = Tuple[str, str, str, float, float, int, int, float, float, float, float]
+#: sumsq, histogram (the columns of the ``metrics`` table, in order).
+_MetricRow = Tuple[
+    str, str, str, float, float, int, int, float, float, float, float, Optional[bytes]
+]
 
 
 def _merged_rows(rows: List[Any], width: int) -> List[Tuple[Any, ...]]:
     """``rows`` (as :data:`_MetricRow`) merged per (app, name, group) and ``width``-second
     bucket of their end: counts, errors, totals and sums of squares added, min and max
-    kept."""
+    kept, histograms merged (:func:`~tasktrace.histogram.merge_encoded`). A merged window
+    with a window that had no histogram (written before schema version 3) has none either:
+    a histogram of only some of its calls would give wrong percentiles."""
     merged: Dict[Tuple[str, str, str, int], List[Any]] = {}
-    for app, name, grp, _start, end, count, errors, total, low, high, sumsq in rows:
+    for app, name, grp, _start, end, count, errors, total, low, high, sumsq, hist in rows:
         # A window ending exactly on a boundary belongs to the bucket it closes.
         bucket = int(-(-end // width)) - 1
         agg = merged.get((app, name, grp, bucket))
         if agg is None:
-            merged[(app, name, grp, bucket)] = [count, errors, total, low, high, sumsq]
+            merged[(app, name, grp, bucket)] = [
+                count, errors, total, low, high, sumsq, None if hist is None else [hist]
+            ]  # fmt: skip
         else:
             agg[0] += count
             agg[1] += errors
@@ -262,10 +271,22 @@ def _merged_rows(rows: List[Any], width: int) -> List[Tuple[Any, ...]]:
             agg[3] = min(agg[3], low)
             agg[4] = max(agg[4], high)
             agg[5] += sumsq
-    return [
-        (app, name, grp, float(bucket * width), float((bucket + 1) * width), *agg)
-        for (app, name, grp, bucket), agg in merged.items()
-    ]
+            agg[6] = None if hist is None or agg[6] is None else [*agg[6], hist]
+    result: List[Tuple[Any, ...]] = []
+    for (app, name, grp, bucket), agg in merged.items():
+        histogram = None if agg[6] is None else merge_encoded(agg[6])
+        result.append(
+            (
+                app,
+                name,
+                grp,
+                float(bucket * width),
+                float((bucket + 1) * width),
+                *agg[:6],
+                None if histogram is None else histogram.to_bytes(),
+            )
+        )
+    return result
 
 
 def _roll_up(
@@ -277,7 +298,7 @@ def _roll_up(
     def work() -> PruneReport:
         rows = conn.execute(
             "SELECT rowid, app, name, grp, window_start, window_end, count, errors, total, "
-            f"min, max, sumsq FROM metrics WHERE {tier} AND window_end < ? "
+            f"min, max, sumsq, histogram FROM metrics WHERE {tier} AND window_end < ? "
             "ORDER BY window_end LIMIT ?",
             (before, step_rows),
         ).fetchall()
@@ -285,7 +306,11 @@ def _roll_up(
             return PruneReport()
         conn.executemany("DELETE FROM metrics WHERE rowid = ?", [(row[0],) for row in rows])
         merged = _merged_rows([row[1:] for row in rows], width)
-        conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?,?,?,?,?,?,?)", merged)
+        conn.executemany(
+            "INSERT INTO metrics (app, name, grp, window_start, window_end, count, errors, "
+            "total, min, max, sumsq, histogram) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            merged,
+        )
         return PruneReport(rolled_up=len(rows))
 
     part = _in_transaction(conn, work)

@@ -34,7 +34,7 @@ from tasktrace.store._packing import MAX_BLOCK_SIZE, _Blocks
 from tasktrace.store._paths import BUSY_TIMEOUT_MS
 
 #: The newest schema this code writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # -- schema --------------------------------------------------------------------------------
@@ -261,12 +261,19 @@ def _v1_children(
     return found
 
 
+#: Version 3: each metrics window keeps the latency histogram of every call (the
+#: encoding of :meth:`tasktrace.histogram.Histogram.to_bytes`); NULL for the windows
+#: written before, whose percentiles ``report`` takes from the stored rows.
+_V3 = """
+ALTER TABLE metrics ADD COLUMN histogram BLOB;
+"""
+
 #: A migration step: a SQL script, or a function run inside the migration's transaction.
 _Step = Union[str, Callable[[sqlite3.Connection], None]]
 
 #: ``_MIGRATIONS[n]`` brings a database from version n-1 to version n; a new file runs
 #: them all.
-_MIGRATIONS: Dict[int, _Step] = {1: _V1, 2: _migrate_1_to_2}
+_MIGRATIONS: Dict[int, _Step] = {1: _V1, 2: _migrate_1_to_2, 3: _V3}
 
 
 def migrate(conn: sqlite3.Connection) -> int:
