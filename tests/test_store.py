@@ -84,7 +84,7 @@ def test_connect_creates_dirs_wal_and_schema(tmp_path: Path) -> None:
     conn = store.connect(str(path))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {
         "transaction_blocks",
@@ -93,6 +93,7 @@ def test_connect_creates_dirs_wal_and_schema(tmp_path: Path) -> None:
         "metrics",
         "drops",
         "schema_version",
+        "trace_index",
     }
     conn.close()
 
@@ -470,7 +471,7 @@ def test_version_1_file_is_migrated(tmp_path: Path) -> None:
     old, recent, orphans = _v1_batches()
     _v1_store(path, [old, recent, orphans])
     conn = store.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert not names & {
         "transactions",
@@ -523,7 +524,7 @@ def test_reading_a_version_1_file_migrates_it(tmp_path: Path) -> None:
     assert sum(r["calls"] for r in rows) == len(old.records) + len(recent.records)
     assert all(r["p50_ms"] is not None for r in rows)
     conn = store.connect(path, readonly=True)
-    assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
     conn.close()
 
 
