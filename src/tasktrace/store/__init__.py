@@ -89,14 +89,30 @@ from tasktrace.store._queries import (
 from tasktrace.store._reads import durations_by_key, read_transactions
 from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
 from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
+from tasktrace.store._views import (
+    DEFAULT_LIMIT,
+    ERROR_KEYS,
+    MIN_PREFIX,
+    TRACES_KEYS,
+    TraceLookupError,
+    error_groups,
+    find_trace,
+    list_traces,
+    rfc3339,
+)
 from tasktrace.store._writes import WriteRefused, Written, write_batches
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "DB_ENV_VAR",
+    "DEFAULT_LIMIT",
+    "ERROR_KEYS",
     "MAX_BLOCK_SIZE",
+    "MIN_PREFIX",
     "REPORT_KEYS",
     "SCHEMA_VERSION",
+    "TRACES_KEYS",
+    "TraceLookupError",
     "WriteRefused",
     "Written",
     "connect",
@@ -104,12 +120,16 @@ __all__ = [
     "default_db_path",
     "drop_totals",
     "durations_by_key",
+    "error_groups",
+    "find_trace",
     "has_data",
+    "list_traces",
     "migrate",
     "parse_since",
     "percentile",
     "read_transactions",
     "report_rows",
     "resolve_db_path",
+    "rfc3339",
     "write_batches",
 ]

@@ -163,7 +163,8 @@ def index_traces(conn: sqlite3.Connection, first_block: int, last_block: int, id
     if not ids:
         return
     # The first 4 bytes of each 16: a strided view of the bytes, copied in C.
-    prefixes = memoryview(ids).cast(_U32)[::4].tobytes()
+    words = memoryview(ids).cast("I") if _U32 == "I" else memoryview(ids).cast("L")
+    prefixes = words[::4].tobytes()
     row = conn.execute(
         "SELECT first_block, prefixes FROM trace_index ORDER BY first_block DESC LIMIT 1"
     ).fetchone()
