@@ -220,7 +220,7 @@ def format_errors(
             heading = f"{group['app']} {group['name']}: {group['type']}: {group['message']}"
             text += "\n" + fit(clean(heading), 0, limit=width) + "\n"
             text += f"  {group['count']:,} since {_when(group['first_seen'])}, latest "
-            text += f"{_when(group['last_seen'])} in trace {group['trace_id']}\n"
+            text += f"{_when(group['last_seen'])}\n  in trace {group['trace_id']}:\n"
             text += "".join(f"  {line}\n" for line in _lines(group["traceback"], width - 2))
     return text
 
@@ -252,7 +252,12 @@ def format_traces(transactions: Sequence[Dict[str, Any]], *, width: int = DEFAUL
 
 def _lines(text: str, width: int) -> List[str]:
     """Multi-line program text as safe lines, each cut to ``width`` cells."""
-    return [fit(clean(line), 0, limit=max(8, width)) for line in text.splitlines() or [""]]
+    # Split on newlines only: a carriage return or form feed inside a line is shown as an
+    # escape (as splitlines() would hide that it was there).
+    lines = text.split("\n")
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()
+    return [fit(clean(line), 0, limit=max(8, width)) for line in lines]
 
 
 def _bar_chars() -> Tuple[str, str]:
