@@ -12,12 +12,11 @@ from typing import List, Tuple
 import pytest
 
 import tasktrace
+from _views_store import NOW, record, write
 from tasktrace import store
 from tasktrace._sanitize import display_width
 from tasktrace.admin import main
 from tasktrace.testing import capture_transactions
-
-from _views_store import NOW, record, write
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> Tuple[int, str, str]:
@@ -88,9 +87,12 @@ def test_filters_and_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         ("jobs:a", "builtins:ValueError"),
         ("jobs:a", "builtins:KeyError"),
     ]
-    assert keys("--since", "1h") == [("jobs:a", "builtins:ValueError"), ("jobs:b", "builtins:ValueError")]
+    assert keys("--since", "1h") == [
+        ("jobs:a", "builtins:ValueError"),
+        ("jobs:b", "builtins:ValueError"),
+    ]
     assert keys("--limit", "1") == [("jobs:a", "builtins:ValueError")]
-    status, out, _ = _run(capsys, "errors", "--db", path, "--since", "1h", "--format", "json")
+    _, out, _ = _run(capsys, "errors", "--db", path, "--since", "1h", "--format", "json")
     assert json.loads(out)[0]["count"] == 1  # the occurrence an hour ago is cut
 
 
