@@ -337,8 +337,8 @@ def _waterfall(segments: Sequence[Dict[str, Any]], total_ms: float, width: int) 
         "    " + "  " * level + clean(segment["name"]) for segment, level in zip(segments, depth)
     ]
     # Half the room for the bars (at least 10 cells), the rest for the names.
-    bars = max(10, (width - number - 7) // 2)
-    label_width = min(max(map(display_width, labels)), width - number - bars - 7)
+    bars = max(10, (width - number - 8) // 2)
+    label_width = min(max(map(display_width, labels)), width - number - bars - 8)
     full, empty = _bar_chars()
     scale = bars / total_ms if total_ms > 0 else 0.0
     lines = []
