@@ -452,3 +452,14 @@ def test_version_2_store_is_migrated_and_readable(
         (2.0,),
     ]
     conn.close()
+
+
+def test_help_lists_the_views(capsys: pytest.CaptureFixture[str]) -> None:
+    """tasktrace-admin help names errors, traces and trace; help trace describes ID."""
+    assert main(["help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("errors", "traces", "trace"):
+        assert re.search(rf"^\s+{command}\s+\S", out, re.MULTILINE), command
+    with pytest.raises(SystemExit):
+        main(["help", "trace"])
+    assert "a unique prefix of 8 or more" in capsys.readouterr().out

@@ -659,3 +659,53 @@ def test_existing_store_keeps_its_mode(tmp_path: Path) -> None:
     os.chmod(path, 0o640)
     store.connect(str(path)).close()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+
+
+def test_parent_span_ids_host_and_max_duration_are_stored(tmp_path: Path) -> None:
+    """parent_span_id reads back per transaction (None kept None, the column NULL when no
+    transaction has one); each block keeps the writer's hostname and its longest duration."""
+    import socket
+
+    mixed = [_record(0.5)._replace(parent_span_id=0xFEED), _record(0.25), _record(2.0)]
+    roots = [_record(1.0, name="jobs:other")]
+    conn = store.connect(str(tmp_path / "t.db"))
+    store.write_batches(conn, [_batch(*mixed, *roots)])
+    rows = conn.execute(
+        "SELECT name, max_duration, host, parent_span_id IS NULL FROM transaction_blocks "
+        "ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        ("jobs:run", 2.0, socket.gethostname(), 0),
+        ("jobs:other", 1.0, socket.gethostname(), 1),
+    ]
+    got = _read(conn)
+    assert [r.parent_span_id for r in got] == [0xFEED, None, None, None]
+    assert got[0].parent_span_id_hex == f"{0xFEED:016x}"
+    _assert_same(got, mixed + roots)
+    conn.close()
+
+
+def test_trace_index_holds_every_trace_id_prefix_in_capped_rows(tmp_path: Path) -> None:
+    """trace_index has the first 4 bytes of every stored trace id, in block order; small
+    harvests append to the newest row until it is full, then a new row begins."""
+    from tasktrace.store._packing import TRACE_INDEX_ROW_BYTES
+
+    conn = store.connect(str(tmp_path / "t.db"))
+    per_harvest = 1000
+    harvests = TRACE_INDEX_ROW_BYTES // (4 * per_harvest) + 2
+    ids = []
+    for h in range(harvests):
+        records = [
+            _record(0.1)._replace(trace_id=(h * per_harvest + i + 1) << 96 | 7)
+            for i in range(per_harvest)
+        ]
+        ids += [r.trace_id for r in records]
+        store.write_batches(conn, [_batch(*records)])
+    rows = conn.execute(
+        "SELECT first_block, last_block, prefixes FROM trace_index ORDER BY first_block"
+    ).fetchall()
+    assert len(rows) == 2
+    assert all(len(prefixes) <= TRACE_INDEX_ROW_BYTES for _, _, prefixes in rows)
+    assert rows[0][0] == 1 and rows[1][0] == rows[0][1] + 1 and rows[1][1] == harvests
+    assert b"".join(p for _, _, p in rows) == b"".join((i >> 96).to_bytes(4, "big") for i in ids)
+    conn.close()
