@@ -462,4 +462,4 @@ def test_help_lists_the_views(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(rf"^\s+{command}\s+\S", out, re.MULTILINE), command
     with pytest.raises(SystemExit):
         main(["help", "trace"])
-    assert "a unique prefix of 8 or more" in capsys.readouterr().out
+    assert "a unique prefix of 8 or more" in " ".join(capsys.readouterr().out.split())
