@@ -172,7 +172,10 @@ def test_traces_table_fits_80_columns(
     monkeypatch.setenv("COLUMNS", "80")
     path = write(
         str(tmp_path / "wide.db"),
-        [record("jobs:" + "x" * 90, app="y" * 40, error=("pkg.mod:" + "E" * 40, "m"))],
+        [
+            record("jobs:" + "x" * 90, app="y" * 40, error=("pkg.mod:" + "E" * 40, "m")),
+            record("jobs:short", app="z" * 40, start=NOW - 3600, trace_id=1),
+        ],
     )
     status, out, _ = _run(capsys, "traces", "--db", path)
     assert status == 0
@@ -181,6 +184,9 @@ def test_traces_table_fits_80_columns(
     assert all(display_width(line) <= 80 for line in lines)
     assert lines[1].split()[-1] == TRACE_HEX[:10]
     assert "\u2026" in lines[1]
+    # One app: its column is left out, to give the names room.
+    status, out, _ = _run(capsys, "traces", "--db", path, "--app", "z" * 40)
+    assert out.splitlines()[0].split() == ["START", "(UTC)", "MS", "NAME", "ERROR", "SEGS", "TRACE"]
 
 
 def _tree(tmp_path: Path) -> str:

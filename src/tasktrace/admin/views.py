@@ -240,13 +240,20 @@ def format_traces(transactions: Sequence[Dict[str, Any]], *, width: int = DEFAUL
         ]
         for txn in transactions
     ]
-    lines = _table(
-        ("START (UTC)", "MS", "APP", "NAME", "ERROR", "SEGS", "TRACE"),
-        rows,
-        right=(False, True, False, False, False, True, False),
-        shrink=((2, 8), (4, 10), (3, 12)),
-        width=width,
+    headings = ["START (UTC)", "MS", "APP", "NAME", "ERROR", "SEGS", "TRACE"]
+    right = [False, True, False, False, False, True, False]
+    shrink = [(2, 8), (4, 10), (3, 12)]
+    natural = sum(
+        max([len(h)] + [display_width(r[i]) for r in rows]) for i, h in enumerate(headings)
     )
+    if len({txn["app"] for txn in transactions}) == 1 and natural + 12 > width:
+        # One app (the usual case, or --app): its column would only take room from the
+        # names, so it is left out when the table would not fit.
+        del headings[2], right[2]
+        for row in rows:
+            del row[2]
+        shrink = [(3, 10), (2, 12)]
+    lines = _table(headings, rows, right=right, shrink=shrink, width=width)
     return "\n".join(lines) + "\n"
 
 
