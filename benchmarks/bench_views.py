@@ -174,6 +174,14 @@ def main() -> int:
                 lambda conn: store.list_traces(conn, errors_only=True, slowest=True),
             ),
             (
+                "traces --slowest --since 1h",
+                lambda conn: store.list_traces(conn, slowest=True, since_seconds=3600),
+            ),
+            (
+                "traces --slowest --since 7d",
+                lambda conn: store.list_traces(conn, slowest=True, since_seconds=7 * 86400),
+            ),
+            (
                 "traces --slowest --name jobs:task_3",
                 lambda conn: store.list_traces(conn, slowest=True, name_glob="jobs:task_3"),
             ),

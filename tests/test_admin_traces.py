@@ -21,7 +21,7 @@ from tasktrace import store
 from tasktrace._sanitize import display_width
 from tasktrace.admin import main
 from tasktrace.records import SegmentRecord
-from tasktrace.store import _schema
+from tasktrace.store import _schema, _views
 from tasktrace.store._packing import _Blocks
 from tasktrace.testing import capture_transactions
 
@@ -128,10 +128,11 @@ def test_traces_default_limit_is_20(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_traces_walk_finds_the_true_top_over_many_blocks(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Across many harvests and names (blocks whose bounds overlap), --slowest, newest and
-    --errors return exactly what sorting every stored transaction gives."""
+    """Across many harvests and names (blocks whose bounds overlap), --slowest, newest,
+    --errors and --slowest --since (a window read whole or walked by duration) return
+    exactly what sorting every stored transaction gives."""
     rng = random.Random(7)
     harvests = []
     for h in range(40):
@@ -162,6 +163,11 @@ def test_traces_walk_finds_the_true_top_over_many_blocks(
     assert _ids(
         _json(capsys, "traces", "--db", path, "--errors", "--slowest", "--limit", "15")
     ) == top(lambda r: r.duration, lambda r: r.errors)
+    recent = top(lambda r: r.duration, lambda r: r.start >= NOW - 1500)
+    since = ("traces", "--db", path, "--slowest", "--since", "1500s", "--limit", "15")
+    assert _ids(_json(capsys, *since)) == recent  # the window read whole
+    monkeypatch.setattr(_views, "_WINDOW_BLOCKS", 1)
+    assert _ids(_json(capsys, *since)) == recent  # the walk by duration
 
 
 def test_traces_table_fits_80_columns(

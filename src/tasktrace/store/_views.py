@@ -188,9 +188,16 @@ def list_traces(
     params: List[Any] = []
     _where(clauses, params, app, name_glob)
     cut: Optional[float] = None
+    early = True  # the walk may stop once no further block can beat the best found
     if since_seconds is not None:
         cut = now - since_seconds
-        clauses.append("b.last_start >= ?")
+        if slowest and _few_since(conn, cut):
+            # A short window: every block of it is read (newest first), which costs less
+            # than walking the longest of all time until enough fall inside the window.
+            bound, early = "last_start", False
+        # In the walk by duration, + keeps SQLite from reading the window by start
+        # instead (and sorting all of it).
+        clauses.append(f"{'+' if bound == 'max_duration' else ''}b.last_start >= ?")
         params.append(cut)
     if errors_only:
         clauses.append("EXISTS (SELECT 1 FROM errors AS e WHERE e.block_id = b.id)")
@@ -203,7 +210,7 @@ def list_traces(
     # A min-heap of the best ``limit`` so far: (sort value, block id, index).
     best: List[Tuple[float, int, int]] = []
     for block_id, block_bound, start_blob, duration_blob in cursor:
-        if len(best) == limit and block_bound < best[0][0]:
+        if early and len(best) == limit and block_bound < best[0][0]:
             break
         starts = _column("d", start_blob)
         values = _column("d", duration_blob) if slowest else starts
@@ -246,6 +253,20 @@ def list_traces(
             }
         )
     return result
+
+
+#: ``traces --slowest --since`` reads every block of a window with fewer blocks than this.
+_WINDOW_BLOCKS = 20_000
+
+
+def _few_since(conn: sqlite3.Connection, cut: float) -> bool:
+    """Whether fewer than :data:`_WINDOW_BLOCKS` blocks have a transaction from ``cut`` on
+    (counted through ``transaction_blocks_by_last_start``, at most that many)."""
+    row = conn.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM transaction_blocks WHERE last_start >= ? LIMIT ?)",
+        (cut, _WINDOW_BLOCKS),
+    ).fetchone()
+    return bool(row[0] < _WINDOW_BLOCKS)
 
 
 def _records_of(
