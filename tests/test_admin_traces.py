@@ -456,7 +456,9 @@ def test_version_2_store_is_migrated_and_readable(
     doc = _json(capsys, "trace", "--db", path, TRACE_HEX[:8])
     assert [t["name"] for t in doc["transactions"]] == ["jobs:produce", "jobs:consume"]
     assert {t["host"] for t in doc["transactions"]} == {None}
-    assert [g["count"] for g in _json(capsys, "errors", "--db", path)] == [1]
+    assert [(g["app"], g["name"], g["count"]) for g in _json(capsys, "errors", "--db", path)] == [
+        ("billing", "jobs:consume", 1)
+    ]
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
     assert conn.execute("SELECT max_duration FROM transaction_blocks ORDER BY id").fetchall() == [

@@ -294,7 +294,16 @@ class _Blocks:
         errors = columns[_ERRORS]
         if any(errors):
             self._errors.extend(
-                (block_id, index, error.type, error.message, error.traceback, error.timestamp)
+                (
+                    block_id,
+                    index,
+                    error.type,
+                    error.message,
+                    error.traceback,
+                    error.timestamp,
+                    key.app,
+                    key.name,
+                )
                 for index in compress(range(n), errors)
                 for error in errors[index]
             )
@@ -321,8 +330,16 @@ class _Blocks:
             )
         if self._segments:
             conn.executemany("INSERT INTO segment_blocks VALUES (?,?,?,?,?,?,?,?)", self._segments)
-        if self._errors:
-            conn.executemany("INSERT INTO errors VALUES (?,?,?,?,?,?)", self._errors)
+        if self._errors and self._version < 3:
+            conn.executemany(
+                "INSERT INTO errors VALUES (?,?,?,?,?,?)", [row[:6] for row in self._errors]
+            )
+        elif self._errors:
+            conn.executemany(
+                "INSERT INTO errors (block_id, txn, type, message, traceback, timestamp, app, "
+                "name) VALUES (?,?,?,?,?,?,?,?)",
+                self._errors,
+            )
         inserted, self._transactions = self._transactions, 0
         self._blocks, self._segments, self._errors = [], [], []
         return inserted

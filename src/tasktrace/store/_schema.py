@@ -278,7 +278,12 @@ CREATE INDEX IF NOT EXISTS transaction_blocks_by_last_start
     ON transaction_blocks (last_start);
 CREATE INDEX IF NOT EXISTS transaction_blocks_by_max_duration
     ON transaction_blocks (max_duration);
+ALTER TABLE errors ADD COLUMN app TEXT;   -- the block's, so that grouping needs no join
+ALTER TABLE errors ADD COLUMN name TEXT;
+UPDATE errors SET (app, name) = (
+    SELECT app, name FROM transaction_blocks WHERE transaction_blocks.id = errors.block_id);
 CREATE INDEX IF NOT EXISTS errors_by_timestamp ON errors (timestamp);
+CREATE INDEX IF NOT EXISTS errors_by_group ON errors (app, name, type, message, timestamp);
 """
 
 
@@ -295,8 +300,9 @@ def _max_float64(blob: bytes) -> float:
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     """Version 3 (self-contained: it only adds): ``max_duration``, ``parent_span_id`` and
     ``host`` on ``transaction_blocks`` (filled in for existing blocks: the longest
-    duration; no parent; host unknown), the ``trace_index`` of every existing block, and
-    the indexes of ``traces --slowest``, ``traces`` and ``errors``."""
+    duration; no parent; host unknown), ``app`` and ``name`` on ``errors`` (their block's),
+    the ``trace_index`` of every existing block, and the indexes of ``traces --slowest``,
+    ``traces`` and ``errors``."""
     for statement in _statements(_V3):
         conn.execute(statement)
     conn.create_function("_tasktrace_max_float64", 1, _max_float64, deterministic=True)

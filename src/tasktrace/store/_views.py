@@ -113,29 +113,35 @@ def error_groups(
     now = time.time() if now is None else now
     clauses: List[str] = []
     params: List[Any] = []
-    _where(clauses, params, app, name_glob)
+    if app is not None:
+        clauses.append("app = ?")
+        params.append(app)
+    if name_glob is not None:
+        clauses.append("name GLOB ?")
+        params.append(name_glob)
     if since_seconds is not None:
-        clauses.append("e.timestamp >= ?")
+        clauses.append("timestamp >= ?")
         params.append(now - since_seconds)
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    # Grouped in the order of errors_by_group, which holds every column read: no sort
+    # and no table row is read until the groups are known.
     groups = conn.execute(
-        "SELECT b.app, b.name, e.type, e.message, COUNT(*), MIN(e.timestamp), "
-        "MAX(e.timestamp) AS latest FROM errors AS e JOIN transaction_blocks AS b "
-        f"ON b.id = e.block_id{where} GROUP BY b.app, b.name, e.type, e.message "
-        "ORDER BY latest DESC, b.app, b.name, e.type, e.message"
+        "SELECT app, name, type, message, COUNT(*), MIN(timestamp), MAX(timestamp) AS latest "
+        f"FROM errors{where} GROUP BY app, name, type, message "
+        "ORDER BY latest DESC, app, name, type, message"
         + ("" if limit is None else f" LIMIT {int(limit)}"),
         params,
     ).fetchall()
     result = []
     for app_name, name, error_type, message, count, first, last in groups:
-        # The latest occurrence, found through errors_by_timestamp.
+        # The latest occurrence, found through errors_by_group.
         latest = conn.execute(
             "SELECT b.grp, e.traceback, lower(hex(substr(b.trace_id, 16 * e.txn + 1, 16))), "
             "lower(hex(substr(b.span_id, 8 * e.txn + 1, 8))) FROM errors AS e "
-            "JOIN transaction_blocks AS b ON b.id = e.block_id WHERE e.timestamp = ? "
-            "AND e.type = ? AND e.message = ? AND b.app = ? AND b.name = ? "
+            "JOIN transaction_blocks AS b ON b.id = e.block_id WHERE e.app = ? AND e.name = ? "
+            "AND e.type = ? AND e.message = ? AND e.timestamp = ? "
             "ORDER BY e.rowid DESC LIMIT 1",
-            (last, error_type, message, app_name, name),
+            (app_name, name, error_type, message, last),
         ).fetchone()
         group, traceback, trace_id, span_id = latest
         result.append(
