@@ -45,7 +45,11 @@ Tables:
 
   ``attributes`` is a JSON object from the index *i* (as a decimal string) to the custom
   attributes of transaction *i*, holding only the transactions that have any; NULL when
-  none has.
+  none has. Schema version 3 adds ``max_duration`` (the longest ``duration`` of the
+  block, for ``traces --slowest``), ``host`` (the writing process's hostname; NULL in
+  blocks written before version 3) and ``parent_span_id`` (8 bytes big-endian per
+  transaction, 0 for none; the column is NULL when no transaction of the block has a
+  parent).
 * ``segment_blocks`` -- the function traces of a block (no row when none of its
   transactions has any): ``block_id`` is the block's ``id``, ``count`` the number of
   segments, ``names`` a JSON array of the distinct ``[name, group]`` pairs, and the arrays
@@ -56,7 +60,15 @@ Tables:
   transaction's segments are consecutive and in their original order, so a segment's index
   within its transaction is its position among them.
 * ``errors`` -- one row per recorded error, in order: ``block_id``, ``txn`` (the index of
-  the transaction in the block), ``type``, ``message``, ``traceback``, ``timestamp``.
+  the transaction in the block), ``type``, ``message``, ``traceback``, ``timestamp``, and
+  (version 3) the block's ``app`` and ``name``, so that ``errors`` groups them through
+  the index ``errors_by_group`` without a join.
+* ``trace_index`` (version 3) -- where trace ids are: a row per run of consecutive blocks
+  ``first_block`` .. ``last_block`` whose ``prefixes`` are the first 4 bytes of each of
+  their trace ids, in block order. A harvest appends to the newest row until it holds
+  ``TRACE_INDEX_ROW_BYTES``, then begins a new one, so a lookup by prefix reads a few
+  thousand rows per ten million transactions (and then only the blocks of the rows that
+  match), and a small harvest rewrites at most one such row.
 * ``metrics`` -- exact aggregates per (app, name, group) per harvest window, including
   transactions that were not stored; ``report`` takes calls, errors, totals and max from
   here.
@@ -70,7 +82,8 @@ only the durations, for percentiles.
 The package's modules, one concern each: :mod:`._paths` (where the store is),
 :mod:`._schema` (tables, migrations, ``connect``), :mod:`._packing` (transactions into
 blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records)
-and :mod:`._queries` (what ``report`` asks). ``sqlite3`` is imported by this package and by
+and :mod:`._queries` (what ``report`` asks), :mod:`._views` (what ``errors``, ``traces``
+and ``trace`` ask). ``sqlite3`` is imported by this package and by
 the sqlite reporter only, never by ``import tasktrace``.
 """
 
