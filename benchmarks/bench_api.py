@@ -19,27 +19,10 @@ import time
 from typing import Callable, Dict, List
 
 import wrapt
+from _bench import discarding_recorder, print_header, print_rows  # benchmarks/_bench.py
 
 import tasktrace
 from tasktrace._state import STATE
-from tasktrace.config import Settings
-from tasktrace.recorder import HarvestRecorder
-from tasktrace.reporters.base import Batch, ExportResult
-
-
-class DiscardReporter:
-    """Takes every batch and keeps nothing."""
-
-    name = "discard"
-
-    def export(self, batch: Batch) -> ExportResult:
-        return ExportResult(True, exported=len(batch.records))
-
-    def force_flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def shutdown(self, timeout: float | None = None) -> None:
-        pass
 
 
 def bare(x: int) -> int:
@@ -81,10 +64,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--number", type=int, default=20_000)
     args = parser.parse_args(argv)
 
-    recorder = HarvestRecorder(
-        Settings(), reporters=[DiscardReporter()], install_process_hooks=False
-    )
-    STATE.set_recorder(recorder)
+    recorder = discarding_recorder()
 
     def disabled(x: int) -> int:
         return task(x)
@@ -108,9 +88,8 @@ def main(argv: List[str]) -> int:
     base = med["bare function"]
     print(f"python {sys.version.split()[0]}, wrapt {wrapt.__version__}, pid {os.getpid()}")
     print(f"median of {args.repeats} repeats x {args.number} calls, ns per call")
-    print(f"{'variant':40s} {'ns/call':>9s} {'overhead':>9s}")
-    for label, value in med.items():
-        print(f"{label:40s} {value:9.0f} {value - base:9.0f}")
+    print_header("call")
+    print_rows(med, med, "bare function")
     per_trace = (med["task with 10 function traces"] - med["task body with 10 plain calls"]) - (
         med["@background_task (recording)"] - base
     )

@@ -30,26 +30,9 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable, Dict, List
 
+from _bench import discarding_recorder, print_header, print_rows  # benchmarks/_bench.py
+
 import tasktrace
-from tasktrace._state import STATE
-from tasktrace.config import Settings
-from tasktrace.recorder import HarvestRecorder
-from tasktrace.reporters.base import Batch, ExportResult
-
-
-class DiscardReporter:
-    """Takes every batch and keeps nothing."""
-
-    name = "discard"
-
-    def export(self, batch: Batch) -> ExportResult:
-        return ExportResult(True, exported=len(batch.records))
-
-    def force_flush(self, timeout: float | None = None) -> bool:
-        return True
-
-    def shutdown(self, timeout: float | None = None) -> None:
-        pass
 
 
 def plain(n: int) -> Iterator[int]:
@@ -112,10 +95,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--items", type=int, default=20_000)
     args = parser.parse_args(argv)
 
-    recorder = HarvestRecorder(
-        Settings(), reporters=[DiscardReporter()], install_process_hooks=False
-    )
-    STATE.set_recorder(recorder)
+    recorder = discarding_recorder()
 
     sync_variants: Dict[str, Callable[[int], Iterator[int]]] = {
         "plain generator": plain,
@@ -147,11 +127,9 @@ def main(argv: List[str]) -> int:
     med = {k: statistics.median(v) for k, v in samples.items()}
     print(f"python {sys.version.split()[0]}, pid {os.getpid()}")
     print(f"median of {args.repeats} repeats x {args.items} items, ns per item")
-    print(f"{'variant':40s} {'ns/item':>9s} {'overhead':>9s}")
-    for group, base_label in ((sync_variants, "plain generator"), (async_variants, None)):
-        base = med[base_label or "plain async generator"]
-        for label in group:
-            print(f"{label:40s} {med[label]:9.0f} {med[label] - base:9.0f}")
+    print_header("item")
+    print_rows(med, sync_variants, "plain generator")
+    print_rows(med, async_variants, "plain async generator")
     return 0
 
 

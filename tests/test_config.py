@@ -887,3 +887,55 @@ def test_seconds_at_the_wait_limit_are_accepted() -> None:
 
     settings = parse({"shutdown_timeout": threading.TIMEOUT_MAX}, "t.toml")
     assert settings.shutdown_timeout == threading.TIMEOUT_MAX
+
+
+def test_retention_and_max_size_from_the_file_and_the_variables() -> None:
+    """reporter.retention and reporter.max_size take a duration and a size (or seconds and
+    bytes); TASKTRACE_RETENTION and TASKTRACE_DB_MAX_SIZE win over the file."""
+    settings = config.parse({"reporter": {"retention": "30d", "max_size": "500MB"}}, "t.toml")
+    assert settings.reporter.retention == 30 * 86400.0
+    assert settings.reporter.max_size == 500_000_000
+    assert config.parse({"reporter": {"retention": 3600, "max_size": 4096}}, "t").reporter[-2:] == (
+        3600.0,
+        4096,
+    )
+    env = {"TASKTRACE_RETENTION": "12h", "TASKTRACE_DB_MAX_SIZE": "2GiB"}
+    from_env = config.settings_from_environment(env)
+    assert (from_env.reporter.retention, from_env.reporter.max_size) == (43200.0, 2 * 1024**3)
+    defaults = config.Settings().reporter
+    assert (defaults.retention, defaults.max_size) == (7 * 86400.0, 1024**3)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"retention": "0d"},
+            "reporter.retention: invalid duration '0d': it must be greater than zero",
+        ),
+        (
+            {"retention": "a week"},
+            "reporter.retention: invalid duration 'a week': use a number followed by s, m, h or d",
+        ),
+        (
+            {"retention": True},
+            'reporter.retention: expected a duration such as "7d", got a boolean',
+        ),
+        ({"retention": -5}, "reporter.retention: must be greater than zero, got -5"),
+        (
+            {"max_size": "huge"},
+            "reporter.max_size: invalid size 'huge': use a number followed by B, KB, KiB",
+        ),
+        ({"max_size": 0}, "reporter.max_size: must be greater than zero, got 0"),
+        ({"max_size": ["1GiB"]}, 'reporter.max_size: expected a size such as "1GiB", got'),
+    ],
+)
+def test_bad_retention_or_max_size_names_the_key_and_the_forms(
+    table: Dict[str, Any], message: str
+) -> None:
+    """A retention or size that does not parse, or is zero or negative, is a config error
+    naming the key, what is wrong and how to write it."""
+    with pytest.raises(config.ConfigurationError) as info:
+        config.parse({"reporter": table}, "t.toml")
+    assert message in str(info.value)
+    assert "t.toml" in str(info.value)

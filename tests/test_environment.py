@@ -64,3 +64,43 @@ def test_parse_headers_errors_never_echo_values() -> None:
     assert "SECRET" not in str(info.value)
     with pytest.raises(ValueError, match="empty header name"):
         environment.parse_headers("=SECRET")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("45s", 45.0), ("30m", 1800.0), ("2h", 7200.0), ("7d", 604800.0), (" 1.5H ", 5400.0)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    """Durations take s, m, h, d (any case), as report --since does."""
+    assert environment.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "7", "7 days", "0d", "-1h", "1w", "d"])
+def test_parse_duration_rejects_what_is_not_one(text: str) -> None:
+    """A bare number, another unit, zero or a sign is refused with the accepted forms."""
+    with pytest.raises(ValueError, match=r"45s, 30m, 2h, 7d|greater than zero"):
+        environment.parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("4096", 4096),
+        ("500MB", 500_000_000),
+        ("1GiB", 1024**3),
+        ("200KiB", 200 * 1024),
+        ("1.5 gb", 1_500_000_000),
+        ("10B", 10),
+        ("3mib", 3 * 1024**2),
+    ],
+)
+def test_parse_size(text: str, size: int) -> None:
+    """Sizes take B, KB/KiB, MB/MiB, GB/GiB, case-insensitive; KB is 1000, KiB 1024."""
+    assert environment.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1TB", "0MB", "-5MB", "MB"])
+def test_parse_size_rejects_what_is_not_one(text: str) -> None:
+    """Other units, zero and words are refused with the accepted forms."""
+    with pytest.raises(ValueError, match=r"500MB, 1GiB|greater than zero"):
+        environment.parse_size(text)

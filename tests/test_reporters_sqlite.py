@@ -344,3 +344,86 @@ def test_a_closed_gate_refuses_the_commit(tmp_path: Path) -> None:
     assert not result and result.kept == 5 - 2
     assert _stored(path) == 2
     reporter._closed = True  # (shutdown would try again, and be refused again)
+
+
+def _old_batch(age: float) -> Batch:
+    batch = _batch(4)
+    end = time.time() - age
+    return batch._replace(window_start=end - 5, window_end=end, deadline=None)
+
+
+def test_a_harvest_prunes_what_is_past_retention(tmp_path: Path) -> None:
+    """After a write, the reporter prunes in the background: data past ``retention``
+    goes, the new batch stays; the next harvest within PRUNE_EVERY does not prune again."""
+    from tasktrace.config import ReporterSettings, Settings
+
+    path = str(tmp_path / "r.db")
+    conn = store.connect(path)
+    store.write_batches(conn, [_old_batch(3600), _old_batch(7200)])
+    conn.close()
+    settings = Settings(reporter=ReporterSettings(path=path, retention=600.0))
+    reporter = SqliteReporter(settings)
+    assert reporter.export(_batch(3, budget=5.0)).success
+    assert _count(path, "transaction_blocks") == 1
+    assert _count(path, "metrics") == 1
+    conn = store.connect(path)
+    store.write_batches(conn, [_old_batch(3600)])
+    conn.close()
+    assert reporter.export(_batch(3, budget=5.0)).success
+    assert _count(path, "metrics") == 3  # the old one waits for the next prune
+    reporter.shutdown(1.0)
+
+
+def test_no_prune_when_the_harvest_has_little_time(tmp_path: Path) -> None:
+    """A harvest with under a second left (an exit) writes and does not prune."""
+    from tasktrace.config import ReporterSettings, Settings
+
+    path = str(tmp_path / "r.db")
+    conn = store.connect(path)
+    store.write_batches(conn, [_old_batch(3600)])
+    conn.close()
+    reporter = SqliteReporter(Settings(reporter=ReporterSettings(path=path, retention=600.0)))
+    assert reporter.export(_batch(3, budget=0.5)).success
+    assert _count(path, "metrics") == 2
+    reporter.shutdown(1.0)
+
+
+def test_max_size_below_the_floor_is_raised_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A max_size too small for one busy harvest is raised to 16 MiB, and said."""
+    import logging
+
+    from tasktrace.config import ReporterSettings, Settings
+    from tasktrace.config._settings import MIN_MAX_SIZE
+
+    settings = Settings(reporter=ReporterSettings(path=str(tmp_path / "r.db"), max_size=1000))
+    with caplog.at_level(logging.WARNING, logger="tasktrace"):
+        reporter = SqliteReporter(settings)
+    assert reporter._max_size == MIN_MAX_SIZE
+    assert any("max_size=1000 bytes is below" in r.getMessage() for r in caplog.records)
+
+
+def test_removal_before_retention_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When max_size makes the reporter remove detail before its retention, one warning
+    names the store, the limit and how much went; later prunes say nothing more."""
+    import logging
+
+    from tasktrace.config import ReporterSettings, Settings
+    from tasktrace.reporters import sqlite as sqlite_reporter
+
+    monkeypatch.setattr(sqlite_reporter, "MIN_MAX_SIZE", 1)
+    monkeypatch.setattr(sqlite_reporter, "PRUNE_EVERY", 0.0)
+    path = str(tmp_path / "r.db")
+    settings = Settings(reporter=ReporterSettings(path=path, max_size=1))
+    reporter = SqliteReporter(settings)
+    with caplog.at_level(logging.WARNING, logger="tasktrace"):
+        for _ in range(3):
+            assert reporter.export(_batch(50, budget=5.0)).success
+    said = [r.getMessage() for r in caplog.records if "reached max_size" in r.getMessage()]
+    assert len(said) == 1
+    assert path in said[0] and "removed the detail of" in said[0]
+    assert reporter._early_transactions >= 100
+    reporter.shutdown(1.0)

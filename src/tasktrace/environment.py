@@ -11,6 +11,7 @@ default), names the variable and applies the precedence rules.
 from __future__ import annotations
 
 import math
+import re
 from typing import Dict, List
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "TASKTRACE_CONFIG_FILE",
     "TASKTRACE_CPU_TIME",
     "TASKTRACE_DB",
+    "TASKTRACE_DB_MAX_SIZE",
     "TASKTRACE_ENABLED",
     "TASKTRACE_ENVIRONMENT",
     "TASKTRACE_HARVEST_INTERVAL",
@@ -29,12 +31,15 @@ __all__ = [
     "TASKTRACE_OTLP_ENDPOINT",
     "TASKTRACE_OTLP_HEADERS",
     "TASKTRACE_REPORTER",
+    "TASKTRACE_RETENTION",
     "TASKTRACE_SHUTDOWN_TIMEOUT",
     "TASKTRACE_STRICT",
     "parse_bool",
+    "parse_duration",
     "parse_float",
     "parse_headers",
     "parse_list",
+    "parse_size",
 ]
 
 TASKTRACE_CONFIG_FILE = "TASKTRACE_CONFIG_FILE"
@@ -89,6 +94,12 @@ OTEL_EXPORTER_OTLP_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
 """The OpenTelemetry standard variable, used for ``reporter.headers`` when
 ``TASKTRACE_OTLP_HEADERS`` is not set. Secret: never printed or logged."""
 
+TASKTRACE_RETENTION = "TASKTRACE_RETENTION"
+"""Sets ``reporter.retention``: how long the SQLite store keeps data, e.g. ``7d``, ``12h``."""
+
+TASKTRACE_DB_MAX_SIZE = "TASKTRACE_DB_MAX_SIZE"
+"""Sets ``reporter.max_size``: the SQLite store's size limit, e.g. ``1GiB``, ``500MB``."""
+
 #: Every variable tasktrace reads, in the order ``show-config`` lists them.
 ALL_VARIABLES = (
     TASKTRACE_CONFIG_FILE,
@@ -103,6 +114,8 @@ ALL_VARIABLES = (
     TASKTRACE_CPU_TIME,
     TASKTRACE_REPORTER,
     TASKTRACE_DB,
+    TASKTRACE_RETENTION,
+    TASKTRACE_DB_MAX_SIZE,
     TASKTRACE_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_ENDPOINT,
     TASKTRACE_OTLP_HEADERS,
@@ -146,6 +159,57 @@ def parse_float(text: str) -> float:
         raise ValueError(f"expected a number such as 2.5, got {text!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"expected a finite number, got {text!r}")
+    return value
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "k": 1000,
+    "ki": 1024,
+    "m": 1000**2,
+    "mi": 1024**2,
+    "g": 1000**3,
+    "gi": 1024**3,
+}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``45s``, ``30m``, ``2h`` or ``7d`` (as ``--since``).
+
+    Raises:
+        ValueError: the text is not a number followed by one of s, m, h, d, or is zero.
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(
+            f"invalid duration {text!r}: use a number followed by s, m, h or d, "
+            "e.g. 45s, 30m, 2h, 7d"
+        )
+    value = float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+    if value <= 0:
+        raise ValueError(f"invalid duration {text!r}: it must be greater than zero")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as ``500MB``, ``1GiB``, ``200KiB`` or ``4096`` (B, KB/KiB,
+    MB/MiB, GB/GiB, case-insensitive; KB is 1000 bytes, KiB 1024).
+
+    Raises:
+        ValueError: the text is not a number with one of those units, or is zero.
+    """
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(
+            f"invalid size {text!r}: use a number followed by B, KB, KiB, MB, MiB, GB or "
+            "GiB, e.g. 500MB, 1GiB"
+        )
+    value = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()])
+    if value <= 0:
+        raise ValueError(f"invalid size {text!r}: it must be greater than zero")
     return value
 
 

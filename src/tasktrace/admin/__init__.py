@@ -29,6 +29,7 @@ _DESCRIPTIONS: Dict[str, str] = {
     "errors": "stored errors grouped by task, type and message, the latest first",
     "traces": "stored transactions, newest (or --slowest) first",
     "trace": "one trace as a tree, with each transaction's function traces as a waterfall",
+    "prune": "apply retention, roll-ups and max_size to the SQLite store now",
     "help": "show help for a command",
 }
 
@@ -99,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name])
         add(sub)
 
+    sub = commands.add_parser(
+        "prune", help=_DESCRIPTIONS["prune"], description=_DESCRIPTIONS["prune"]
+    )
+    from tasktrace.admin import prune
+
+    prune.add_arguments(sub)
+
     sub = commands.add_parser("help", help=_DESCRIPTIONS["help"], description=_DESCRIPTIONS["help"])
     sub.add_argument("topic", nargs="?", metavar="COMMAND")
     return parser
@@ -123,6 +131,11 @@ def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
         return {"errors": views.run_errors, "traces": views.run_traces, "trace": views.run_trace}[
             name
         ]
+
+    if name == "prune":
+        from tasktrace.admin.prune import run as run_prune
+
+        return run_prune
     from tasktrace.admin import config_cmds
 
     return {

@@ -135,6 +135,11 @@ type = "sqlite"
 # counts, errors and totals stay exact whatever the sample. 0: store every row.
 # max_rows_per_name = 1000
 
+# SQLite: how long data is kept ("45s", "30m", "2h", "7d"), and the size the store's data
+# stays under ("500MB", "1GiB"): the oldest detail goes first, counts last.
+# retention = "7d"
+# max_size = "1GiB"
+
 # Each [[background_task]] makes every call of a function a background-task transaction.
 # function is "module:object.path"; each dotted segment after ':' may be a glob
 # (*, ?, [abc]), e.g. "billing.jobs:Exporter.*". Use "__main__:main" for the script.

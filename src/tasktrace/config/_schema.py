@@ -111,6 +111,35 @@ def _check_seconds(value: Any) -> float:
     return float(value)
 
 
+def _check_duration(value: Any) -> float:
+    # A number is seconds (as a TASKTRACE_ variable's text arrives here, already parsed).
+    if _is_number(value):
+        if not math.isfinite(value) or value <= 0:
+            raise _BadValue(f"must be greater than zero, got {value!r}", 'e.g. "7d"')
+        return float(value)
+    if not isinstance(value, str):
+        raise _WrongType
+    try:
+        return _vars.parse_duration(value)
+    except ValueError as exc:
+        raise _BadValue(str(exc), 'write it like retention = "7d"') from None
+
+
+def _check_size(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0:
+            raise _BadValue(f"must be greater than zero, got {value!r}", 'e.g. "1GiB"')
+        return value
+    if not isinstance(value, str):
+        raise _WrongType
+    try:
+        return _vars.parse_size(value)
+    except ValueError as exc:
+        raise _BadValue(
+            str(exc), 'write it like max_size = "1GiB" (or a number of bytes)'
+        ) from None
+
+
 def _int_checker(minimum: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -302,6 +331,22 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
             _int_checker(0),
             _parse_int,
         ),
+        _Field(
+            "reporter.retention",
+            "retention",
+            'a duration such as "7d"',
+            '"7d"',
+            _check_duration,
+            _vars.parse_duration,
+        ),
+        _Field(
+            "reporter.max_size",
+            "max_size",
+            'a size such as "1GiB"',
+            '"1GiB"',
+            _check_size,
+            _vars.parse_size,
+        ),
     )
 }
 
@@ -327,6 +372,8 @@ _VARIABLES: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
     ((_vars.TASKTRACE_CPU_TIME,), "cpu_time", "true"),
     ((_vars.TASKTRACE_REPORTER,), "reporter.type", "sqlite,otlp"),
     ((_vars.TASKTRACE_DB,), "reporter.path", "/var/lib/tasktrace.db"),
+    ((_vars.TASKTRACE_RETENTION,), "reporter.retention", "30d"),
+    ((_vars.TASKTRACE_DB_MAX_SIZE,), "reporter.max_size", "500MB"),
     (
         (_vars.TASKTRACE_OTLP_ENDPOINT, _vars.OTEL_EXPORTER_OTLP_ENDPOINT),
         "reporter.endpoint",

@@ -19,6 +19,15 @@ DEFAULT_APP_NAME = "Python Application"
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
+#: How long the SQLite store keeps data by default: 7 days, in seconds.
+DEFAULT_RETENTION = 7 * 86400.0
+#: The SQLite store's default size limit: 1 GiB.
+DEFAULT_MAX_SIZE = 1024**3
+#: The smallest ``max_size`` honoured: below it one harvest of a busy worker (a few MB of
+#: blocks) could not be kept with its metrics, so a smaller value is raised to it.
+MIN_MAX_SIZE = 16 * 1024**2
+
+
 class ReporterSettings(NamedTuple):
     """Where finished transactions go (``[reporter]``).
 
@@ -45,6 +54,11 @@ class ReporterSettings(NamedTuple):
     #: SQLite: most rows stored per task name and harvest (errors always, then a random
     #: sample); counts, errors and totals stay exact in the metrics table. 0: no limit.
     max_rows_per_name: int = 1_000
+    #: SQLite: data older than this many seconds is deleted (``retention = "7d"``).
+    retention: float = DEFAULT_RETENTION
+    #: SQLite: the store's file is kept under this many bytes (``max_size = "1GiB"``):
+    #: the oldest transaction detail goes first, counts last.
+    max_size: int = DEFAULT_MAX_SIZE
 
     def __repr__(self) -> str:
         return (
@@ -52,7 +66,8 @@ class ReporterSettings(NamedTuple):
             f"endpoint={redact_url(self.endpoint)!r}, "
             f"headers={redacted_headers(self.headers)!r}, timeout={self.timeout!r}, "
             f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r}, "
-            f"max_rows_per_name={self.max_rows_per_name!r})"
+            f"max_rows_per_name={self.max_rows_per_name!r}, retention={self.retention!r}, "
+            f"max_size={self.max_size!r})"
         )
 
 

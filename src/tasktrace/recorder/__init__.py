@@ -50,9 +50,10 @@ Process life:
 Every exit path shares one per-process deadline, so however many of them run, exit waits
 at most ``shutdown_timeout`` in total.
 
-The package's modules: :mod:`._harvest` (the recorder, its buffer, thread and ledger),
-:mod:`._aggregation` (exact metrics), :mod:`._process` (the process-life hooks above) and
-:mod:`._threads` (how tasktrace's threads start and wait).
+The package's modules: :mod:`._harvest` (the recorder, its buffer and harvest thread),
+:mod:`._ledger` (what became of every transaction, per reporter), :mod:`._aggregation`
+(exact metrics), :mod:`._process` (the process-life hooks above) and :mod:`._threads` (how
+tasktrace's threads start and wait).
 """
 
 from __future__ import annotations
@@ -60,13 +61,15 @@ from __future__ import annotations
 from tasktrace.recorder._aggregation import _fold_many as _fold_many
 from tasktrace.recorder._aggregation import aggregate
 from tasktrace.recorder._harvest import (
-    REASON_AFTER_SHUTDOWN,
-    REASON_BUFFER_FULL,
-    REASON_SHUTDOWN_TIMEOUT,
     HarvestRecorder,
     Recorder,
     ReporterFactoryFn,
     create_recorder,
+)
+from tasktrace.recorder._ledger import (
+    REASON_AFTER_SHUTDOWN,
+    REASON_BUFFER_FULL,
+    REASON_SHUTDOWN_TIMEOUT,
 )
 from tasktrace.recorder._process import SIGTERM_NUDGE_AFTER
 from tasktrace.recorder._process import _after_fork_in_child as _after_fork_in_child

@@ -1,6 +1,6 @@
-"""The harvest recorder: the bounded buffer the instrumented call appends to, the harvest
-thread that drains it into one batch per reporter, and the ledger that says what became of
-every transaction."""
+"""The harvest recorder: the bounded buffer the instrumented call appends to, and the harvest
+thread that drains it into one batch per reporter, entering each reporter's answer in the
+ledger (:mod:`tasktrace.recorder._ledger`)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ from tasktrace._logging import get_logger
 from tasktrace._suppress import suppress_instrumentation
 from tasktrace.config import Settings
 from tasktrace.recorder._aggregation import _AggMap, _fold_many, _merge_agg
+from tasktrace.recorder._ledger import (
+    REASON_AFTER_SHUTDOWN,
+    REASON_BUFFER_FULL,
+    Account,
+    Ledger,
+    View,
+)
 from tasktrace.recorder._process import _LIVE, _install_process_hooks
 from tasktrace.recorder._threads import (
     HARVEST_THREAD_NAME,
@@ -31,7 +38,6 @@ from tasktrace.records import (
 )
 from tasktrace.reporters.base import (
     Batch,
-    CommitGate,
     Deadline,
     DropCount,
     ExportResult,
@@ -45,32 +51,6 @@ if TYPE_CHECKING:
 
 
 logger = get_logger()
-
-
-#: Drop reason for records evicted because the buffer was full.
-REASON_BUFFER_FULL = "buffer_full"
-#: Drop reason for records recorded after the recorder was shut down.
-REASON_AFTER_SHUTDOWN = "after_shutdown"
-#: What the exit warning says of transactions still pending when the exit budget ended.
-REASON_SHUTDOWN_TIMEOUT = "shutdown_timeout"
-
-
-class _Account:
-    """What one reporter was given, by transactions (see HarvestRecorder._settle)."""
-
-    __slots__ = ("delivered", "dropped", "in_flight", "kept", "name", "stores_metrics")
-
-    def __init__(self, name: str, stores_metrics: bool) -> None:
-        self.name = name
-        #: The reporter delivers the exact metrics, which count evicted records too.
-        self.stores_metrics = stores_metrics
-        self.delivered = 0
-        #: Dropped by reason ("<reporter>:<reason>").
-        self.dropped: Dict[str, int] = {}
-        #: Handed to the reporter in the export running now.
-        self.in_flight = 0
-        #: Held by the reporter for a later harvest (what its last answer said).
-        self.kept = 0
 
 
 ReporterFactoryFn = Callable[[Settings], Sequence[Reporter]]
@@ -160,8 +140,6 @@ class HarvestRecorder:
         self._wake_pending = False
         self._thread: Optional[threading.Thread] = None
         self._evicted: _AggMap = {}
-        self._pending_drops: Dict[Tuple[str, str], int] = {}
-        self._drop_totals: Dict[str, int] = {}
         self._window_start = time.time()
         self._flush_requested = 0
         self._flush_done = 0
@@ -169,16 +147,8 @@ class HarvestRecorder:
         self._flush_deadline: Optional[float] = None
         self._stopping = False
         self._stopped = False
-        #: The ledger (see _settle): one account per reporter name.
-        self._accounts: Dict[str, _Account] = {}
-        #: Records evicted from the full buffer whose metrics wait for the next harvest.
-        self._unharvested_evictions = 0
-        #: Of those, the ones evicted after the final harvest (no reporter takes them).
-        self._unharvested_evictions_lost = 0
-        #: A reporter gave up at shutdown for lack of time (said in the exit warning).
-        self._out_of_time = False
-        #: Closed by the exit warning, so that no write commits after it (see CommitGate).
-        self._gate = CommitGate()
+        #: What became of every transaction, per reporter (guarded by self._lock).
+        self._ledger = Ledger()
         #: The deadline of the export in progress, which _post() may bring forward.
         self._export_deadline: Optional[Deadline] = None
         self._logged: set[Tuple[str, str]] = set()
@@ -238,9 +208,10 @@ class HarvestRecorder:
                 evicted = list(starmap(buffer.popleft, repeat((), chunk)))
                 buffer.append(record)
                 _fold_many(self._evicted, evicted)
-                self._unharvested_evictions += chunk
+                ledger = self._ledger
+                ledger.unharvested_evictions += chunk
                 for app, count in Counter(map(app_of, evicted)).items():
-                    self._add_drop(app, REASON_BUFFER_FULL, count)
+                    ledger.add_drop(app, REASON_BUFFER_FULL, count)
             self._wake_early()
         except Exception:  # SPEC 2.8: never raise into the instrumented code
             logger.debug("tasktrace: recording a transaction failed", exc_info=True)
@@ -253,13 +224,7 @@ class HarvestRecorder:
 
     def _count_drop(self, record: TransactionRecord, reason: str) -> None:
         with self._lock:
-            self._add_drop(record.app, reason, 1)
-
-    def _add_drop(self, app: str, reason: str, count: int) -> None:
-        """Count a drop; the caller holds ``self._lock``."""
-        key = (app, reason)
-        self._pending_drops[key] = self._pending_drops.get(key, 0) + count
-        self._drop_totals[reason] = self._drop_totals.get(reason, 0) + count
+            self._ledger.add_drop(record.app, reason, 1)
 
     # -- thread start -----------------------------------------------------------------
 
@@ -448,12 +413,13 @@ class HarvestRecorder:
             # so are records evicted meanwhile, whose metrics no reporter will take now.
             late, _evicted, _drops = self._take()
             with self._lock:
+                ledger = self._ledger
                 for record in late:
-                    self._add_drop(record.app, REASON_AFTER_SHUTDOWN, 1)
+                    ledger.add_drop(record.app, REASON_AFTER_SHUTDOWN, 1)
                 for key, n in _drops.items():
-                    self._pending_drops[key] = self._pending_drops.get(key, 0) + n
-                self._unharvested_evictions_lost += self._unharvested_evictions
-                self._unharvested_evictions = 0
+                    ledger.pending_drops[key] = ledger.pending_drops.get(key, 0) + n
+                ledger.unharvested_evictions_lost += ledger.unharvested_evictions
+                ledger.unharvested_evictions = 0
 
     def _timeout_until(self, deadline: Optional[float]) -> Optional[float]:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -496,7 +462,7 @@ class HarvestRecorder:
             # batch or the next, never nowhere. Under the lock, so eviction cannot race it.
             records = list(starmap(buffer.popleft, repeat((), len(buffer))))
             evicted, self._evicted = self._evicted, {}
-            drops, self._pending_drops = self._pending_drops, {}
+            drops = self._ledger.take_drops()
         return records, evicted, drops
 
     def _harvest(self, deadline: Optional[float]) -> bool:
@@ -509,8 +475,9 @@ class HarvestRecorder:
             # so that pending() never misses it nor counts it twice.
             records = list(starmap(buffer.popleft, repeat((), len(buffer))))
             evicted, self._evicted = self._evicted, {}
-            drops, self._pending_drops = self._pending_drops, {}
-            evictions, self._unharvested_evictions = self._unharvested_evictions, 0
+            ledger = self._ledger
+            drops = ledger.take_drops()
+            evictions, ledger.unharvested_evictions = ledger.unharvested_evictions, 0
             # (Reporters are told apart by name: two of one name share an account.)
             handed: List[int] = []
             owners: List[Optional[Reporter]] = list(reporters) if reporters else [None]
@@ -543,7 +510,7 @@ class HarvestRecorder:
             drops=tuple(DropCount(app, reason, n) for (app, reason), n in drops.items()),
             pid=self._pid,
             deadline=export_deadline,
-            gate=self._gate,
+            gate=self._ledger.gate,
         )
         self._export_deadline = export_deadline
         try:
@@ -573,23 +540,12 @@ class HarvestRecorder:
             result = ExportResult(True)  # a plugin returning None: assume it took the batch
         return self._settle(reporter, result, handed, batch)
 
-    # -- the ledger -------------------------------------------------------------------
-    #
-    # One account per reporter of every transaction this process recorded (STYLE habit
-    # 17): delivered, dropped by reason, or pending (buffered, in flight, or kept by the
-    # reporter for a later harvest). pending(), flush(), drop_totals() and the exit
-    # warning all read it, so that delivered + said dropped = recorded holds exactly.
-    # It lives under self._lock, which the eviction path already holds.
+    # -- the ledger (tasktrace.recorder._ledger) ---------------------------------------
 
-    def _account(self, reporter: Optional[Reporter]) -> _Account:
+    def _account(self, reporter: Optional[Reporter]) -> Account:
         """The account of ``reporter`` (None: no reporter could be built)."""
         name = "" if reporter is None else _name(reporter)
-        account = self._accounts.get(name)
-        if account is None:
-            stores = bool(getattr(reporter, "stores_metrics", False))
-            with self._lock:
-                account = self._accounts.setdefault(name, _Account(name, stores))
-        return account
+        return self._ledger.account(name, bool(getattr(reporter, "stores_metrics", False)))
 
     def _settle(
         self,
@@ -599,60 +555,20 @@ class HarvestRecorder:
         batch: Optional[Batch] = None,
     ) -> bool:
         """Enter what ``reporter`` answered about the ``handed`` transactions given to it
-        and those it kept from before; count and log (once) what it could not take.
-
-        The answer is made to add up: a reporter that says too little (a plugin that
-        returns ``ExportResult(True)``) delivered the rest if it succeeded and dropped it
-        if it failed; one that says too much is capped. Returns True if everything it
-        held went out.
-        """
+        (see :meth:`Ledger.settle`); log (once) what it could not take. Returns True if
+        everything it held went out."""
         account = self._account(reporter)
-        name = account.name
-        with self._lock:
-            held = account.kept + handed
-            kept = min(max(0, result.kept), held)
-            dropped = min(max(0, result.dropped), held - kept)
-            exported = min(max(0, result.exported), held - kept - dropped)
-            rest = held - kept - dropped - exported
-            if result.success:
-                exported += rest
-            else:
-                dropped += rest
-            account.in_flight = max(0, account.in_flight - handed)
-            account.kept = kept
-            account.delivered += exported
-            if not name:
-                reason = "no_reporter"
-            else:
-                why = result.reason or ("rejected" if result.success else "export_failed")
-                reason = f"{name}:{why}"
-            if dropped:
-                account.dropped[reason] = account.dropped.get(reason, 0) + dropped
-                self._add_drops_for(batch, reason, dropped)
-            if self._stopping and dropped and result.retryable:
-                self._out_of_time = True  # given up on at exit for lack of time
-            if name:
-                self._gate.settled(name)  # (after the ledger took what it committed)
-        if name and (not result.success or dropped):
-            self._log_once(name, result.message or "export failed")
-        return result.success and not dropped and not kept
-
-    def _add_drops_for(self, batch: Optional[Batch], reason: str, count: int) -> None:
-        """Attribute ``count`` dropped transactions to their apps (as the records of
-        ``batch`` spread them; the rest under the first app). The caller holds the lock."""
         apps: Dict[str, int] = {}
         for record in batch.records if batch is not None else ():
             apps[record.app] = apps.get(record.app, 0) + 1
-        left = count
-        if count >= sum(apps.values()):
-            for app, n in apps.items():
-                self._add_drop(app, reason, n)
-                left -= n
-        if left:
-            # A partial refusal does not say which spans, and kept batches of earlier
-            # harvests are not in this one: the count goes under the first app.
-            app = next(iter(apps), self._settings.app_name)
-            self._add_drop(app, reason, left)
+        with self._lock:
+            dropped = self._ledger.settle(
+                account, result, handed, apps, self._settings.app_name, self._stopping
+            )
+            kept = account.kept
+        if account.name and (not result.success or dropped):
+            self._log_once(account.name, result.message or "export failed")
+        return result.success and not dropped and not kept
 
     def _current_reporters(self) -> List[Reporter]:
         """The reporters, built lazily in this thread (so heavy imports happen here)."""
@@ -690,30 +606,16 @@ class HarvestRecorder:
         ``"<reporter>:<reason>"`` counts what that reporter could not deliver.
         """
         with self._lock:
-            return dict(self._drop_totals)
+            return dict(self._ledger.drop_totals)
 
     def pending(self) -> int:
         """Transactions recorded in this process that some reporter has neither delivered
         nor said dropped yet: buffered, being exported, or kept by a reporter for a later
         harvest (the most of any one reporter)."""
         with self._lock:
-            return max(self._pending_of(a) for a in self._all_accounts())
+            return self._ledger.pending(len(self._buffer))
 
-    def _all_accounts(self) -> List[_Account]:
-        """The accounts, or an empty one for a recorder that has not harvested yet.
-        The caller holds the lock."""
-        return list(self._accounts.values()) or [_Account("", True)]
-
-    def _pending_of(self, account: _Account) -> int:
-        """Not yet delivered nor dropped for ``account``. The caller holds the lock."""
-        pending = len(self._buffer) + account.in_flight + account.kept
-        if account.stores_metrics:
-            pending += self._unharvested_evictions
-        return pending
-
-    def undelivered(
-        self, committed: Optional[Set[str]] = None
-    ) -> Dict[str, Tuple[int, Dict[str, int], int]]:
+    def undelivered(self, committed: Optional[Set[str]] = None) -> View:
         """Per reporter: (delivered, dropped by reason, pending) transactions, from the
         ledger; for any reporter, delivered + dropped + pending = recorded.
 
@@ -722,28 +624,7 @@ class HarvestRecorder:
                 kept) without the ledger having entered it yet (see CommitGate).
         """
         with self._lock:
-            totals = self._drop_totals
-            view: Dict[str, Tuple[int, Dict[str, int], int]] = {}
-            for account in self._all_accounts():
-                written = 0
-                if committed and account.name in committed:
-                    written = account.in_flight + account.kept
-                dropped = dict(account.dropped)
-                if account.stores_metrics:
-                    # Evicted after the final harvest: not even in the metrics.
-                    lost = self._unharvested_evictions_lost
-                    if lost:
-                        dropped[REASON_BUFFER_FULL] = lost
-                elif totals.get(REASON_BUFFER_FULL):
-                    dropped[REASON_BUFFER_FULL] = totals[REASON_BUFFER_FULL]
-                if totals.get(REASON_AFTER_SHUTDOWN):
-                    dropped[REASON_AFTER_SHUTDOWN] = totals[REASON_AFTER_SHUTDOWN]
-                view[account.name] = (
-                    account.delivered + written,
-                    dropped,
-                    self._pending_of(account) - written,
-                )
-            return view
+            return self._ledger.undelivered(len(self._buffer), committed)
 
     def _warn_at_exit(self) -> None:
         """Say on stderr (through logging), from the ledger, what this process did not
@@ -753,36 +634,11 @@ class HarvestRecorder:
             return
         self._warned = True
         # From here on nothing commits: what is said below is what happened.
-        view = self.undelivered(self._gate.close())
-        if self._out_of_time or any(pending for _, _, pending in view.values()):
-            logger.warning(
-                "tasktrace: delivery did not finish within shutdown_timeout=%ss",
-                self._settings.shutdown_timeout,
-            )
-        for name, (delivered, dropped, pending) in sorted(view.items()):
-            if pending:
-                dropped[REASON_SHUTDOWN_TIMEOUT] = dropped.get(REASON_SHUTDOWN_TIMEOUT, 0) + pending
-            lost = sum(dropped.values())
-            if not lost:
-                continue
-            details = ", ".join(f"{reason}: {n}" for reason, n in sorted(dropped.items()) if n)
-            logger.warning(
-                "tasktrace: %d of %d transactions of process %d were not delivered %s (%s)",
-                lost,
-                delivered + lost,
-                self._pid,
-                f"to {name}" if name else "to any reporter",
-                details,
-            )
-        evicted = self.drop_totals().get(REASON_BUFFER_FULL, 0)
-        if evicted and any(a.stores_metrics for a in self._accounts.values()):
-            logger.warning(
-                "tasktrace: the buffer of process %d was full: %d transactions were kept "
-                "only in the metrics, without their rows (buffer_full: %d)",
-                self._pid,
-                evicted,
-                evicted,
-            )
+        view = self.undelivered(self._ledger.gate.close())
+        with self._lock:
+            lines = self._ledger.exit_report(view, self._settings.shutdown_timeout, self._pid)
+        for line in lines:
+            logger.warning("%s", line)
 
     def __repr__(self) -> str:
         return (

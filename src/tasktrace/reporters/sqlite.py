@@ -27,6 +27,8 @@ from itertools import compress, repeat
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from tasktrace import _rng, store
+from tasktrace._logging import get_logger
+from tasktrace.config._settings import MIN_MAX_SIZE, ReporterSettings
 from tasktrace.exceptions import StoreError
 from tasktrace.records import TransactionRecord, app_of, errors_of, same_task, task_key_of
 from tasktrace.reporters.base import (
@@ -45,7 +47,13 @@ if TYPE_CHECKING:
 __all__ = ["SqliteReporter", "db_path_for", "sample_rows"]
 
 #: Seconds one export may wait for the write lock when the batch sets no deadline.
+logger = get_logger()
+
 DEFAULT_EXPORT_TIMEOUT = 5.0
+#: Seconds between the background prunes of the store (each a few milliseconds).
+PRUNE_EVERY = 60.0
+#: Seconds of pruning work per harvest at most.
+PRUNE_BUDGET = 0.05
 #: Seconds of one wait for the write lock; between two, the deadline is looked at again.
 _BUSY_SLICE = 0.25
 #: Why transactions are kept (or, at shutdown, dropped): other writers held the lock.
@@ -108,6 +116,25 @@ class SqliteReporter:
         self._held = 0
         self._gate: Optional[CommitGate] = None
         self._closed = False
+        reporter_settings = settings.reporter if settings is not None else ReporterSettings()
+        self._retention = reporter_settings.retention
+        self._max_size = reporter_settings.max_size
+        if self._max_size < MIN_MAX_SIZE:
+            logger.warning(
+                "tasktrace: sqlite: max_size=%s bytes is below what a busy harvest needs; "
+                "using %s bytes (16MiB)",
+                self._max_size,
+                MIN_MAX_SIZE,
+            )
+            self._max_size = MIN_MAX_SIZE
+        #: When the next background prune may run (time.monotonic()); the first one comes
+        #: with the first harvest, so a store left over the limit is fixed soon.
+        self._next_prune = 0.0
+        self._prune_failed = False
+        self._said_early = False
+        #: Removed before their retention to keep under max_size, in this process.
+        self._early_transactions = 0
+        self._early_calls = 0
 
     def _connection(self, budget_ms: int) -> sqlite3.Connection:
         if self._conn is not None and self._conn_pid != os.getpid():
@@ -207,6 +234,8 @@ class SqliteReporter:
                 break
             self._kept = []
             self._held = 0
+            if batch is not None:
+                self._maybe_prune(conn, batch)
             return ExportResult(True, exported=held)
         # A lasting failure (disk full, not a database, no permission): give up on these,
         # rows and metrics alike, so every transaction they stand for is dropped (not only
@@ -219,6 +248,45 @@ class SqliteReporter:
         else:
             message = f"cannot write {self.path}: {type(last_error).__name__}: {last_error}"
         return ExportResult(False, dropped=held, message=message)
+
+    def _maybe_prune(self, conn: sqlite3.Connection, batch: Batch) -> None:
+        """Every :data:`PRUNE_EVERY` seconds, after a harvest's write, a few milliseconds
+        of pruning (retention, roll-ups, max_size; see :mod:`tasktrace.store._retention`).
+
+        Steps are short write transactions, so other processes' harvests wait for one at
+        most; unfinished work goes on after the next harvest. Never while the process is
+        exiting (the batch's deadline is then near), and a failure is only logged: the
+        next prune tries again.
+        """
+        now = time.monotonic()
+        if now < self._next_prune or batch.time_left(1.0) < 1.0:
+            return
+        self._next_prune = now + PRUNE_EVERY
+        try:
+            report = store.prune(
+                conn, retention=self._retention, max_size=self._max_size, budget=PRUNE_BUDGET
+            )
+        except Exception as exc:  # noqa: BLE001 - pruning must never fail a delivered harvest
+            if not self._prune_failed:
+                self._prune_failed = True
+                logger.warning("tasktrace: sqlite: pruning %s failed: %s", self.path, exc)
+            return
+        if report.unfinished:
+            self._next_prune = now  # go on after the next harvest
+        self._early_transactions += report.early_transactions
+        self._early_calls += report.early_calls
+        if (report.early_transactions or report.early_calls) and not self._said_early:
+            self._said_early = True
+            lost = f" and the counts of {report.early_calls} calls" if report.early_calls else ""
+            logger.warning(
+                "tasktrace: sqlite: %s reached max_size=%s bytes: removed the detail of %d "
+                "transactions%s before retention=%ss; raise max_size or shorten retention",
+                self.path,
+                self._max_size,
+                report.early_transactions,
+                lost,
+                self._retention,
+            )
 
     def _commit_for(self, conn: sqlite3.Connection) -> Optional[Callable[[], bool]]:
         """How to commit: through the recorder's gate when there is one."""

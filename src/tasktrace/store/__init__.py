@@ -81,9 +81,10 @@ only the durations, for percentiles.
 
 The package's modules, one concern each: :mod:`._paths` (where the store is),
 :mod:`._schema` (tables, migrations, ``connect``), :mod:`._packing` (transactions into
-blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records)
-and :mod:`._queries` (what ``report`` asks), :mod:`._views` (what ``errors``, ``traces``
-and ``trace`` ask). ``sqlite3`` is imported by this package and by
+blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records),
+:mod:`._queries` (what ``report`` asks), :mod:`._views` (what ``errors``, ``traces`` and
+``trace`` ask) and :mod:`._retention` (retention, roll-ups, the size limit:
+:func:`prune`). ``sqlite3`` is imported by this package and by
 the sqlite reporter only, never by ``import tasktrace``.
 """
 
@@ -100,6 +101,7 @@ from tasktrace.store._queries import (
     report_rows,
 )
 from tasktrace.store._reads import durations_by_key, read_transactions
+from tasktrace.store._retention import PruneReport, file_bytes, prune, vacuum_into_incremental
 from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
 from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
 from tasktrace.store._views import (
@@ -125,6 +127,7 @@ __all__ = [
     "REPORT_KEYS",
     "SCHEMA_VERSION",
     "TRACES_KEYS",
+    "PruneReport",
     "TraceLookupError",
     "WriteRefused",
     "Written",
@@ -134,15 +137,18 @@ __all__ = [
     "drop_totals",
     "durations_by_key",
     "error_groups",
+    "file_bytes",
     "find_trace",
     "has_data",
     "list_traces",
     "migrate",
     "parse_since",
     "percentile",
+    "prune",
     "read_transactions",
     "report_rows",
     "resolve_db_path",
     "rfc3339",
+    "vacuum_into_incremental",
     "write_batches",
 ]

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -16,6 +15,7 @@ from typing import (
     Tuple,
 )
 
+from tasktrace.environment import parse_duration
 from tasktrace.store._reads import _filters, durations_by_key
 from tasktrace.store._schema import connect, corrupt_store_error
 
@@ -35,9 +35,6 @@ REPORT_KEYS = (
 
 # -- queries -------------------------------------------------------------------------------
 
-_SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
 
 def parse_since(text: str) -> float:
     """Seconds in a ``--since`` value: ``45s``, ``30m``, ``2h`` or ``7d``.
@@ -45,16 +42,7 @@ def parse_since(text: str) -> float:
     Raises:
         ValueError: the text is not a positive number followed by one of s, m, h, d.
     """
-    match = _SINCE.match(text)
-    if match is None:
-        raise ValueError(
-            f"invalid duration {text!r}: use a number followed by s, m, h or d, "
-            "e.g. 45s, 30m, 2h, 7d"
-        )
-    value = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
-    if value <= 0:
-        raise ValueError(f"invalid duration {text!r}: it must be greater than zero")
-    return value
+    return parse_duration(text)
 
 
 def percentile(sorted_values: Sequence[float], pct: float) -> Optional[float]:

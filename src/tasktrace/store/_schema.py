@@ -525,7 +525,12 @@ def connect(
         # brand-new file wait for other processes doing the same.
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         # Before anything is written: never add our tables to another program's database.
-        _check_ours(conn, path, _read_version(conn))
+        version = _read_version(conn)
+        _check_ours(conn, path, version)
+        if version == 0:
+            # A new store gives freed pages back in small steps (store._retention);
+            # this takes effect only before the first table is created.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         conn.execute("PRAGMA journal_mode = WAL")
         # In WAL mode NORMAL is durable across application crashes; only an OS crash or
         # power loss can lose the last transactions, and it spares an fsync per harvest.
