@@ -477,3 +477,26 @@ def test_help_lists_the_views(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["help", "trace"])
     assert "a unique prefix of 8 or more" in " ".join(capsys.readouterr().out.split())
+
+
+def test_trace_tree_survives_a_loop_of_parents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parent ids that form a loop (or name the transaction itself) still draw every
+    transaction once."""
+    path = write(
+        str(tmp_path / "loop.db"),
+        [
+            record("jobs:a", span_id=1, parent_span_id=2, start=NOW - 3),
+            record("jobs:b", span_id=2, parent_span_id=1, start=NOW - 2),
+            record("jobs:c", span_id=3, parent_span_id=3, start=NOW - 1),
+        ],
+    )
+    status, out, _ = _run(capsys, "trace", "--db", path, TRACE_HEX)
+    assert status == 0
+    headers = [line.strip() for line in out.splitlines() if "[Function]" in line]
+    assert headers == [
+        "billing  jobs:a  [Function]",
+        "billing  jobs:b  [Function]",
+        "billing  jobs:c  [Function]",
+    ]

@@ -20,7 +20,7 @@ import argparse
 import json
 import shutil
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tasktrace._sanitize import clean, display_width, fit
 
@@ -286,13 +286,20 @@ def format_trace(trace: Dict[str, Any], *, width: int = DEFAULT_WIDTH) -> str:
     count = len(transactions)
     out = [f"trace {trace['trace_id']}: {count} transaction{'s' if count != 1 else ''}"]
 
+    drawn: Set[int] = set()
+
     def draw(txn: Dict[str, Any], depth: int) -> None:
+        drawn.add(id(txn))
         out.extend(_transaction_lines(txn, "    " * depth, width))
         for child in children.get(txn["span_id"], []):
-            draw(child, depth + 1)
+            if id(child) not in drawn:  # ids a program chose may form a loop
+                draw(child, depth + 1)
 
     for root in children.get(None, []):
         draw(root, 0)
+    for txn in transactions:  # in a loop of parents, none is a root: drawn as roots
+        if id(txn) not in drawn:
+            draw(txn, 0)
     return "\n".join(out) + "\n"
 
 
