@@ -31,7 +31,7 @@ def _store(tmp_path: Path) -> str:
     return write(
         str(tmp_path / "e.db"),
         [
-            record(start=NOW - 3600, error=("builtins:ValueError", "bad input 1"), trace_id=0xA1),
+            record(start=NOW - 3700, error=("builtins:ValueError", "bad input 1"), trace_id=0xA1),
             record(start=NOW - 7200, error=("builtins:KeyError", "'k'"), trace_id=0xA2),
             record(start=NOW - 100, duration=0.5),  # no error
         ],
@@ -69,7 +69,7 @@ def test_json_groups_newest_first_with_exact_keys(
     assert first["span_id"] == f"{0xB3:016x}"
     assert first["traceback"].splitlines()[1] == "  latest"
     assert first["last_seen"] == store.rfc3339(NOW - 10 + 0.01)
-    assert first["first_seen"] == store.rfc3339(NOW - 3600 + 0.01)
+    assert first["first_seen"] == store.rfc3339(NOW - 3700 + 0.01)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["first_seen"])
 
 
