@@ -134,8 +134,13 @@ def _transpose(rows: Sequence[Tuple[Any, ...]]) -> List[List[Any]]:
     return columns
 
 
+#: The schema version that added ``max_duration``, ``parent_span_id`` and ``host`` to
+#: ``transaction_blocks``, ``app`` and ``name`` to ``errors``, and ``trace_index`` (see
+#: ``store._schema._migrate_2_to_3``); older versions' tables have none of them.
+VIEWS_VERSION = 3
+
 #: The ``transaction_blocks`` columns of schema version 2, in the order a packed row
-#: holds them; version 3 adds :data:`_V3_BLOCK_COLUMNS` after them.
+#: holds them; :data:`VIEWS_VERSION` adds :data:`_V3_BLOCK_COLUMNS` after them.
 _V2_BLOCK_COLUMNS = (
     "id, app, name, grp, background, pid, window_start, window_end, count, first_start, "
     "last_start, start, duration, exclusive, cpu_time, thread_id, trace_id, span_id, "
@@ -187,13 +192,15 @@ class _Blocks:
     The caller holds the write lock (``BEGIN IMMEDIATE``), which makes the ids safe.
     ``host`` is the hostname stored with every block (None: unknown). ``version`` is the
     schema the rows are inserted into: the migration from version 1 inserts into version
-    2's tables, without the columns and the trace index that version 3 adds.
+    2's tables, without what :data:`VIEWS_VERSION` adds (columns and the trace index).
     """
 
-    def __init__(self, next_id: int, host: Optional[str] = None, version: int = 3) -> None:
+    def __init__(
+        self, next_id: int, host: Optional[str] = None, version: Optional[int] = None
+    ) -> None:
         self.next_id = next_id
         self._host = host
-        self._version = version
+        self._version = VIEWS_VERSION if version is None else version
         self._blocks: List[Tuple[Any, ...]] = []
         self._segments: List[Tuple[Any, ...]] = []
         self._errors: List[Tuple[Any, ...]] = []
@@ -311,7 +318,7 @@ class _Blocks:
 
     def insert(self, conn: sqlite3.Connection) -> int:
         """Insert the packed rows and forget them; returns the transactions they hold."""
-        if self._blocks and self._version < 3:
+        if self._blocks and self._version < VIEWS_VERSION:
             conn.executemany(
                 f"INSERT INTO transaction_blocks ({_V2_BLOCK_COLUMNS}) VALUES ({','.join('?' * 20)})",
                 [row[:20] for row in self._blocks],
@@ -330,7 +337,7 @@ class _Blocks:
             )
         if self._segments:
             conn.executemany("INSERT INTO segment_blocks VALUES (?,?,?,?,?,?,?,?)", self._segments)
-        if self._errors and self._version < 3:
+        if self._errors and self._version < VIEWS_VERSION:
             conn.executemany(
                 "INSERT INTO errors VALUES (?,?,?,?,?,?)", [row[:6] for row in self._errors]
             )
