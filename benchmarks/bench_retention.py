@@ -3,13 +3,13 @@ rolled-up metrics.
 
 Run: ``python benchmarks/bench_retention.py [--names 10] [--days 30] [--repeats 15]``
 
-Builds, through the store's own write path, the metrics of ``--names`` busy task names
-harvested every 5 seconds for ``--days`` days (one window per name and harvest), then
-prunes it with a clock at the end of that month (retention 31 days), so the store holds
-what a worker's would: the last day in harvest windows, the week before in minutes, the
-rest in hours. It prints the roll-up's figures (rows before and after, the median and
-worst time of one prune step, which is how long another process's harvest may wait) and
-the median time of ``report --since 30d`` and ``--since 1h`` over ``--repeats`` runs.
+Builds, through the store's own write path, the metrics a month of ``--names`` busy task
+names harvested every 5 seconds leaves once pruned (the last 15 minutes in harvest
+windows, the 6 hours before in minutes, the rest of ``--days`` in hours; each window with
+its latency histogram), plus 15 minutes of harvest windows just past 15 minutes old. Pruning rolls that hour
+up: the figures are the rows merged, the median and worst time of one prune step (how
+long another process's harvest may wait for it), and the median time of ``report --since
+30d`` and ``--since 1h`` over ``--repeats`` runs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from typing import List
 
 from tasktrace import store
+from tasktrace.histogram import Histogram
 from tasktrace.records import MetricKey, MetricStats
 from tasktrace.reporters.base import Batch
 
@@ -31,25 +32,33 @@ INTERVAL = 5.0
 
 
 def build(path: str, names: int, days: int, end: float) -> int:
-    """Write ``days`` of 5-second windows for ``names`` names ending at ``end``."""
+    """Write, for ``names`` names, what a month of 5-second harvests leaves once pruned:
+    harvest windows for the last 30 minutes (the older half is due to be rolled up),
+    minute windows for the 6 hours before, hour windows for the rest of ``days``.
+    Each window holds 100 calls and their histogram."""
     conn = store.connect(path)
-    windows = int(days * DAY / INTERVAL)
     pid = os.getpid()
+    histogram = Histogram.of([0.001 + 0.0002 * i for i in range(100)])
+    stats = MetricStats(100, 1, 0.5, 0.001, 0.0208, 0.004, histogram)
+    spans = [
+        (INTERVAL, end - 1800, end),
+        (60.0, end - 6 * 3600, end - 1800),
+        (3600.0, end - days * DAY, end - 6 * 3600),
+    ]
     written = 0
     chunk: List[Batch] = []
-    for w in range(windows):
-        window_end = end - (windows - w) * INTERVAL
-        metrics = {
-            MetricKey("worker", f"jobs:task{n}", "Function"): MetricStats(
-                100, 1, 0.5, 0.001, 0.02, 0.004
-            )
-            for n in range(names)
-        }
-        chunk.append(Batch((), metrics, window_end - INTERVAL, window_end, (), pid))
-        if len(chunk) == 2000:
-            store.write_batches(conn, chunk)
-            written += len(chunk) * names
-            chunk = []
+    for width, first, last in spans:
+        window_end = first + width
+        while window_end <= last:
+            metrics = {
+                MetricKey("worker", f"jobs:task{n}", "Function"): stats for n in range(names)
+            }
+            chunk.append(Batch((), metrics, window_end - width, window_end, (), pid))
+            window_end += width
+            if len(chunk) == 2000:
+                store.write_batches(conn, chunk)
+                written += len(chunk) * names
+                chunk = []
     if chunk:
         store.write_batches(conn, chunk)
         written += len(chunk) * names
@@ -91,7 +100,7 @@ def main(argv: List[str]) -> int:
                 store.report_rows(path, since_seconds=store.parse_since(since), now=end)
                 samples.append(time.perf_counter() - t)
             timings[since] = statistics.median(samples)
-    print(f"python {sys.version.split()[0]}; {args.names} names x {args.days} days of 5 s windows")
+    print(f"python {sys.version.split()[0]}; {args.names} names, {args.days} days")
     print(
         f"built {rows:,} windows in {built:.1f} s; rolled up {total.rolled_up:,} into {left:,} rows"
     )

@@ -85,7 +85,9 @@ def test_connect_creates_dirs_wal_and_schema(tmp_path: Path) -> None:
     conn = store.connect(str(path))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+        (store.SCHEMA_VERSION,)
+    ]
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {
         "transaction_blocks",
@@ -94,6 +96,7 @@ def test_connect_creates_dirs_wal_and_schema(tmp_path: Path) -> None:
         "metrics",
         "drops",
         "schema_version",
+        "trace_index",
     }
     conn.close()
 
@@ -487,7 +490,9 @@ def test_version_1_file_is_migrated(tmp_path: Path) -> None:
     old, recent, orphans = _v1_batches()
     _v1_store(path, [old, recent, orphans])
     conn = store.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+        (store.SCHEMA_VERSION,)
+    ]
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert not names & {
         "transactions",
@@ -540,7 +545,7 @@ def test_reading_a_version_1_file_migrates_it(tmp_path: Path) -> None:
     assert sum(r["calls"] for r in rows) == len(old.records) + len(recent.records)
     assert all(r["p50_ms"] is not None for r in rows)
     conn = store.connect(path, readonly=True)
-    assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (store.SCHEMA_VERSION,)
     conn.close()
 
 
@@ -691,7 +696,7 @@ def test_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
     _migrate_1_to_2(conn)
     conn.execute("INSERT INTO schema_version VALUES (2)")
     old = _batch(*[_record(d / 1000) for d in range(1, 101)])
-    blocks = _Blocks(1)
+    blocks = _Blocks(1, version=2)
     blocks.add(old.records, old.window_start, old.window_end)
     blocks.insert(conn)
     for key, stats in old.metrics.items():
@@ -702,7 +707,9 @@ def test_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
     conn.close()
     (before,) = store.report_rows(path)  # (a reader migrates it first, as a writer would)
     conn = store.connect(path)
-    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+        (store.SCHEMA_VERSION,)
+    ]
     assert conn.execute("SELECT histogram FROM metrics").fetchall() == [(None,)]
     assert [r.trace_id for r in _read(conn)] == [r.trace_id for r in old.records]
     assert before["p50_ms"] == pytest.approx(50.0) and before["p95_ms"] == pytest.approx(95.0)
@@ -711,3 +718,53 @@ def test_version_2_file_is_migrated_in_place(tmp_path: Path) -> None:
     conn.close()
     (after,) = store.report_rows(path)
     assert after["calls"] == 101
+
+
+def test_parent_span_ids_host_and_max_duration_are_stored(tmp_path: Path) -> None:
+    """parent_span_id reads back per transaction (None kept None, the column NULL when no
+    transaction has one); each block keeps the writer's hostname and its longest duration."""
+    import socket
+
+    mixed = [_record(0.5)._replace(parent_span_id=0xFEED), _record(0.25), _record(2.0)]
+    roots = [_record(1.0, name="jobs:other")]
+    conn = store.connect(str(tmp_path / "t.db"))
+    store.write_batches(conn, [_batch(*mixed, *roots)])
+    rows = conn.execute(
+        "SELECT name, max_duration, host, parent_span_id IS NULL FROM transaction_blocks "
+        "ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        ("jobs:run", 2.0, socket.gethostname(), 0),
+        ("jobs:other", 1.0, socket.gethostname(), 1),
+    ]
+    got = _read(conn)
+    assert [r.parent_span_id for r in got] == [0xFEED, None, None, None]
+    assert got[0].parent_span_id_hex == f"{0xFEED:016x}"
+    _assert_same(got, mixed + roots)
+    conn.close()
+
+
+def test_trace_index_holds_every_trace_id_prefix_in_capped_rows(tmp_path: Path) -> None:
+    """trace_index has the first 4 bytes of every stored trace id, in block order; small
+    harvests append to the newest row until it is full, then a new row begins."""
+    from tasktrace.store._packing import TRACE_INDEX_ROW_BYTES
+
+    conn = store.connect(str(tmp_path / "t.db"))
+    per_harvest = 1000
+    harvests = TRACE_INDEX_ROW_BYTES // (4 * per_harvest) + 2
+    ids = []
+    for h in range(harvests):
+        records = [
+            _record(0.1)._replace(trace_id=(h * per_harvest + i + 1) << 96 | 7)
+            for i in range(per_harvest)
+        ]
+        ids += [r.trace_id for r in records]
+        store.write_batches(conn, [_batch(*records)])
+    rows = conn.execute(
+        "SELECT first_block, last_block, prefixes FROM trace_index ORDER BY first_block"
+    ).fetchall()
+    assert len(rows) == 2
+    assert all(len(prefixes) <= TRACE_INDEX_ROW_BYTES for _, _, prefixes in rows)
+    assert rows[0][0] == 1 and rows[1][0] == rows[0][1] + 1 and rows[1][1] == harvests
+    assert b"".join(p for _, _, p in rows) == b"".join((i >> 96).to_bytes(4, "big") for i in ids)
+    conn.close()

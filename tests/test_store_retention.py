@@ -67,6 +67,10 @@ def _write_history(conn: sqlite3.Connection, ends: List[float], per_window: int 
     return written
 
 
+def _digits(value: float) -> float:
+    return float(f"{value:.12g}")
+
+
 def _totals(
     conn: sqlite3.Connection,
 ) -> Dict[Tuple[str, str, str], Tuple[int, int, float, float, float, float]]:
@@ -75,7 +79,8 @@ def _totals(
         "SUM(sumsq) FROM metrics GROUP BY app, name, grp"
     ).fetchall()
     return {
-        tuple(row[:3]): (row[3], row[4], round(row[5], 9), row[6], row[7], round(row[8], 12))
+        # Sums of floats in another order differ in their last bits: 12 significant digits.
+        tuple(row[:3]): (row[3], row[4], _digits(row[5]), row[6], row[7], _digits(row[8]))
         for row in rows
     }
 
@@ -110,15 +115,16 @@ def test_retention_deletes_what_ended_before_it_and_keeps_the_rest(
 
 
 def test_roll_ups_keep_counts_exact_and_align_windows(conn: sqlite3.Connection) -> None:
-    """Harvest windows older than a day become one row per task and minute, minute rows
-    older than a week one per hour; every count, error, total, min, max and sum of squares
+    """Harvest windows older than 15 minutes become one row per task and minute, minute
+    rows older than 6 hours one per hour; every count, error, total, min, max and sum of squares
     is the same before and after."""
     ends = [T0 + i * 5 for i in range(0, 9 * 720)]  # 9 hours of 5-second windows
-    ends += [T0 + 8 * DAY + i * 5 for i in range(0, 720)]  # and one hour, a week later
+    ends += [T0 + 8 * DAY + i * 5 for i in range(0, 2 * 720)]  # and two hours, 8 days later
     _write_history(conn, ends, per_window=2)
     before = _totals(conn)
     rows_before = conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
-    now = T0 + 8 * DAY + 2 * DAY  # the first 9 hours are 10 days old, the last hour 2 days
+    now = T0 + 8 * DAY + 2 * 3600 + 1800  # the first 9 hours are 8 days old, the last two
+    # 30 minutes to 2.5 hours
     report = store.prune(conn, retention=30 * DAY, max_size=1 << 40, now=now, step_rows=500)
     assert report.rolled_up > 0 and report.windows == 0
     assert _totals(conn) == before
@@ -128,7 +134,9 @@ def test_roll_ups_keep_counts_exact_and_align_windows(conn: sqlite3.Connection) 
         assert end - start in (60.0, 3600.0)
         assert start % (end - start) == 0
     hours = [r for r in rows if r[1] - r[0] == 3600.0]
+    minutes = [r for r in rows if r[1] - r[0] == 60.0]
     assert hours and max(end for _, end in hours) <= T0 + 10 * 3600  # only the old part
+    assert minutes and min(start for start, _ in minutes) >= T0 + 8 * DAY - 60  # the new
 
 
 def test_roll_ups_merge_the_histograms_exactly(conn: sqlite3.Connection) -> None:
@@ -257,3 +265,22 @@ def test_an_older_store_is_converted_once(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
     finally:
         conn.close()
+
+
+def test_retention_drops_the_trace_index_of_deleted_blocks(tmp_path: Path) -> None:
+    """Once the blocks of a trace_index row are deleted, so is the row; the trace ids of
+    the blocks kept are still found, those deleted are not."""
+    conn = store.connect(str(tmp_path / "t.db"))
+    old = _record(T0 - 10 * DAY, 0.5)._replace(trace_id=0xAAAAAAAA << 96)
+    new = _record(T0 - 60, 0.5)._replace(trace_id=0xBBBBBBBB << 96)
+    store.write_batches(conn, [_batch(T0 - 10 * DAY + 5, (old,))])
+    # A row of its own for the new block: the old row is full.
+    conn.execute("UPDATE trace_index SET prefixes = ?", (bytes(16380) + b"\xaa" * 4,))
+    store.write_batches(conn, [_batch(T0 - 55, (new,))])
+    assert conn.execute("SELECT COUNT(*) FROM trace_index").fetchone() == (2,)
+    store.prune(conn, retention=7 * DAY, max_size=1 << 30, now=T0)
+    assert conn.execute("SELECT first_block, last_block FROM trace_index").fetchall() == [(2, 2)]
+    assert store.find_trace(conn, "bbbbbbbb")["trace_id"] == new.trace_id_hex
+    with pytest.raises(store.TraceLookupError, match="no stored trace"):
+        store.find_trace(conn, "aaaaaaaa")
+    conn.close()

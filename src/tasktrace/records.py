@@ -87,6 +87,9 @@ class TransactionRecord(NamedTuple):
     span_id: int
     #: Segments not kept because the transaction reached its segment limit.
     dropped_segments: int = 0
+    #: W3C span id of the span this transaction continues (the producer's, for a job
+    #: enqueued inside another transaction), or None for a trace's root.
+    parent_span_id: Optional[int] = None
 
     @property
     def error(self) -> Optional[ErrorRecord]:
@@ -102,6 +105,11 @@ class TransactionRecord(NamedTuple):
     def span_id_hex(self) -> str:
         """The span id as 16 lowercase hex digits (W3C / OTLP JSON form)."""
         return f"{self.span_id:016x}"
+
+    @property
+    def parent_span_id_hex(self) -> Optional[str]:
+        """The parent span id as 16 lowercase hex digits, or None for a root."""
+        return None if self.parent_span_id is None else f"{self.parent_span_id:016x}"
 
     @property
     def metric_name(self) -> str:

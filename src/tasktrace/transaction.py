@@ -392,6 +392,7 @@ class Transaction:
                         self.trace_id,
                         self.span_id,
                         dropped_segments,
+                        None,  # parent_span_id: set once trace context is carried in
                     ),
                 )
             )

@@ -129,7 +129,7 @@ def _v2_store(path: str) -> List[TransactionRecord]:
         )
         for i, d in enumerate(range(1, 101))
     ]  # fmt: skip
-    blocks = _Blocks(1)
+    blocks = _Blocks(1, version=2)
     blocks.add(records, now - 5, now)
     blocks.insert(conn)
     for key, stats in aggregate(records).items():
@@ -184,7 +184,9 @@ def test_a_schema_2_store_opened_by_many_processes_at_once_is_upgraded_once(
     _finish(procs)
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (store.SCHEMA_VERSION,)
+        ]
         columns = [row[1] for row in conn.execute("PRAGMA table_info(metrics)")]
         assert columns.count("histogram") == 1
         windows = conn.execute(

@@ -1,4 +1,5 @@
-"""``tasktrace-admin``: run programs instrumented, check and show the config, report.
+"""``tasktrace-admin``: run programs instrumented, check and show the config, report, and
+show stored errors and traces.
 
 Each command lives in its own module and is imported only when it runs, so that
 ``run-program`` (which execs the program at once) stays fast.
@@ -25,6 +26,9 @@ _DESCRIPTIONS: Dict[str, str] = {
     "generate-config": "write a commented starter config to FILE (or stdout)",
     "show-config": "show the effective settings and where each came from",
     "report": "summarise recorded tasks from the SQLite store",
+    "errors": "stored errors grouped by task, type and message, the latest first",
+    "traces": "stored transactions, newest (or --slowest) first",
+    "trace": "one trace as a tree, with each transaction's function traces as a waterfall",
     "prune": "apply retention, roll-ups and max_size to the SQLite store now",
     "help": "show help for a command",
 }
@@ -34,6 +38,9 @@ examples:
   TASKTRACE_APP_NAME=billing tasktrace-admin run-program python job.py
   tasktrace-admin validate-config tasktrace.toml
   tasktrace-admin report --since 1h
+  tasktrace-admin errors --since 1d
+  tasktrace-admin traces --slowest --name 'jobs:*'
+  tasktrace-admin trace 4bf92f35
 """
 
 
@@ -83,6 +90,16 @@ def _parser() -> argparse.ArgumentParser:
 
     report.add_arguments(sub)
 
+    from tasktrace.admin import views
+
+    for name, add in (
+        ("errors", views.add_errors_arguments),
+        ("traces", views.add_traces_arguments),
+        ("trace", views.add_trace_arguments),
+    ):
+        sub = commands.add_parser(name, help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name])
+        add(sub)
+
     sub = commands.add_parser(
         "prune", help=_DESCRIPTIONS["prune"], description=_DESCRIPTIONS["prune"]
     )
@@ -108,6 +125,13 @@ def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
         from tasktrace.admin.report import run
 
         return run
+    if name in ("errors", "traces", "trace"):
+        from tasktrace.admin import views
+
+        return {"errors": views.run_errors, "traces": views.run_traces, "trace": views.run_trace}[
+            name
+        ]
+
     if name == "prune":
         from tasktrace.admin.prune import run as run_prune
 

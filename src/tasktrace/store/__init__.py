@@ -12,9 +12,10 @@ the same harvest -- one block per key and harvest, or more when a harvest holds 
 transaction. Packing a transaction costs a few hundred nanoseconds, nearly all of it in C
 (``zip``, ``array``, ``bytes.join``), where a SQL row of its own cost several microseconds;
 that is what lets a busy worker store every transaction. Schema version 3 adds the
-latency histogram of every metrics window. Files of versions 1 (a row per transaction) and
-2 (no histograms) are migrated in place when first opened, once, however many processes
-open them at the same time (see :func:`migrate`).
+latency histogram of every metrics window, version 4 what ``errors``, ``traces`` and
+``trace`` read. Files of versions 1 (a row per transaction), 2 (no histograms) and 3 are
+migrated in place when first opened, once, however many processes open them at the same
+time (see :func:`migrate`).
 
 Tables:
 
@@ -50,7 +51,11 @@ Tables:
 
   ``attributes`` is a JSON object from the index *i* (as a decimal string) to the custom
   attributes of transaction *i*, holding only the transactions that have any; NULL when
-  none has.
+  none has. Schema version 4 adds ``max_duration`` (the longest ``duration`` of the
+  block, for ``traces --slowest``), ``host`` (the writing process's hostname; NULL in
+  blocks written before version 4) and ``parent_span_id`` (8 bytes big-endian per
+  transaction, 0 for none; the column is NULL when no transaction of the block has a
+  parent).
 * ``segment_blocks`` -- the function traces of a block (no row when none of its
   transactions has any): ``block_id`` is the block's ``id``, ``count`` the number of
   segments, ``names`` a JSON array of the distinct ``[name, group]`` pairs, and the arrays
@@ -61,7 +66,15 @@ Tables:
   transaction's segments are consecutive and in their original order, so a segment's index
   within its transaction is its position among them.
 * ``errors`` -- one row per recorded error, in order: ``block_id``, ``txn`` (the index of
-  the transaction in the block), ``type``, ``message``, ``traceback``, ``timestamp``.
+  the transaction in the block), ``type``, ``message``, ``traceback``, ``timestamp``, and
+  (version 4) the block's ``app`` and ``name``, so that ``errors`` groups them through
+  the index ``errors_by_group`` without a join.
+* ``trace_index`` (version 4) -- where trace ids are: a row per run of consecutive blocks
+  ``first_block`` .. ``last_block`` whose ``prefixes`` are the first 4 bytes of each of
+  their trace ids, in block order. A harvest appends to the newest row until it holds
+  ``TRACE_INDEX_ROW_BYTES``, then begins a new one, so a lookup by prefix reads a few
+  thousand rows per ten million transactions (and then only the blocks of the rows that
+  match), and a small harvest rewrites at most one such row.
 * ``metrics`` -- exact aggregates per (app, name, group) per harvest window, including
   transactions that were not stored; ``report`` takes calls, errors, totals and max from
   here. ``histogram`` (a BLOB, :meth:`tasktrace.histogram.Histogram.to_bytes`) holds the
@@ -77,8 +90,9 @@ only the durations, for percentiles.
 The package's modules, one concern each: :mod:`._paths` (where the store is),
 :mod:`._schema` (tables, migrations, ``connect``), :mod:`._packing` (transactions into
 blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records),
-:mod:`._queries` (what ``report`` asks) and :mod:`._retention` (retention, roll-ups, the
-size limit: :func:`prune`). ``sqlite3`` is imported by this package and by
+:mod:`._queries` (what ``report`` asks), :mod:`._views` (what ``errors``, ``traces`` and
+``trace`` ask) and :mod:`._retention` (retention, roll-ups, the size limit:
+:func:`prune`). ``sqlite3`` is imported by this package and by
 the sqlite reporter only, never by ``import tasktrace``.
 """
 
@@ -98,16 +112,32 @@ from tasktrace.store._reads import durations_by_key, read_transactions
 from tasktrace.store._retention import PruneReport, file_bytes, prune, vacuum_into_incremental
 from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
 from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
+from tasktrace.store._views import (
+    DEFAULT_LIMIT,
+    ERROR_KEYS,
+    MIN_PREFIX,
+    TRACES_KEYS,
+    TraceLookupError,
+    error_groups,
+    find_trace,
+    list_traces,
+    rfc3339,
+)
 from tasktrace.store._writes import OpenWindow, WriteRefused, Written, write_batches
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "DB_ENV_VAR",
+    "DEFAULT_LIMIT",
+    "ERROR_KEYS",
     "MAX_BLOCK_SIZE",
+    "MIN_PREFIX",
     "REPORT_KEYS",
     "SCHEMA_VERSION",
+    "TRACES_KEYS",
     "OpenWindow",
     "PruneReport",
+    "TraceLookupError",
     "WriteRefused",
     "Written",
     "connect",
@@ -115,8 +145,11 @@ __all__ = [
     "default_db_path",
     "drop_totals",
     "durations_by_key",
+    "error_groups",
     "file_bytes",
+    "find_trace",
     "has_data",
+    "list_traces",
     "migrate",
     "parse_since",
     "percentile",
@@ -124,6 +157,7 @@ __all__ = [
     "read_transactions",
     "report_rows",
     "resolve_db_path",
+    "rfc3339",
     "vacuum_into_incremental",
     "write_batches",
 ]

@@ -77,6 +77,7 @@ _KEY_COLUMNS = tuple(map(TransactionRecord._fields.index, _BlockKey._fields))
     _ATTRIBUTES,
     _SEGMENTS,
     _ERRORS,
+    _PARENT_SPAN_ID,
 ) = map(
     TransactionRecord._fields.index,
     (
@@ -91,6 +92,7 @@ _KEY_COLUMNS = tuple(map(TransactionRecord._fields.index, _BlockKey._fields))
         "attributes",
         "segments",
         "errors",
+        "parent_span_id",
     ),
 )
 _SEG_NAME, _SEG_GROUP, _SEG_START, _SEG_DURATION, _SEG_PARENT = map(
@@ -132,14 +134,73 @@ def _transpose(rows: Sequence[Tuple[Any, ...]]) -> List[List[Any]]:
     return columns
 
 
+#: The schema version that added ``max_duration``, ``parent_span_id`` and ``host`` to
+#: ``transaction_blocks``, ``app`` and ``name`` to ``errors``, and ``trace_index`` (see
+#: ``store._schema._migrate_3_to_4``); older versions' tables have none of them.
+VIEWS_VERSION = 4
+
+#: The ``transaction_blocks`` columns of schema version 2, in the order a packed row
+#: holds them; :data:`VIEWS_VERSION` adds :data:`_VIEWS_BLOCK_COLUMNS` after them.
+_V2_BLOCK_COLUMNS = (
+    "id, app, name, grp, background, pid, window_start, window_end, count, first_start, "
+    "last_start, start, duration, exclusive, cpu_time, thread_id, trace_id, span_id, "
+    "dropped_segments, attributes"
+)
+_VIEWS_BLOCK_COLUMNS = "max_duration, parent_span_id, host"
+#: Where the ``trace_id`` column is in a packed row.
+_TRACE_ID_POSITION = 16
+
+#: The most bytes of prefixes one ``trace_index`` row holds before a new row is begun (a
+#: harvest with more begins a row of its own). Appending rewrites the row, so a small
+#: harvest costs at most this much rewriting; a lookup reads ~40 MB of prefixes per 10
+#: million transactions, in rows of this size.
+TRACE_INDEX_ROW_BYTES = 16384
+
+
+def index_traces(conn: sqlite3.Connection, first_block: int, last_block: int, ids: bytes) -> None:
+    """Add the trace ids ``ids`` (16 bytes each, big-endian) of blocks ``first_block`` to
+    ``last_block`` to ``trace_index``: their first 4 bytes are appended to the newest row,
+    or begin a new one when that row would grow past :data:`TRACE_INDEX_ROW_BYTES`.
+
+    The caller holds the write lock, and block ids only grow, so the newest row's blocks
+    precede ``first_block``.
+    """
+    if not ids:
+        return
+    # The first 4 bytes of each 16: a strided view of the bytes, copied in C.
+    words = memoryview(ids).cast("I") if _U32 == "I" else memoryview(ids).cast("L")
+    prefixes = words[::4].tobytes()
+    row = conn.execute(
+        "SELECT first_block, prefixes FROM trace_index ORDER BY first_block DESC LIMIT 1"
+    ).fetchone()
+    if row is not None and len(row[1]) + len(prefixes) <= TRACE_INDEX_ROW_BYTES:
+        # Joined here, not with SQL's ||, which makes text of blobs.
+        conn.execute(
+            "UPDATE trace_index SET last_block = ?, prefixes = ? WHERE first_block = ?",
+            (last_block, row[1] + prefixes, row[0]),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO trace_index (first_block, last_block, prefixes) VALUES (?, ?, ?)",
+            (first_block, last_block, prefixes),
+        )
+
+
 class _Blocks:
     """Packed rows waiting to be inserted, with block ids allocated from ``next_id``.
 
     The caller holds the write lock (``BEGIN IMMEDIATE``), which makes the ids safe.
+    ``host`` is the hostname stored with every block (None: unknown). ``version`` is the
+    schema the rows are inserted into: the migration from version 1 inserts into version
+    2's tables, without what :data:`VIEWS_VERSION` adds (columns and the trace index).
     """
 
-    def __init__(self, next_id: int) -> None:
+    def __init__(
+        self, next_id: int, host: Optional[str] = None, version: Optional[int] = None
+    ) -> None:
         self.next_id = next_id
+        self._host = host
+        self._version = VIEWS_VERSION if version is None else version
         self._blocks: List[Tuple[Any, ...]] = []
         self._segments: List[Tuple[Any, ...]] = []
         self._errors: List[Tuple[Any, ...]] = []
@@ -201,6 +262,14 @@ class _Blocks:
         if thread_id.count(thread_id[0]) == n:
             thread_id = thread_id[:1]  # one thread ran them all: its id is stored once
         dropped = columns[_DROPPED_SEGMENTS]
+        parents = columns[_PARENT_SPAN_ID]
+        none_parents = parents.count(None)
+        if none_parents == n:
+            parent_blob: Optional[bytes] = None
+        else:
+            # 0 (never a valid span id) where a transaction has no parent.
+            zeros = {None: 0}
+            parent_blob = _big_endian(array(_U64, map(zeros.get, parents, parents)))
         start_array = array("d", start)  # before min() and max(), which then find it cached
         self._blocks.append(
             (
@@ -221,6 +290,9 @@ class _Blocks:
                 _big_endian(array(_U64, columns[_SPAN_ID])),
                 _little_endian(array(_U32, dropped)) if any(dropped) else None,
                 _attributes_json(columns[_ATTRIBUTES]),
+                max(duration),
+                parent_blob,
+                self._host,
             )
         )
         segments = columns[_SEGMENTS]
@@ -229,7 +301,16 @@ class _Blocks:
         errors = columns[_ERRORS]
         if any(errors):
             self._errors.extend(
-                (block_id, index, error.type, error.message, error.traceback, error.timestamp)
+                (
+                    block_id,
+                    index,
+                    error.type,
+                    error.message,
+                    error.traceback,
+                    error.timestamp,
+                    key.app,
+                    key.name,
+                )
                 for index in compress(range(n), errors)
                 for error in errors[index]
             )
@@ -237,15 +318,35 @@ class _Blocks:
 
     def insert(self, conn: sqlite3.Connection) -> int:
         """Insert the packed rows and forget them; returns the transactions they hold."""
-        if self._blocks:
+        if self._blocks and self._version < VIEWS_VERSION:
             conn.executemany(
-                "INSERT INTO transaction_blocks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO transaction_blocks ({_V2_BLOCK_COLUMNS}) VALUES ({','.join('?' * 20)})",
+                [row[:20] for row in self._blocks],
+            )
+        elif self._blocks:
+            conn.executemany(
+                f"INSERT INTO transaction_blocks ({_V2_BLOCK_COLUMNS}, {_VIEWS_BLOCK_COLUMNS}) "
+                f"VALUES ({','.join('?' * 23)})",
                 self._blocks,
+            )
+            index_traces(
+                conn,
+                self._blocks[0][0],
+                self._blocks[-1][0],
+                b"".join([row[_TRACE_ID_POSITION] for row in self._blocks]),
             )
         if self._segments:
             conn.executemany("INSERT INTO segment_blocks VALUES (?,?,?,?,?,?,?,?)", self._segments)
-        if self._errors:
-            conn.executemany("INSERT INTO errors VALUES (?,?,?,?,?,?)", self._errors)
+        if self._errors and self._version < VIEWS_VERSION:
+            conn.executemany(
+                "INSERT INTO errors VALUES (?,?,?,?,?,?)", [row[:6] for row in self._errors]
+            )
+        elif self._errors:
+            conn.executemany(
+                "INSERT INTO errors (block_id, txn, type, message, traceback, timestamp, app, "
+                "name) VALUES (?,?,?,?,?,?,?,?)",
+                self._errors,
+            )
         inserted, self._transactions = self._transactions, 0
         self._blocks, self._segments, self._errors = [], [], []
         return inserted

@@ -44,7 +44,7 @@ def _column(typecode: str, blob: bytes, *, big_endian: bool = False) -> array[An
 _DECODED_COLUMNS = (
     "b.id, b.app, b.name, b.grp, b.background, b.pid, b.count, b.start, b.duration, "
     "b.exclusive, b.cpu_time, b.thread_id, b.trace_id, b.span_id, b.dropped_segments, "
-    "b.attributes, s.names, s.txn, s.name_idx, s.start, s.duration, s.parent"
+    "b.attributes, s.names, s.txn, s.name_idx, s.start, s.duration, s.parent, b.parent_span_id"
 )
 
 
@@ -117,6 +117,12 @@ def _decode_block(
         for txn, errors in groupby(error_rows, key=itemgetter(0))
     }
     segments_of = {} if names is None else _decode_segments(names, *row[17:22])
+    parent_blob = row[22]
+    parents: Iterable[Optional[int]] = (
+        repeat(None)
+        if parent_blob is None
+        else [value or None for value in _column(_U64, parent_blob, big_endian=True)]
+    )
     return [
         TransactionRecord(
             app=app,
@@ -135,6 +141,7 @@ def _decode_block(
             trace_id=tx_trace_id,
             span_id=tx_span_id,
             dropped_segments=tx_dropped,
+            parent_span_id=tx_parent,
         )
         for (
             index,
@@ -146,6 +153,7 @@ def _decode_block(
             tx_trace_id,
             tx_span_id,
             tx_dropped,
+            tx_parent,
         ) in zip(
             range(n),
             _column("d", start),
@@ -156,6 +164,7 @@ def _decode_block(
             trace_ids,
             _column(_U64, span_id, big_endian=True),
             repeat(0) if dropped is None else _column(_U32, dropped),
+            parents,
         )
     ]
 

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Sequence
 from itertools import groupby
 from operator import itemgetter
@@ -30,11 +31,11 @@ from tasktrace.records import (
     SegmentRecord,
     TransactionRecord,
 )
-from tasktrace.store._packing import MAX_BLOCK_SIZE, _Blocks
+from tasktrace.store._packing import MAX_BLOCK_SIZE, TRACE_INDEX_ROW_BYTES, _Blocks, index_traces
 from tasktrace.store._paths import BUSY_TIMEOUT_MS
 
 #: The newest schema this code writes and reads.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 # -- schema --------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
         "AND window_end >= t.start + t.duration ORDER BY window_end LIMIT 1) "
         "ORDER BY m.window_end, m.window_start, t.app, t.name, t.grp, t.background, t.pid, t.id"
     )
-    blocks = _Blocks(1)
+    blocks = _Blocks(1, version=2)
     for (window_start, window_end, *_), grouped in groupby(rows, key=itemgetter(*range(7))):
         group = list(grouped)
         if window_end is None:
@@ -268,12 +269,81 @@ _V3 = """
 ALTER TABLE metrics ADD COLUMN histogram BLOB;
 """
 
+#: What version 4 adds for ``errors``, ``traces`` and ``trace``: three columns of
+#: ``transaction_blocks``, the trace id index, and the indexes that let the views read
+#: the newest, the slowest and the latest errors without a scan.
+_V4 = """
+ALTER TABLE transaction_blocks ADD COLUMN max_duration REAL;    -- seconds, the longest
+ALTER TABLE transaction_blocks ADD COLUMN parent_span_id BLOB;  -- 8 bytes BE each, 0: none
+ALTER TABLE transaction_blocks ADD COLUMN host TEXT;            -- the writer's hostname
+CREATE TABLE IF NOT EXISTS trace_index (
+    first_block INTEGER PRIMARY KEY,  -- the blocks first_block..last_block, in id order
+    last_block  INTEGER NOT NULL,
+    prefixes    BLOB    NOT NULL      -- the first 4 bytes of each of their trace ids
+);
+CREATE INDEX IF NOT EXISTS transaction_blocks_by_last_start
+    ON transaction_blocks (last_start);
+CREATE INDEX IF NOT EXISTS transaction_blocks_by_max_duration
+    ON transaction_blocks (max_duration);
+ALTER TABLE errors ADD COLUMN app TEXT;   -- the block's, so that grouping needs no join
+ALTER TABLE errors ADD COLUMN name TEXT;
+UPDATE errors SET (app, name) = (
+    SELECT app, name FROM transaction_blocks WHERE transaction_blocks.id = errors.block_id);
+CREATE INDEX IF NOT EXISTS errors_by_timestamp ON errors (timestamp);
+CREATE INDEX IF NOT EXISTS errors_by_group ON errors (app, name, type, message, timestamp);
+"""
+
+
+def _max_float64(blob: bytes) -> float:
+    from array import array
+
+    values = array("d")
+    values.frombytes(blob)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return max(values)
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Version 4 (self-contained: it only adds): ``max_duration``, ``parent_span_id`` and
+    ``host`` on ``transaction_blocks`` (filled in for existing blocks: the longest
+    duration; no parent; host unknown), ``app`` and ``name`` on ``errors`` (their block's),
+    the ``trace_index`` of every existing block, and the indexes of ``traces --slowest``,
+    ``traces`` and ``errors``."""
+    for statement in _statements(_V4):
+        conn.execute(statement)
+    conn.create_function("_tasktrace_max_float64", 1, _max_float64, deterministic=True)
+    conn.execute("UPDATE transaction_blocks SET max_duration = _tasktrace_max_float64(duration)")
+    pending: List[bytes] = []
+    first = last = 0
+    size = 0
+    # Read with a cursor of its own, a block at a time: memory holds one index row.
+    for block_id, trace_ids in conn.cursor().execute(
+        "SELECT id, trace_id FROM transaction_blocks ORDER BY id"
+    ):
+        if not pending:
+            first = block_id
+        pending.append(trace_ids)
+        last = block_id
+        size += len(trace_ids) // 4
+        if size >= TRACE_INDEX_ROW_BYTES:
+            index_traces(conn, first, last, b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        index_traces(conn, first, last, b"".join(pending))
+
+
 #: A migration step: a SQL script, or a function run inside the migration's transaction.
 _Step = Union[str, Callable[[sqlite3.Connection], None]]
 
 #: ``_MIGRATIONS[n]`` brings a database from version n-1 to version n; a new file runs
 #: them all.
-_MIGRATIONS: Dict[int, _Step] = {1: _V1, 2: _migrate_1_to_2, 3: _V3}
+_MIGRATIONS: Dict[int, _Step] = {
+    1: _V1,
+    2: _migrate_1_to_2,
+    3: _V3,
+    4: _migrate_3_to_4,
+}
 
 
 def migrate(conn: sqlite3.Connection) -> int:

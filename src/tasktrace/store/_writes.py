@@ -55,6 +55,16 @@ class OpenWindow(NamedTuple):
     stats: MetricStats
 
 
+def _hostname() -> Optional[str]:
+    """This machine's hostname, stored with every block (None if it cannot be had)."""
+    import socket
+
+    try:
+        return socket.gethostname() or None
+    except OSError:
+        return None
+
+
 class WriteRefused(Exception):
     """The commit was refused (the exit warning has been said): nothing was written."""
 
@@ -120,7 +130,7 @@ def write_batches(
     conn.execute("BEGIN IMMEDIATE")
     try:
         row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM transaction_blocks").fetchone()
-        blocks = _Blocks(int(row[0]) + 1)
+        blocks = _Blocks(int(row[0]) + 1, host=_hostname())
         metric_rows: List[Tuple[Any, ...]] = []
         drop_rows: List[Tuple[Any, ...]] = []
         opened: Dict[MetricKey, OpenWindow] = {}
