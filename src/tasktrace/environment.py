@@ -11,8 +11,7 @@ default), names the variable and applies the precedence rules.
 from __future__ import annotations
 
 import math
-import re
-from typing import Dict, List
+from typing import Any, Dict, List
 
 __all__ = [
     "ALL_VARIABLES",
@@ -162,9 +161,7 @@ def parse_float(text: str) -> float:
     return value
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$", re.IGNORECASE)
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1,
     "k": 1000,
@@ -174,6 +171,22 @@ _SIZE_UNITS = {
     "g": 1000**3,
     "gi": 1024**3,
 }
+#: The compiled patterns, made on first use: ``re`` costs milliseconds to import, and the
+#: bootstrap (which imports this module in every process) has no other use for it.
+_PATTERNS: Dict[str, Any] = {}
+
+
+def _pattern(name: str) -> Any:
+    pattern = _PATTERNS.get(name)
+    if pattern is None:
+        import re
+
+        source = {
+            "duration": r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$",
+            "size": r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?\s*$",
+        }[name]
+        pattern = _PATTERNS[name] = re.compile(source, re.IGNORECASE)
+    return pattern
 
 
 def parse_duration(text: str) -> float:
@@ -182,7 +195,7 @@ def parse_duration(text: str) -> float:
     Raises:
         ValueError: the text is not a number followed by one of s, m, h, d, or is zero.
     """
-    match = _DURATION.match(text)
+    match = _pattern("duration").match(text)
     if match is None:
         raise ValueError(
             f"invalid duration {text!r}: use a number followed by s, m, h or d, "
@@ -201,7 +214,7 @@ def parse_size(text: str) -> int:
     Raises:
         ValueError: the text is not a number with one of those units, or is zero.
     """
-    match = _SIZE.match(text)
+    match = _pattern("size").match(text)
     if match is None:
         raise ValueError(
             f"invalid size {text!r}: use a number followed by B, KB, KiB, MB, MiB, GB or "
