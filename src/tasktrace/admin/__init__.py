@@ -1,5 +1,5 @@
 """``tasktrace-admin``: run programs instrumented, check and show the config, report, and
-show stored errors and traces.
+show stored errors and traces, in a terminal or a local web dashboard.
 
 Each command lives in its own module and is imported only when it runs, so that
 ``run-program`` (which execs the program at once) stays fast.
@@ -29,6 +29,7 @@ _DESCRIPTIONS: Dict[str, str] = {
     "errors": "stored errors grouped by task, type and message, the latest first",
     "traces": "stored transactions, newest (or --slowest) first",
     "trace": "one trace as a tree, with each transaction's function traces as a waterfall",
+    "ui": "a local, read-only web dashboard over the store (charts, errors, traces)",
     "prune": "apply retention, roll-ups and max_size to the SQLite store now",
     "help": "show help for a command",
 }
@@ -41,6 +42,7 @@ examples:
   tasktrace-admin errors --since 1d
   tasktrace-admin traces --slowest --name 'jobs:*'
   tasktrace-admin trace 4bf92f35
+  tasktrace-admin ui --port 8765
 """
 
 
@@ -100,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name])
         add(sub)
 
+    sub = commands.add_parser("ui", help=_DESCRIPTIONS["ui"], description=_DESCRIPTIONS["ui"])
+    from tasktrace.admin import ui
+
+    ui.add_arguments(sub)
+
     sub = commands.add_parser(
         "prune", help=_DESCRIPTIONS["prune"], description=_DESCRIPTIONS["prune"]
     )
@@ -132,6 +139,10 @@ def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
             name
         ]
 
+    if name == "ui":
+        from tasktrace.admin.ui import run as run_ui
+
+        return run_ui
     if name == "prune":
         from tasktrace.admin.prune import run as run_prune
 

@@ -91,7 +91,7 @@ The package's modules, one concern each: :mod:`._paths` (where the store is),
 :mod:`._schema` (tables, migrations, ``connect``), :mod:`._packing` (transactions into
 blocks), :mod:`._writes` (a harvest's writes), :mod:`._reads` (blocks back into records),
 :mod:`._queries` (what ``report`` asks), :mod:`._views` (what ``errors``, ``traces`` and
-``trace`` ask) and :mod:`._retention` (retention, roll-ups, the size limit:
+``trace`` ask), :mod:`._series` (the dashboard's charts) and :mod:`._retention` (retention, roll-ups, the size limit:
 :func:`prune`). ``sqlite3`` is imported by this package and by
 the sqlite reporter only, never by ``import tasktrace``.
 """
@@ -112,6 +112,7 @@ from tasktrace.store._reads import durations_by_key, read_transactions
 from tasktrace.store._retention import PruneReport, file_bytes, prune, vacuum_into_incremental
 from tasktrace.store._schema import _V1 as _V1  # (the migration tests build version 1 files)
 from tasktrace.store._schema import SCHEMA_VERSION, connect, corrupt_store_error, migrate
+from tasktrace.store._series import series
 from tasktrace.store._views import (
     DEFAULT_LIMIT,
     ERROR_KEYS,
@@ -158,6 +159,7 @@ __all__ = [
     "report_rows",
     "resolve_db_path",
     "rfc3339",
+    "series",
     "vacuum_into_incremental",
     "write_batches",
 ]
