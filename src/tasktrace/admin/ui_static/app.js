@@ -2,7 +2,7 @@
 //
 // Everything the store holds was written by a program and may hold anything, so it reaches
 // the page only as text nodes (textContent) and as SVG attribute values that are numbers;
-// nothing here parses markup (no innerHTML), and links are built from fixed paths with the
+// nothing here hands a string to the HTML parser, and links are built from fixed paths with the
 // data URL-encoded into their query or last segment.
 "use strict";
 
@@ -52,6 +52,12 @@
     if (value === null || value === undefined) return "-";
     if (value < 1) return value.toFixed(3);
     return value.toLocaleString("en-US", { maximumFractionDigits: 1, minimumFractionDigits: 1 });
+  }
+
+  // An axis label: "250 ms", "1.5 s".
+  function compactMs(value) {
+    if (value >= 1000) return +(value / 1000).toPrecision(3) + " s";
+    return +value.toPrecision(3) + " ms";
   }
 
   function count(value) {
@@ -161,20 +167,20 @@
     const top = niceMax(Math.max(0, ...values));
     const iw = W - pad.l - pad.r, ih = H - pad.t - pad.b;
     const slot = iw / Math.max(1, points.length);
-    axes(svg, points, pad, W, H, top, (v) => ms(v) + " ms");
+    axes(svg, points, pad, W, H, top, compactMs);
     for (const [key, cls] of [["p50_ms", "line-p50"], ["p95_ms", "line-p95"]]) {
-      let d = "", pen = false;
+      // A step without calls has no percentile: the line joins the steps on either side,
+      // and each step that has one gets a dot too, so a lone step still shows.
+      let d = "";
       points.forEach((p, i) => {
         const v = p[key];
-        if (v === null) { pen = false; return; }
+        if (v === null) return;
         const x = pad.l + (i + 0.5) * slot, y = pad.t + ih - (v / top) * ih;
-        d += (pen ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1) + " ";
-        if (!pen && (i + 1 >= points.length || points[i + 1][key] === null)) {
-          d += "h0.01 "; // a lone point: still drawn, with the stroke's round cap
-        }
-        pen = true;
+        d += (d ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1) + " ";
+        svg.append(titled(svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 1.8, class: "dot-" + cls }),
+          `${when(p.t)} UTC: ${key.slice(0, 3)} ${ms(v)} ms`));
       });
-      if (d) svg.append(svgEl("path", { d: d.trim(), class: cls, "stroke-linecap": "round" }));
+      if (d) svg.append(svgEl("path", { d: d.trim(), class: cls }));
     }
     return svg;
   }
