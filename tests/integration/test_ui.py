@@ -10,80 +10,30 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import pytest
+from _ui import HOSTILE, Server, store
 
 from _views_store import NOW, record, write
 from tasktrace.admin import main
-from tasktrace.admin._ui_server import SECURITY_HEADERS, make_server
-from tasktrace.records import SegmentRecord
+from tasktrace.admin._ui_server import SECURITY_HEADERS
 
 pytestmark = pytest.mark.integration
 
-HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
 CSP = dict(SECURITY_HEADERS)["Content-Security-Policy"]
-
-
-def _store(tmp_path: Path) -> str:
-    """Two harvests of three tasks (one with a hostile name), errors and segments."""
-    seg = [SegmentRecord("db <b>query</b>", "Function", 0.01, 0.2, -1)]
-    return write(
-        str(tmp_path / "ui.db"),
-        [
-            record("jobs:a", start=NOW - 7200, duration=3.0, trace_id=1, span_id=1),
-            record(
-                "jobs:a",
-                start=NOW - 40,
-                duration=1.0,
-                trace_id=0x4BF92F3577B34DA6A3CE929D0E0E4736,
-                span_id=3,
-                error=("builtins:KeyError", "<b>k</b>"),
-                segments=seg,
-            ),
-        ],
-        [
-            record(
-                HOSTILE, start=NOW - 30, duration=0.5, trace_id=4, span_id=4, error=("x:E", HOSTILE)
-            ),
-            record("jobs:b", app="other", start=NOW - 20, duration=2.0, trace_id=5, span_id=5),
-        ],
-    )
-
-
-class _Server:
-    def __init__(self, db: str) -> None:
-        self.httpd = make_server(db, "127.0.0.1", 0)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def request(self, path: str, method: str = "GET") -> Tuple[int, Dict[str, str], bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request(method, path)
-            response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join()
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> str:
-    return _store(tmp_path)
+    return store(tmp_path)
 
 
 @pytest.fixture
-def server(db: str) -> Iterator[_Server]:
-    running = _Server(db)
+def server(db: str) -> Iterator[Server]:
+    running = Server(db)
     try:
         yield running
     finally:
@@ -120,7 +70,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     ],
 )
 def test_api_returns_exactly_the_commands_json(
-    server: _Server, db: str, capsys: pytest.CaptureFixture[str], route: str, argv: List[str]
+    server: Server, db: str, capsys: pytest.CaptureFixture[str], route: str, argv: List[str]
 ) -> None:
     """Each API route answers the bytes the matching command prints with --format json."""
     status, headers, body = server.request(route)
@@ -140,7 +90,7 @@ def test_series_counts_calls_and_errors_per_step(tmp_path: Path) -> None:
         [record("jobs:a", start=NOW - 1800, duration=2.0, error=("x:E", "m"))],
         [record("jobs:a", start=NOW - 60, duration=0.25), record("jobs:b", start=NOW - 60)],
     )
-    running = _Server(db)
+    running = Server(db)
     try:
         status, _, body = running.request("/api/series?app=billing&name=jobs:a&step=60")
         _, _, auto = running.request("/api/series?since=2h")
@@ -178,7 +128,7 @@ def test_series_counts_calls_and_errors_per_step(tmp_path: Path) -> None:
         "/api/trace/4bf9",
     ],
 )
-def test_bad_parameters_get_400_with_a_json_error(server: _Server, route: str) -> None:
+def test_bad_parameters_get_400_with_a_json_error(server: Server, route: str) -> None:
     """A bad parameter gets 400 and {"error": ...} naming it, never a traceback."""
     status, headers, body = server.request(route)
     assert status == 400
@@ -190,14 +140,14 @@ def test_bad_parameters_get_400_with_a_json_error(server: _Server, route: str) -
 @pytest.mark.parametrize(
     "route", ["/nope", "/api/nope", "/api/running", "/api/check", "/static/x.js", "/trace/a/b"]
 )
-def test_unknown_paths_get_404(server: _Server, route: str) -> None:
+def test_unknown_paths_get_404(server: Server, route: str) -> None:
     """Paths that are not the dashboard's get 404 (running and check are not served yet)."""
     status, _, body = server.request(route)
     assert status == 404
     assert "error" in json.loads(body)
 
 
-def test_an_unknown_trace_gets_404(server: _Server) -> None:
+def test_an_unknown_trace_gets_404(server: Server) -> None:
     """A well-formed trace id that no stored trace has gets 404 with the lookup's message."""
     status, _, body = server.request("/api/trace/ffffffffffffffff")
     assert status == 404
@@ -205,14 +155,14 @@ def test_an_unknown_trace_gets_404(server: _Server) -> None:
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
-def test_only_get_and_head_are_answered(server: _Server, method: str) -> None:
+def test_only_get_and_head_are_answered(server: Server, method: str) -> None:
     """Any other method gets 405 with Allow: GET, HEAD, and the store is not touched."""
     status, headers, _ = server.request("/api/report", method)
     assert status == 405
     assert headers["Allow"] == "GET, HEAD"
 
 
-def test_head_answers_headers_without_a_body(server: _Server) -> None:
+def test_head_answers_headers_without_a_body(server: Server) -> None:
     """HEAD gets the GET's status and headers, no body."""
     status, headers, body = server.request("/api/report", "HEAD")
     assert status == 200 and body == b""
@@ -223,7 +173,7 @@ def test_head_answers_headers_without_a_body(server: _Server) -> None:
     "route",
     ["/", "/errors", "/task?app=a&task=b", "/trace/abc", "/static/app.js", "/api/report", "/nope"],
 )
-def test_every_response_carries_the_security_headers(server: _Server, route: str) -> None:
+def test_every_response_carries_the_security_headers(server: Server, route: str) -> None:
     """CSP (no inline script or style), nosniff and no-referrer on pages, files, API and errors."""
     _, headers, _ = server.request(route)
     assert headers["Content-Security-Policy"] == CSP
@@ -232,7 +182,7 @@ def test_every_response_carries_the_security_headers(server: _Server, route: str
     assert headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_pages_hold_no_inline_script_or_style_and_no_store_data(server: _Server) -> None:
+def test_pages_hold_no_inline_script_or_style_and_no_store_data(server: Server) -> None:
     """The page is static: its script and style are files, and no text from the store is in
     the HTML (it is drawn as text by the script), so a hostile name cannot become markup."""
     status, headers, body = server.request("/task?app=billing&task=" + "%3Cscript%3E")
@@ -246,13 +196,13 @@ def test_pages_hold_no_inline_script_or_style_and_no_store_data(server: _Server)
     assert b"innerHTML" not in js and b"insertAdjacentHTML" not in js and b"eval(" not in js
 
 
-def test_hostile_names_are_json_strings_in_the_api(server: _Server) -> None:
+def test_hostile_names_are_json_strings_in_the_api(server: Server) -> None:
     """A task name holding markup comes back as a JSON string, unchanged."""
     _, _, body = server.request("/api/report")
     assert HOSTILE in [row["name"] for row in json.loads(body)]
 
 
-def test_the_server_never_writes_to_the_store(server: _Server, db: str) -> None:
+def test_the_server_never_writes_to_the_store(server: Server, db: str) -> None:
     """Reading every route leaves the store's files as they were."""
     before = {p: os.stat(p).st_mtime_ns for p in (db,)}
     for route in (
