@@ -16,6 +16,8 @@ from _ui import HOSTILE, Server, store
 
 pytestmark = pytest.mark.integration
 
+#: Read at import: the tests' own fixture clears TASKTRACE_* variables while a test runs.
+SHOTS = os.environ.get("TASKTRACE_UI_SHOTS")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 try:
@@ -68,7 +70,7 @@ class _Page:
 
 @pytest.fixture
 def ui(browser: Any, tmp_path: Path) -> Iterator[_Page]:
-    shots = Path(os.environ.get("TASKTRACE_UI_SHOTS") or tmp_path / "shots")
+    shots = Path(SHOTS or tmp_path / "shots")
     shots.mkdir(parents=True, exist_ok=True)
     server = Server(store(tmp_path))
     page = _Page(browser, f"http://127.0.0.1:{server.port}", shots)

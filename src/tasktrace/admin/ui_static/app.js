@@ -139,11 +139,11 @@
     const points = series.points;
     const top = niceMax(Math.max(0, ...points.map((p) => p.calls)));
     const iw = W - pad.l - pad.r, ih = H - pad.t - pad.b;
-    const slot = iw / Math.max(1, points.length);
+    const [slot, left] = slots(points, iw);
     const gap = slot > 3 ? Math.min(2, slot * 0.2) : 0;
-    if (opts.axes) axes(svg, points, pad, W, H, top, (v) => count(v));
+    if (opts.axes) axes(svg, points, pad, W, H, top, (v) => count(v), left);
     points.forEach((p, i) => {
-      const x = pad.l + i * slot + gap / 2, w = Math.max(0.5, slot - gap);
+      const x = pad.l + left + i * slot + gap / 2, w = Math.max(0.5, slot - gap);
       if (p.calls > 0) {
         const h = Math.max(1, (p.calls / top) * ih);
         svg.append(titled(svgEl("rect", { x: x, y: pad.t + ih - h, width: w, height: h, class: "bar-calls" }),
@@ -166,8 +166,9 @@
     const values = points.flatMap((p) => [p.p50_ms, p.p95_ms]).filter((v) => v !== null);
     const top = niceMax(Math.max(0, ...values));
     const iw = W - pad.l - pad.r, ih = H - pad.t - pad.b;
-    const slot = iw / Math.max(1, points.length);
-    axes(svg, points, pad, W, H, top, compactMs);
+    const [slot, left] = slots(points, iw);
+    const r = points.length < MIN_SLOTS ? 3 : 1.8;
+    axes(svg, points, pad, W, H, top, compactMs, left);
     for (const [key, cls] of [["p50_ms", "line-p50"], ["p95_ms", "line-p95"]]) {
       // A step without calls has no percentile: the line joins the steps on either side,
       // and each step that has one gets a dot too, so a lone step still shows.
@@ -175,9 +176,9 @@
       points.forEach((p, i) => {
         const v = p[key];
         if (v === null) return;
-        const x = pad.l + (i + 0.5) * slot, y = pad.t + ih - (v / top) * ih;
+        const x = pad.l + left + (i + 0.5) * slot, y = pad.t + ih - (v / top) * ih;
         d += (d ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1) + " ";
-        svg.append(titled(svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 1.8, class: "dot-" + cls }),
+        svg.append(titled(svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: r, class: "dot-" + cls }),
           `${when(p.t)} UTC: ${key.slice(0, 3)} ${ms(v)} ms`));
       });
       if (d) svg.append(svgEl("path", { d: d.trim(), class: cls }));
@@ -185,14 +186,26 @@
     return svg;
   }
 
-  function axes(svg, points, pad, W, H, top, label) {
+  // A step's width and where the first step starts: a short series (one window, say) is
+  // drawn at the width of MIN_SLOTS steps, its latest step at the right, rather than as
+  // one bar across the whole chart.
+  const MIN_SLOTS = 30;
+  function slots(points, width) {
+    const slot = width / Math.max(MIN_SLOTS, points.length);
+    return [slot, width - slot * points.length];
+  }
+
+  function axes(svg, points, pad, W, H, top, label, left) {
     const ih = H - pad.t - pad.b;
     svg.append(svgEl("line", { x1: pad.l, y1: pad.t + ih, x2: W - pad.r, y2: pad.t + ih, class: "axis" }));
     svg.append(svgEl("line", { x1: pad.l, y1: pad.t, x2: W - pad.r, y2: pad.t, class: "axis" }));
     svg.append(svgText(pad.l - 4, pad.t + 4, label(top), "end"));
     svg.append(svgText(pad.l - 4, pad.t + ih, "0", "end"));
     if (points.length) {
-      svg.append(svgText(pad.l, H - 4, shortWhen(points[0].t), "start"));
+      // The first step's time, unless it would run into the last's.
+      if (W - pad.r - (pad.l + left) > 130) {
+        svg.append(svgText(pad.l + left, H - 4, shortWhen(points[0].t), left > 60 ? "middle" : "start"));
+      }
       svg.append(svgText(W - pad.r, H - 4, shortWhen(points[points.length - 1].t), "end"));
     }
   }
@@ -410,7 +423,7 @@
     for (const frac of [0, 0.25, 0.5, 0.75, 1]) {
       const x = labelW + frac * barW;
       svg.append(svgEl("line", { x1: x, y1: top - 4, x2: x, y2: H, class: "wf-grid" }));
-      svg.append(svgText(x, 10, ms(frac * t.duration_ms) + " ms", frac === 0 ? "start" : frac === 1 ? "end" : "middle"));
+      svg.append(svgText(x, 10, frac ? ms(frac * t.duration_ms) + " ms" : "0", frac === 0 ? "start" : frac === 1 ? "end" : "middle"));
     }
     rows.forEach((r, i) => {
       const y = top + i * rowH;
