@@ -1,5 +1,6 @@
-"""The read side on a big store: how long ``report``, ``errors``, ``traces`` and ``trace ID``
-take on 30 days of a busy worker.
+"""The read side on a big store: how long ``report``, ``errors``, ``traces``, ``trace ID`` and
+the dashboard's ``/api/series`` take on 30 days of a busy worker (the dashboard's other API
+routes run the same queries as the commands).
 
 Usage::
 
@@ -184,6 +185,12 @@ def main() -> int:
             (
                 "traces --slowest --name jobs:task_3",
                 lambda conn: store.list_traces(conn, slowest=True, name_glob="jobs:task_3"),
+            ),
+            ("ui /api/series", lambda conn: store.series(conn)),
+            ("ui /api/series?since=1d", lambda conn: store.series(conn, since_seconds=86400)),
+            (
+                "ui /api/series?name=jobs:task_3&since=7d",
+                lambda conn: store.series(conn, name_glob="jobs:task_3", since_seconds=7 * 86400),
             ),
             (f"trace {newest}", lambda conn: store.find_trace(conn, newest)),
             (
