@@ -126,6 +126,7 @@ def test_series_counts_calls_and_errors_per_step(tmp_path: Path) -> None:
         "/api/series?step=1&since=30d",
         "/api/trace/zz",
         "/api/trace/4bf9",
+        "/api/report?name=%ff",
     ],
 )
 def test_bad_parameters_get_400_with_a_json_error(server: Server, route: str) -> None:
@@ -294,3 +295,13 @@ def test_help_lists_the_ui_command(capsys: pytest.CaptureFixture[str]) -> None:
         main(["help", "ui"])
     out = capsys.readouterr().out
     assert "--host" in out and "--port" in out and "8765" in out
+
+
+def test_only_the_ui_command_imports_the_web_server() -> None:
+    """Building the command line (every other command) does not import http.server."""
+    code = (
+        "import sys; from tasktrace.admin import _parser; _parser(); "
+        "print('http.server' in sys.modules, 'tasktrace.admin._ui_server' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "False"], done.stderr
