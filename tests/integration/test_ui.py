@@ -203,6 +203,27 @@ def test_hostile_names_are_json_strings_in_the_api(server: Server) -> None:
     assert HOSTILE in [row["name"] for row in json.loads(body)]
 
 
+def test_a_store_gone_while_serving_gets_503(db: str) -> None:
+    """A store removed after the start gets 503 and a JSON line saying so on every route."""
+    running = Server(db)
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        for route in (
+            "/api/report",
+            "/api/errors",
+            "/api/traces",
+            "/api/series",
+            "/api/trace/4bf92f35",
+        ):
+            status, _, body = running.request(route)
+            assert status == 503, route
+            assert "cannot read the store" in json.loads(body)["error"]
+    finally:
+        running.close()
+
+
 def test_the_server_never_writes_to_the_store(server: Server, db: str) -> None:
     """Reading every route leaves the store's files as they were."""
     before = {p: os.stat(p).st_mtime_ns for p in (db,)}

@@ -153,6 +153,8 @@ def _api(path: str, route: str, query: str) -> Any:
     if route == "report":
         p = _params(query, ("app", "since", "name"))
         since = _since(p)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"no tasktrace store at {path}")
         if not store.has_data(path):  # (report says so and exits 1: here, no tasks)
             return []
         return store.report_rows(
@@ -251,7 +253,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(body=False)
 
     def _refuse(self) -> None:
-        self._send(405, _document({"error": "only GET and HEAD are allowed"}), "json", True)
+        try:
+            self._send(405, _document({"error": "only GET and HEAD are allowed"}), "json", True)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _refuse
 
@@ -263,30 +268,32 @@ class _Handler(BaseHTTPRequestHandler):
 
         from tasktrace.exceptions import TaskTraceError
 
+        status, content_type = 200, "json"
         try:
             parts = urlsplit(self.path)
             path = parts.path
             if path.startswith("/api/"):
-                document = _api(self.db_path, path[len("/api/") :], parts.query)
-                self._send(200, _document(document), "json", body)
+                payload = _document(_api(self.db_path, path[len("/api/") :], parts.query))
             elif path in _PAGES or (path.startswith("/trace/") and path.count("/") == 2):
-                self._send(200, _read_static("index.html"), "text/html; charset=utf-8", body)
+                payload, content_type = _read_static("index.html"), "text/html; charset=utf-8"
             elif path in _STATIC:
                 file_name, content_type = _STATIC[path]
-                self._send(200, _read_static(file_name), content_type, body)
+                payload = _read_static(file_name)
             else:
                 raise _NotFound(f"no page {path}")
         except _BadRequest as exc:
-            self._send(400, _document({"error": str(exc)}), "json", body)
+            status, payload = 400, _document({"error": str(exc)})
         except _NotFound as exc:
-            self._send(404, _document({"error": str(exc)}), "json", body)
+            status, payload = 404, _document({"error": str(exc)})
         except (sqlite3.Error, TaskTraceError, OSError) as exc:
-            self._send(503, _document({"error": f"cannot read the store: {exc}"}), "json", body)
+            status, payload = 503, _document({"error": f"cannot read the store: {exc}"})
         except Exception as exc:  # never a traceback in a response  # noqa: BLE001
             sys.stderr.write(f"tasktrace-admin ui: {self.path!r}: {type(exc).__name__}: {exc}\n")
-            self._send(
-                500, _document({"error": "internal error (see the server's stderr)"}), "json", body
-            )
+            status, payload = 500, _document({"error": "internal error (see the server's stderr)"})
+        try:
+            self._send(status, payload, content_type, body)
+        except (BrokenPipeError, ConnectionResetError):  # the browser went away: nothing to say
+            pass
 
     def _send(self, status: int, payload: bytes, content_type: str, body: bool) -> None:
         if content_type == "json":
