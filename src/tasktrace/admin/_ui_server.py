@@ -24,6 +24,8 @@ Content-Security-Policy that allows only the server's own script and style
 (:data:`SECURITY_HEADERS`). Only GET and HEAD are answered (405 otherwise), unknown paths
 get 404, bad parameters 400 with ``{"error": "..."}``, a store that cannot be read 503;
 no response ever holds a traceback. Each request opens the store read-only and closes it.
+One difference from the commands: a store that holds no data yet answers ``/api/report``
+with ``[]`` (``report`` exits 1 and says how to get some), so the page can say so.
 """
 
 from __future__ import annotations
