@@ -9,6 +9,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from itertools import groupby
 from operator import itemgetter
@@ -543,7 +544,7 @@ def connect(
             # A new store gives freed pages back in small steps (store._retention);
             # this takes effect only before the first table is created.
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(conn, busy_timeout_ms)
         # In WAL mode NORMAL is durable across application crashes; only an OS crash or
         # power loss can lose the last transactions, and it spares an fsync per harvest.
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -558,6 +559,26 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting for other processes as a write would.
+
+    Switching a file that is not yet in WAL mode needs it to itself, and SQLite answers
+    "database is locked" at once, without its busy handler, while another process holds
+    it (several processes opening an older store at the same moment, one of them
+    migrating it): so wait here, within the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000.0
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc).lower() or "busy" in str(exc).lower()
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _connect_readonly(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
