@@ -473,6 +473,11 @@ def test_exit_is_bounded_even_when_everything_fails(tmp_path: Path) -> None:
             TASKTRACE_DB=str(tmp_path / "afile" / "x.db"),
             TASKTRACE_OTLP_ENDPOINT=hang.url,
             TASKTRACE_SHUTDOWN_TIMEOUT=str(shutdown),
+            # No harvest before the exit: every transaction is still pending when the
+            # program ends, so the exit has the hanging collector to wait for. (With the
+            # default 0.1 s of these tests, a harvest during the run could already have
+            # given the spans up, and the exit then rightly had nothing to wait for.)
+            TASKTRACE_HARVEST_INTERVAL="60",
         )
         prog = write_program(tmp_path, _PROGRAM)
         started = time.monotonic()
