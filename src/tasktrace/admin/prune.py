@@ -24,12 +24,9 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``prune`` options to ``parser``."""
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        help="the SQLite store (default: TASKTRACE_DB, the config's [reporter] path, "
-        "or ~/.local/share/tasktrace/tasktrace.db)",
-    )
+    from tasktrace.admin.report import add_db_argument
+
+    add_db_argument(parser)
     parser.add_argument(
         "--older-than",
         metavar="AGE",

@@ -29,7 +29,14 @@ from typing import Any, Dict, Optional, Sequence
 
 from tasktrace._sanitize import clean, display_width, fit
 
-__all__ = ["add_arguments", "format_table", "run"]
+__all__ = [
+    "add_arguments",
+    "add_db_argument",
+    "add_filter_arguments",
+    "add_format_argument",
+    "format_table",
+    "run",
+]
 
 _COLUMNS = (
     # (key, heading, right-aligned, the most cells shown: longer text is cut with "…")
@@ -45,14 +52,18 @@ _COLUMNS = (
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``report`` options to ``parser``."""
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    """``--db PATH``, as every command that reads the store takes it (see :func:`_db_path`)."""
     parser.add_argument(
         "--db",
         metavar="PATH",
         help="the SQLite store (default: TASKTRACE_DB, the config's [reporter] path, "
         "or ~/.local/share/tasktrace/tasktrace.db)",
     )
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--app``, ``--since`` and ``--name``, as every read command takes them."""
     parser.add_argument("--app", metavar="NAME", help="only this application")
     parser.add_argument(
         "--since",
@@ -62,12 +73,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name", metavar="GLOB", help="only task names matching GLOB (*, ?, [..]; case-sensitive)"
     )
+
+
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    """``--format table|json``, as every read command takes it."""
     parser.add_argument(
         "--format",
         choices=("table", "json"),
         default="table",
         help="a table for people (default) or JSON for programs",
     )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``report`` options to ``parser``."""
+    add_db_argument(parser)
+    add_filter_arguments(parser)
+    add_format_argument(parser)
     parser.add_argument(
         "--with-drops",
         action="store_true",

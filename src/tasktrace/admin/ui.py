@@ -23,12 +23,9 @@ DEFAULT_PORT = 8765
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``ui`` options to ``parser``."""
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        help="the SQLite store (default: TASKTRACE_DB, the config's [reporter] path, "
-        "or ~/.local/share/tasktrace/tasktrace.db)",
-    )
+    from tasktrace.admin.report import add_db_argument
+
+    add_db_argument(parser)
     parser.add_argument(
         "--host",
         default=DEFAULT_HOST,

@@ -48,30 +48,16 @@ _SHORT_ID = 10
 def _common(parser: argparse.ArgumentParser, *, filters: bool = True) -> None:
     """``--db`` and ``--format``, and with ``filters`` ``--app``, ``--since`` and ``--name``,
     as ``report`` has them."""
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        help="the SQLite store (default: TASKTRACE_DB, the config's [reporter] path, "
-        "or ~/.local/share/tasktrace/tasktrace.db)",
+    from tasktrace.admin.report import (
+        add_db_argument,
+        add_filter_arguments,
+        add_format_argument,
     )
+
+    add_db_argument(parser)
     if filters:
-        parser.add_argument("--app", metavar="NAME", help="only this application")
-        parser.add_argument(
-            "--since",
-            metavar="AGE",
-            help="only the last AGE, e.g. 45s, 30m, 2h, 7d (default: all data)",
-        )
-        parser.add_argument(
-            "--name",
-            metavar="GLOB",
-            help="only task names matching GLOB (*, ?, [..]; case-sensitive)",
-        )
-    parser.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="a table for people (default) or JSON for programs",
-    )
+        add_filter_arguments(parser)
+    add_format_argument(parser)
 
 
 def _limit(text: str) -> int:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 from tasktrace.records import TransactionRecord
-from tasktrace.store._reads import _DECODED_COLUMNS, _column, _decode_block
+from tasktrace.store._reads import _DECODED_COLUMNS, _column, _decode_block, _filters
 
 #: The keys of every object :func:`error_groups` returns, in display order.
 ERROR_KEYS = (
@@ -111,18 +111,7 @@ def error_groups(
         A list of dicts with the keys :data:`ERROR_KEYS` and ``group`` and ``span_id``.
     """
     now = time.time() if now is None else now
-    clauses: List[str] = []
-    params: List[Any] = []
-    if app is not None:
-        clauses.append("app = ?")
-        params.append(app)
-    if name_glob is not None:
-        clauses.append("name GLOB ?")
-        params.append(name_glob)
-    if since_seconds is not None:
-        clauses.append("timestamp >= ?")
-        params.append(now - since_seconds)
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = _filters(app, name_glob, "timestamp", since_seconds, now)
     # Grouped in the order of errors_by_group, which holds every column read: no sort
     # and no table row is read until the groups are known.
     groups = conn.execute(
