@@ -122,6 +122,8 @@ LEAVES = {
     "tasktrace._files": set(),
     "tasktrace._fork": set(),
     "tasktrace._rng": {"tasktrace._fork"},
+    "tasktrace._running": set(),
+    "tasktrace._host": set(),
     "tasktrace._sanitize": set(),
     "tasktrace._suggest": set(),
     "tasktrace._suppress": set(),

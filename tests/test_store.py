@@ -97,6 +97,9 @@ def test_connect_creates_dirs_wal_and_schema(tmp_path: Path) -> None:
         "drops",
         "schema_version",
         "trace_index",
+        "running",
+        "last_runs",
+        "schedules",
     }
     conn.close()
 

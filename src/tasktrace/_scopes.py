@@ -16,6 +16,7 @@ from tasktrace._logging import get_logger
 from tasktrace._state import STATE
 from tasktrace.transaction import (
     _CURRENT,
+    OPEN,
     Node,
     Segment,
     Transaction,
@@ -72,6 +73,7 @@ class _Scope:
             txn = self.txn
             if txn is not None:
                 txn._finish()
+                OPEN.discard(txn)
         except Exception:  # pragma: no cover - defensive: never raise into user code  # noqa: BLE001
             _log.debug("tasktrace failed to close a scope", exc_info=True)
 
@@ -120,6 +122,7 @@ def open_task_scope(app: Optional[str], name: str, group: str) -> Optional[_Scop
     node = current_node()
     if node is None:
         txn = Transaction(app, name, group, True)
+        OPEN.add(txn)
         return _Scope(txn, txn)
     txn = node.txn
     if not txn.background:
@@ -146,6 +149,7 @@ def open_web_scope(app: Optional[str], name: str, group: str) -> Optional[_Scope
     node = current_node()
     if node is None:
         txn = Transaction(app, name, group, False)
+        OPEN.add(txn)
         return _Scope(txn, txn)
     seg = open_segment(node, name, group)
     return None if seg is None else _Scope(seg, None)

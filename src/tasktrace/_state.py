@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from tasktrace import _fork
 from tasktrace.config import Settings
@@ -46,8 +46,12 @@ class _AgentState:
         self.settings: Settings = _env_settings()
         #: Read on every instrumented call; mirrors ``settings.enabled``.
         self.enabled: bool = self.settings.enabled
-        #: Read at every transaction's start; mirrors ``settings.cpu_time``.
+        #: Mirrors ``settings.cpu_time``.
         self.cpu_time: bool = self.settings.cpu_time
+        #: Read at every transaction's start: whether it must call
+        #: :meth:`transaction_started` (CPU time is measured, or the recorder's harvest
+        #: thread is not running yet in this process). Off, a start costs nothing more.
+        self.start_hook: bool = True
         self.initialized = False
         #: The recorder in use, created on the first record (None until then).
         self.recorder: Optional[Recorder] = None
@@ -60,6 +64,22 @@ class _AgentState:
         """True in a process made by os.fork() from one where tasktrace was imported
         (:data:`tasktrace._fork.forked_child`)."""
         return _fork.forked_child
+
+    def transaction_started(self, txn: Any) -> None:
+        """A transaction began while :attr:`start_hook` was on: measure its CPU clock if
+        asked, and make sure the harvest thread runs, so that a task still running one
+        harvest interval later is seen as running (SPEC section 7) even when it is the
+        first of its process."""
+        if self.cpu_time:
+            txn._measure_cpu()
+        try:
+            recorder = self.get_recorder()
+            ensure_started = getattr(recorder, "ensure_started", None)
+            if ensure_started is not None:
+                ensure_started()
+        except Exception:  # noqa: BLE001 - never raise into the instrumented call
+            pass
+        self.start_hook = self.cpu_time
 
     def _record_first(self, record: TransactionRecord) -> None:
         """Create the default recorder on the first finished transaction, then record."""
@@ -81,6 +101,7 @@ class _AgentState:
         with self.lock:
             self.recorder = recorder
             self.record = self._record_first if recorder is None else recorder.record
+            self.start_hook = True
 
     def apply_settings(self, settings: Settings) -> None:
         """Make ``settings`` current; an existing recorder is told about them."""
@@ -88,6 +109,7 @@ class _AgentState:
             self.settings = settings
             self.enabled = settings.enabled
             self.cpu_time = settings.cpu_time
+            self.start_hook = True
             recorder = self.recorder
         if recorder is not None:
             recorder.configure(settings)
@@ -105,3 +127,11 @@ class _AgentState:
 
 
 STATE = _AgentState()
+
+
+def _after_fork_in_child() -> None:
+    # The child's recorder starts its own harvest thread at the next transaction.
+    STATE.start_hook = True
+
+
+_fork.register(after_in_child=_after_fork_in_child)

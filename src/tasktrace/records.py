@@ -215,3 +215,47 @@ class DropCount(NamedTuple):
 
 
 EMPTY_METRICS: Mapping[MetricKey, MetricStats] = MappingProxyType({})
+
+
+# -- liveness (SPEC section 7) ---------------------------------------------------------
+
+
+class RunningTask(NamedTuple):
+    """A background task of this process that has been open for a harvest interval."""
+
+    app: str
+    name: str
+    group: str
+    thread_id: int
+    trace_id: int
+    span_id: int
+    #: Epoch seconds at which it started.
+    start: float
+    #: Its target's ``max_duration`` in seconds, if one is set.
+    max_duration: Optional[float]
+
+
+class RunningReport(NamedTuple):
+    """What one harvest says about this process's running tasks."""
+
+    host: str
+    pid: int
+    #: ``/proc`` start time of the process (clock ticks since boot), to tell a reused
+    #: pid from this process; None where it cannot be read.
+    pid_start: Optional[int]
+    #: Epoch seconds of this report; the entries' ``last_seen``.
+    now: float
+    #: The harvest interval, so readers know when an entry has gone stale.
+    interval: float
+    tasks: Tuple[RunningTask, ...]
+
+
+class ScheduleEntry(NamedTuple):
+    """A scheduled target as recorded in the store, so ``check`` knows it."""
+
+    app: str
+    name: str
+    schedule: str
+    grace: Optional[float]
+    timezone: Optional[str]
+    max_duration: Optional[float]

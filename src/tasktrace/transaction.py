@@ -20,10 +20,10 @@ import time
 import traceback
 from collections.abc import Mapping
 from contextvars import ContextVar
-from types import MappingProxyType, TracebackType
-from typing import Any, Dict, List, Optional, Tuple, Type, Union
+from types import FrameType, MappingProxyType, TracebackType
+from typing import Any, Dict, List, Optional, Set, Tuple, Type, Union
 
-from tasktrace import _clock, _fork
+from tasktrace import _clock, _fork, _running
 from tasktrace._logging import get_logger
 from tasktrace._rng import getrandbits
 from tasktrace._state import STATE
@@ -60,9 +60,24 @@ _new_tuple = tuple.__new__
 _PID = _fork.pid
 
 
+#: Transactions opened through a scope (every form but the inlined sync wrapper of
+#: :func:`tasktrace._calls_importlib_bootstrap.fast_task`, whose open transactions the
+#: harvest thread finds on the threads' stacks instead), until their scope closes: the
+#: harvest thread reads it to say which tasks are running (SPEC section 7).
+OPEN: Set[Transaction] = set()
+
+
+#: ``perf_counter`` at the last fork (in a child): transactions that began before it are
+#: the parent's, open on the copy of the forking thread's stack.
+_forked_at = float("-inf")
+
+
 def _after_fork_in_child() -> None:
-    global _PID
+    global _PID, _forked_at
     _PID = _fork.pid
+    # The parent's open transactions are the parent's to report.
+    OPEN.clear()
+    _forked_at = _perf_counter()
 
 
 _fork.register(after_in_child=_after_fork_in_child)
@@ -160,12 +175,18 @@ class Transaction:
         self.span_id = getrandbits(64) or 1
         self.thread_id = _get_ident()
         self._rare: Optional[_Rare] = None
-        if STATE.cpu_time:
-            rare = self._rare = _Rare()
-            rare.cpu0 = _thread_time()
+        if STATE.start_hook:  # CPU time on, or the first task since start or fork
+            STATE.transaction_started(self)
         if _SUPPRESSED.get():  # one of tasktrace's own threads: time nothing, record nothing
             self._suppressed()
         self._t0 = _perf_counter()
+
+    def _measure_cpu(self) -> None:
+        """Start this transaction's thread CPU clock (``cpu_time = true``)."""
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        rare.cpu0 = _thread_time()
 
     def _suppressed(self) -> None:
         rare = self._rare
@@ -447,3 +468,47 @@ def error_record(exc: BaseException) -> ErrorRecord:
     if len(text) > MAX_TRACEBACK_LENGTH:
         text = text[-MAX_TRACEBACK_LENGTH:]
     return ErrorRecord(type_name, message, text, _time())
+
+
+def open_background_tasks() -> List[_running.OpenTask]:
+    """This process's open, reported background transactions, on any thread or task.
+
+    Runs on the harvest thread. Two sources: :data:`OPEN` (every scope-made transaction)
+    and the threads' stacks (``sys._current_frames()``), where a frame running the inlined
+    sync wrapper (:data:`tasktrace._calls_importlib_bootstrap.FAST_TASK_CODE`) holds its
+    transaction in the local ``txn``, so that the hot path pays nothing for being found.
+    """
+    found: Dict[int, Transaction] = {}
+    for txn in list(OPEN):  # (one C-level copy: no Python code runs while it is made)
+        found[id(txn)] = txn
+    module = sys.modules.get("tasktrace._calls_importlib_bootstrap")
+    code = getattr(module, "FAST_TASK_CODE", None)
+    if code is not None:
+        for top in sys._current_frames().values():
+            frame: Optional[FrameType] = top
+            while frame is not None:
+                if frame.f_code is code:
+                    local = frame.f_locals.get("txn")
+                    if type(local) is Transaction:
+                        found[id(local)] = local
+                frame = frame.f_back
+            del top, frame
+    now = _perf_counter()
+    offset = _clock.epoch_offset
+    return [
+        _running.OpenTask(
+            txn.app_name,
+            txn.name,
+            txn.group,
+            txn.thread_id,
+            txn.trace_id,
+            txn.span_id,
+            offset + txn._t0,
+            now - txn._t0,
+        )
+        for txn in found.values()
+        if txn.background and not txn.finished and not txn.ignored and txn._t0 > _forked_at
+    ]
+
+
+_running.scanner = open_background_tasks

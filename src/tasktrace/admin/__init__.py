@@ -30,6 +30,8 @@ _DESCRIPTIONS: Dict[str, str] = {
     "traces": "stored transactions, newest (or --slowest) first",
     "trace": "one trace as a tree, with each transaction's function traces as a waterfall",
     "ui": "a local, read-only web dashboard over the store (charts, errors, traces)",
+    "running": "tasks running now, past their max_duration, or lost (their process died)",
+    "check": "did each scheduled task run on time? exit 1 if one is missed, failed, overdue or lost",
     "prune": "apply retention, roll-ups and max_size to the SQLite store now",
     "help": "show help for a command",
 }
@@ -43,6 +45,8 @@ examples:
   tasktrace-admin traces --slowest --name 'jobs:*'
   tasktrace-admin trace 4bf92f35
   tasktrace-admin ui --port 8765
+  tasktrace-admin running
+  tasktrace-admin check || echo "a scheduled job needs attention"
 """
 
 
@@ -102,6 +106,15 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name])
         add(sub)
 
+    from tasktrace.admin import liveness
+
+    for name, add in (
+        ("running", liveness.add_running_arguments),
+        ("check", liveness.add_check_arguments),
+    ):
+        sub = commands.add_parser(name, help=_DESCRIPTIONS[name], description=_DESCRIPTIONS[name])
+        add(sub)
+
     sub = commands.add_parser("ui", help=_DESCRIPTIONS["ui"], description=_DESCRIPTIONS["ui"])
     from tasktrace.admin import ui
 
@@ -139,6 +152,10 @@ def _dispatch(name: str) -> Callable[[argparse.Namespace], int]:
             name
         ]
 
+    if name in ("running", "check"):
+        from tasktrace.admin import liveness
+
+        return liveness.run_running if name == "running" else liveness.run_check
     if name == "ui":
         from tasktrace.admin.ui import run as run_ui
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -109,6 +110,24 @@ def _check_target(target: TargetSettings) -> List[str]:
     return [f"ok    {label}  -> {target.module}:{paths}{more}"]
 
 
+def _liveness_lines(target: TargetSettings) -> List[str]:
+    """A target's ``max_duration`` and schedule, its next due time, or why it cannot be used."""
+    from tasktrace import schedules
+    from tasktrace.store._views import rfc3339
+
+    lines = []
+    if target.max_duration is not None:
+        lines.append(f"        max_duration {schedules.short_duration(target.max_duration)}")
+    if target.schedule:
+        try:
+            schedule = schedules.parse(target.schedule, target.grace, target.timezone)
+            due = rfc3339(schedule.next_after(time.time()))
+        except schedules.ScheduleError as exc:
+            return [*lines, f"FAIL  {target.kind:15s} {target.function}  schedule: {exc}"]
+        lines.append(f"        schedule {schedules.describe(schedule)}: next due {due}")
+    return lines
+
+
 def validate_config(args: argparse.Namespace) -> int:
     """Parse, validate, import every target module and resolve every target."""
     # Console scripts do not put the current directory on sys.path; the program would
@@ -130,7 +149,7 @@ def validate_config(args: argparse.Namespace) -> int:
         print("no [[background_task]] or [[function_trace]] entries: nothing will be instrumented")
     failures = 0
     for target in targets:
-        for line in _check_target(target):
+        for line in _check_target(target) + _liveness_lines(target):
             print(line)
             failures += line.startswith("FAIL")
     print(f"{len(targets)} target(s), {failures} error(s)")

@@ -170,7 +170,7 @@ class _Builder:
             # _make: the positional fields straight to tuple.__new__, twice as fast here.
             make = TargetSettings._make
             return [
-                make((kind, function, None, None, None, True, f"{prefix}[{index}]"))
+                make((kind, function, None, None, None, True, f"{prefix}[{index}]", *_NO_LIVENESS))
                 for index, function in enumerate(plain, start=1)
             ]
         found: List[TargetSettings] = []
@@ -216,6 +216,10 @@ class _Builder:
                         f"{where}: {keypath}: expected a boolean, got {_kind(value)}"
                         f"{_shown(value)}; write it like enabled = true"
                     )
+            elif key in _LIVENESS_KEYS:
+                parsed = self.parse_liveness_key(key, value, where, keypath)
+                if parsed is not None:
+                    options[key] = parsed
             elif not isinstance(value, str) or not value.strip():
                 got = "an empty string" if isinstance(value, str) else _kind(value) + _shown(value)
                 example = "billing.jobs:send_invoices" if key == "function" else "..."
@@ -235,10 +239,65 @@ class _Builder:
                 f"{where}: {entry_path}: missing the required key 'function'; "
                 'add function = "module:object.path"'
             )
+        if ("grace" in options or "timezone" in options) and "schedule" not in options:
+            key = "grace" if "grace" in options else "timezone"
+            self.problems.append(
+                f"{where}: {entry_path}.{key}: only means something with a schedule; "
+                f'add schedule = "*/15 * * * *" (or remove {key})'
+            )
+        if "schedule" in options and _has_glob(options.get("function", "")):
+            self.problems.append(
+                f"{where}: {entry_path}.schedule: a schedule needs one task, but function = "
+                f"{options['function']!r} is a glob that may match many; name one function"
+            )
         if len(self.problems) > before:
             return None
         return TargetSettings(kind=kind, source=f"{where}: {entry_path}", **options)
 
+    def parse_liveness_key(self, key: str, value: Any, where: str, keypath: str) -> Any:
+        """``max_duration``, ``grace`` (durations), ``schedule`` and ``timezone``: the
+        value to keep, or None after entering a problem."""
+        from tasktrace import schedules
+
+        examples = {
+            "max_duration": 'max_duration = "30m"',
+            "grace": 'grace = "5m"',
+            "schedule": schedules.SCHEDULE_EXAMPLE,
+            "timezone": schedules.TIMEZONE_EXAMPLE,
+        }
+        if not isinstance(value, str) or not value.strip():
+            got = "an empty string" if isinstance(value, str) else _kind(value) + _shown(value)
+            self.problems.append(
+                f"{where}: {keypath}: expected a non-empty string, got {got}; "
+                f"write it like {examples[key]}"
+            )
+            return None
+        try:
+            if key in ("max_duration", "grace"):
+                return _vars.parse_duration(value)
+            if key == "schedule":
+                schedules.check_syntax(value)
+            else:
+                schedules.check_timezone_syntax(value)
+        except schedules.ScheduleError as exc:  # its message has an example already
+            self.problems.append(f"{where}: {keypath}: {exc}")
+            return None
+        except ValueError as exc:
+            self.problems.append(f"{where}: {keypath}: {exc}; write it like {examples[key]}")
+            return None
+        return value
+
+
+#: Target keys of SPEC section 7 (``[[background_task]]`` only).
+_LIVENESS_KEYS = ("max_duration", "schedule", "grace", "timezone")
+
+
+def _has_glob(function: str) -> bool:
+    return any(c in function.partition(":")[2] for c in "*?[")
+
+
+#: The liveness fields of a target that sets none (max_duration, schedule, grace, timezone).
+_NO_LIVENESS = (None, None, None, None)
 
 #: From this many entries on, a target array is first checked in bulk (one regular
 #: expression over all of them), which costs a compile but then far less per entry.

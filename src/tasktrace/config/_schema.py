@@ -365,7 +365,17 @@ _FIELDS: Dict[str, _Field] = {
 
 _TABLE_KEYS = ("reporter", "background_task", "function_trace", "env")
 _TARGET_KEYS = {
-    "background_task": ("function", "name", "group", "application", "enabled"),
+    "background_task": (
+        "function",
+        "name",
+        "group",
+        "application",
+        "enabled",
+        "max_duration",
+        "schedule",
+        "grace",
+        "timezone",
+    ),
     "function_trace": ("function", "name", "group", "enabled"),
 }
 

@@ -96,6 +96,15 @@ class TargetSettings(NamedTuple):
     enabled: bool = True
     #: Where the entry came from, e.g. ``"tasktrace.toml: background_task[2]"``.
     source: str = ""
+    #: Seconds a task may run before it is *overdue* (``max_duration = "30m"``).
+    max_duration: Optional[float] = None
+    #: When the task is due (``schedule = "*/15 * * * *"``, ``"@daily"``, ``"every 10m"``);
+    #: see :mod:`tasktrace.schedules`.
+    schedule: Optional[str] = None
+    #: Seconds a scheduled run may start late and still be on time (default 5 minutes).
+    grace: Optional[float] = None
+    #: The IANA zone the cron schedule is read in (None: the machine's local zone).
+    timezone: Optional[str] = None
 
     @property
     def module(self) -> str:
@@ -106,6 +115,11 @@ class TargetSettings(NamedTuple):
     def object_path(self) -> str:
         """The object path part of ``function``."""
         return self.function.partition(":")[2]
+
+    @property
+    def task_name(self) -> str:
+        """The name this target's transactions get: ``name``, else ``function``."""
+        return self.name or self.function
 
 
 class Settings(NamedTuple):

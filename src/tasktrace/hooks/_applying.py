@@ -119,6 +119,10 @@ def _wrap(target: TargetSettings, module_name: str, match: Resolved) -> Any:
     if wrapper is not original:
         with _lock:
             _cached_wrappers(module_name)[key] = (parent, original, wrapper)
+        if target.max_duration is not None:
+            from tasktrace._running import MAX_DURATIONS
+
+            MAX_DURATIONS[target.name or f"{module_name}:{match.path}"] = target.max_duration
     return wrapper
 
 

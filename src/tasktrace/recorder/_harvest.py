@@ -25,6 +25,7 @@ from tasktrace.recorder._ledger import (
     Ledger,
     View,
 )
+from tasktrace.recorder._liveness import Liveness
 from tasktrace.recorder._process import _LIVE, _install_process_hooks
 from tasktrace.recorder._threads import (
     HARVEST_THREAD_NAME,
@@ -153,6 +154,8 @@ class HarvestRecorder:
         self._export_deadline: Optional[Deadline] = None
         self._logged: set[Tuple[str, str]] = set()
         self._warned = False
+        #: Running tasks and schedules (SPEC section 7), seen from the harvest thread.
+        self._liveness = Liveness()
         if not self._fixed_reporters:
             # Connections, files and any batch in flight belong to the parent; build new
             # reporters lazily (never shut the inherited ones down: that would close the
@@ -227,6 +230,12 @@ class HarvestRecorder:
             self._ledger.add_drop(record.app, reason, 1)
 
     # -- thread start -----------------------------------------------------------------
+
+    def ensure_started(self) -> None:
+        """Start the harvest thread now if it is not running (a task began: if it runs
+        long, the thread must be there to say so)."""
+        if self._thread is None and not self._stopped:
+            self._start()
 
     def _start(self) -> bool:
         """Start the harvest thread in this process; False if the recorder is shut down."""
@@ -386,6 +395,7 @@ class HarvestRecorder:
         ok = False
         try:
             ok = self._harvest(deadline)
+            self._report_liveness(deadline, final=stopping)
             if served or stopping:
                 reporters = self._reporters or []
                 for reporter in reporters:
@@ -420,6 +430,26 @@ class HarvestRecorder:
                     ledger.pending_drops[key] = ledger.pending_drops.get(key, 0) + n
                 ledger.unharvested_evictions_lost += ledger.unharvested_evictions
                 ledger.unharvested_evictions = 0
+
+    def _report_liveness(self, deadline: Optional[float], *, final: bool) -> None:
+        """Tell the reporters that keep them which tasks are running, and (once) which
+        targets are scheduled: SPEC section 7. Never fails the harvest."""
+        try:
+            reporters = [r for r in self._reporters or [] if hasattr(r, "report_running")]
+            if not reporters:
+                return
+            left = self._timeout_until(deadline)
+            timeout = 1.0 if left is None else min(1.0, left)
+            report = self._liveness.report(self._interval, final=final)
+            schedules = self._liveness.schedules(self._settings)
+            for reporter in reporters:
+                # Optional reporter methods (see SqliteReporter.report_running).
+                if schedules and hasattr(reporter, "record_schedules"):
+                    getattr(reporter, "record_schedules")(schedules, timeout)  # noqa: B009
+                if report is not None:
+                    getattr(reporter, "report_running")(report, timeout)  # noqa: B009
+        except Exception:  # noqa: BLE001 - liveness must never stop deliveries (logged once)
+            self._log_once("recorder", "reporting running tasks failed", exc_info=True)
 
     def _timeout_until(self, deadline: Optional[float]) -> Optional[float]:
         return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -30,14 +30,15 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from tasktrace import store
+from tasktrace._host import hostname
 from tasktrace._logging import get_logger
 from tasktrace.config._settings import MIN_MAX_SIZE, ReporterSettings
 from tasktrace.config._settings import Settings as _Settings
 from tasktrace.exceptions import StoreError
-from tasktrace.records import TransactionRecord, app_of
+from tasktrace.records import RunningReport, ScheduleEntry, TransactionRecord, app_of
 from tasktrace.reporters._row_budget import RowBudget
 from tasktrace.reporters.base import (
     Batch,
@@ -162,6 +163,74 @@ class SqliteReporter:
         #: Removed before their retention to keep under max_size, in this process.
         self._early_transactions = 0
         self._early_calls = 0
+        self._reset_liveness()
+
+    # -- liveness (SPEC section 7) ------------------------------------------------------
+
+    def _reset_liveness(self) -> None:
+        self._host = hostname()
+        #: The newest finished run per (app, name) not yet in ``last_runs``.
+        self._pending_runs: Dict[Tuple[str, str], TransactionRecord] = {}
+        #: Span ids this process last wrote as running, and those of them since finished.
+        self._running_spans: Set[int] = set()
+        self._finished_spans: List[int] = []
+
+    def _note_runs(self, records: Tuple[TransactionRecord, ...]) -> None:
+        """Remember the newest run per task of ``records`` (every one, before the row
+        budget samples them) and which of this process's running entries they end."""
+        pending = self._pending_runs
+        for key, record in {(r.app, r.name): r for r in records if r.background}.items():
+            seen = pending.get(key)
+            if seen is None or record.start >= seen.start:
+                pending[key] = record
+        running = self._running_spans
+        if running:
+            for record in records:
+                if record.span_id in running:
+                    running.discard(record.span_id)
+                    self._finished_spans.append(record.span_id)
+
+    def _write_liveness(self, conn: sqlite3.Connection) -> None:
+        """Write what :meth:`_note_runs` gathered; on failure it waits for the next write."""
+        if not self._pending_runs and not self._finished_spans:
+            return
+        try:
+            store.note_finished(conn, self._pending_runs, self._host, self._finished_spans)
+        except sqlite3.Error:
+            logger.debug("tasktrace: sqlite: last runs not written yet", exc_info=True)
+            return
+        self._pending_runs = {}
+        self._finished_spans = []
+
+    def report_running(self, report: RunningReport, timeout: float) -> bool:
+        """Replace this process's running entries with ``report``'s; True if written.
+
+        Called by the recorder on the harvest thread after each export (SPEC section 7);
+        a failure (locked, disk full) is retried by the next harvest, whose report says
+        everything again.
+        """
+        if self._closed or self._pid != os.getpid():
+            return False
+        try:
+            conn = self._connection(max(1, int(min(timeout, _BUSY_SLICE) * 1000)))
+            store.replace_running(conn, report)
+        except (sqlite3.Error, OSError, StoreError):
+            logger.debug("tasktrace: sqlite: running tasks not written", exc_info=True)
+            return False
+        self._running_spans = {task.span_id for task in report.tasks}
+        return True
+
+    def record_schedules(self, entries: Sequence[ScheduleEntry], timeout: float) -> bool:
+        """Record this program's scheduled targets, so ``check`` knows them; True if written."""
+        if self._closed:
+            return False
+        try:
+            conn = self._connection(max(1, int(min(timeout, _BUSY_SLICE) * 1000)))
+            store.record_schedules(conn, entries, time.time())
+        except (sqlite3.Error, OSError, StoreError):
+            logger.debug("tasktrace: sqlite: schedules not recorded", exc_info=True)
+            return False
+        return True
 
     def _connection(self, budget_ms: int) -> sqlite3.Connection:
         if self._conn is not None and self._conn_pid != os.getpid():
@@ -194,6 +263,9 @@ class SqliteReporter:
             self._gate = None
             self._budget = RowBudget(*self._budget_args, clock=self._clock)
             self._open_windows = {}
+            self._reset_liveness()
+        if batch.records:
+            self._note_runs(batch.records)
         self._budget.offer(batch.records)
         batch = batch._replace(records=self._budget.take_due())
         self._kept.append(batch)
@@ -270,6 +342,7 @@ class SqliteReporter:
             self._forget_closed_windows()
             self._kept = []
             self._held = 0
+            self._write_liveness(conn)
             if batch is not None:
                 self._maybe_prune(conn, batch)
             return ExportResult(True, exported=held)

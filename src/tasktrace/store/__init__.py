@@ -98,6 +98,18 @@ the sqlite reporter only, never by ``import tasktrace``.
 
 from __future__ import annotations
 
+from tasktrace.store._liveness import (
+    FAILING,
+    ScheduledTask,
+    check_tasks,
+    merge_schedules,
+    newest_runs,
+    note_finished,
+    record_schedules,
+    replace_running,
+    running_entries,
+    stored_schedules,
+)
 from tasktrace.store._packing import MAX_BLOCK_SIZE
 from tasktrace.store._paths import BUSY_TIMEOUT_MS, DB_ENV_VAR, default_db_path, resolve_db_path
 from tasktrace.store._queries import (
@@ -131,6 +143,7 @@ __all__ = [
     "DB_ENV_VAR",
     "DEFAULT_LIMIT",
     "ERROR_KEYS",
+    "FAILING",
     "MAX_BLOCK_SIZE",
     "MIN_PREFIX",
     "REPORT_KEYS",
@@ -138,9 +151,11 @@ __all__ = [
     "TRACES_KEYS",
     "OpenWindow",
     "PruneReport",
+    "ScheduledTask",
     "TraceLookupError",
     "WriteRefused",
     "Written",
+    "check_tasks",
     "connect",
     "corrupt_store_error",
     "default_db_path",
@@ -151,15 +166,22 @@ __all__ = [
     "find_trace",
     "has_data",
     "list_traces",
+    "merge_schedules",
     "migrate",
+    "newest_runs",
+    "note_finished",
     "parse_since",
     "percentile",
     "prune",
     "read_transactions",
+    "record_schedules",
+    "replace_running",
     "report_rows",
     "resolve_db_path",
     "rfc3339",
+    "running_entries",
     "series",
+    "stored_schedules",
     "vacuum_into_incremental",
     "write_batches",
 ]

@@ -36,7 +36,7 @@ from tasktrace.store._packing import MAX_BLOCK_SIZE, TRACE_INDEX_ROW_BYTES, _Blo
 from tasktrace.store._paths import BUSY_TIMEOUT_MS
 
 #: The newest schema this code writes and reads.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 # -- schema --------------------------------------------------------------------------------
@@ -334,6 +334,55 @@ def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
         index_traces(conn, first, last, b"".join(pending))
 
 
+#: Version 5: liveness (SPEC section 7). ``running``: the tasks each process has had open
+#: for a harvest interval, replaced by every harvest of that process; an entry whose
+#: process is gone stays, as the record of a task that never ended (*lost*).
+#: ``last_runs``: the newest finished run per task. ``schedules``: the scheduled targets
+#: the programs recorded, so ``check`` knows them without their config.
+_V5 = """
+CREATE TABLE IF NOT EXISTS running (
+    host         TEXT    NOT NULL,
+    pid          INTEGER NOT NULL,
+    pid_start    INTEGER,           -- the process's start (Linux clock ticks since boot)
+    span_id      INTEGER NOT NULL,  -- the transaction's span id, as a signed 64-bit value
+    app          TEXT    NOT NULL,
+    name         TEXT    NOT NULL,
+    grp          TEXT    NOT NULL,
+    thread       INTEGER NOT NULL,
+    trace_id     BLOB    NOT NULL,  -- 16 bytes, big-endian
+    started      REAL    NOT NULL,  -- epoch seconds
+    last_seen    REAL    NOT NULL,  -- the harvest that last reported it
+    interval     REAL    NOT NULL,  -- that process's harvest interval, seconds
+    max_duration REAL,              -- its target's limit, seconds
+    PRIMARY KEY (host, pid, span_id)
+);
+CREATE INDEX IF NOT EXISTS running_by_task ON running (app, name, started);
+CREATE TABLE IF NOT EXISTS last_runs (
+    app      TEXT    NOT NULL,
+    name     TEXT    NOT NULL,
+    grp      TEXT    NOT NULL,
+    start    REAL    NOT NULL,
+    duration REAL    NOT NULL,
+    error    TEXT,                  -- the last error's type, NULL when it succeeded
+    host     TEXT,
+    pid      INTEGER,
+    trace_id BLOB,
+    PRIMARY KEY (app, name)
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    app            TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    schedule       TEXT NOT NULL,
+    grace          REAL,            -- seconds; NULL: the default
+    timezone       TEXT,            -- IANA name; NULL: the reader's local zone
+    max_duration   REAL,
+    first_recorded REAL NOT NULL,   -- when this schedule was first recorded
+    updated        REAL NOT NULL,
+    PRIMARY KEY (app, name)
+);
+"""
+
+
 #: A migration step: a SQL script, or a function run inside the migration's transaction.
 _Step = Union[str, Callable[[sqlite3.Connection], None]]
 
@@ -344,6 +393,7 @@ _MIGRATIONS: Dict[int, _Step] = {
     2: _migrate_1_to_2,
     3: _V3,
     4: _migrate_3_to_4,
+    5: _V5,
 }
 
 
