@@ -146,8 +146,8 @@ class Schedule(NamedTuple):
     def next_after(self, epoch: float) -> float:
         """The first time the task is due strictly after ``epoch`` (epoch seconds).
 
-        For ``every <duration>`` that is ``epoch`` plus the period: the period runs from
-        the last start (or from when the schedule was first recorded).
+        For ``every <duration>`` that is ``epoch`` plus the period: ``check`` counts it from
+        the end of the last run (or from when the schedule was first recorded).
         """
         if self.period is not None:
             return epoch + self.period

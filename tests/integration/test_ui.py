@@ -139,10 +139,10 @@ def test_bad_parameters_get_400_with_a_json_error(server: Server, route: str) ->
 
 
 @pytest.mark.parametrize(
-    "route", ["/nope", "/api/nope", "/api/running", "/api/check", "/static/x.js", "/trace/a/b"]
+    "route", ["/nope", "/api/nope", "/api/runnin", "/static/x.js", "/trace/a/b"]
 )
 def test_unknown_paths_get_404(server: Server, route: str) -> None:
-    """Paths that are not the dashboard's get 404 (running and check are not served yet)."""
+    """Paths that are not the dashboard's get 404."""
     status, _, body = server.request(route)
     assert status == 404
     assert "error" in json.loads(body)

@@ -16,6 +16,9 @@ route                          the same as
 ``GET /api/traces``            ``traces --format json`` (and ``errors``, ``slowest``)
 ``GET /api/trace/<id>``        ``trace ID --format json``
 ``GET /api/series``            :func:`tasktrace.store.series` (and ``step``)
+``GET /api/running``           ``running --format json`` (``app``, ``name``, ``all``)
+``GET /api/check``             ``check --format json`` (``app``, ``name``; the config
+                               found in the server's directory, as ``check`` finds it)
 =============================  =================================================
 
 The page draws what the API returns with ``textContent`` and SVG attributes only, so text
@@ -52,7 +55,7 @@ SECURITY_HEADERS = (
     ("Cache-Control", "no-store"),
 )
 #: The page's paths (all served the same page; its script draws the one the path names).
-_PAGES = ("/", "/task", "/errors")
+_PAGES = ("/", "/task", "/errors", "/jobs")
 _STATIC = {
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/app.css": ("app.css", "text/css; charset=utf-8"),
@@ -220,6 +223,28 @@ def _api(path: str, route: str, query: str) -> Any:
             except ValueError as exc:
                 raise _BadRequest(f"step: {exc}") from None
 
+    elif route == "running":
+        p = _params(query, ("app", "name", "all"))
+        include_all = _flag(p, "all")
+
+        def ask(conn: Any) -> Any:
+            return store.running_entries(
+                conn, app=p.get("app"), name_glob=p.get("name"), include_superseded=include_all
+            )
+
+    elif route == "check":
+        p = _params(query, ("app", "name"))
+        configured = _configured_schedules()
+
+        def ask(conn: Any) -> Any:
+            from tasktrace import schedules
+            from tasktrace.admin.liveness import check_document
+
+            try:
+                return check_document(conn, configured, app=p.get("app"), name_glob=p.get("name"))
+            except schedules.ScheduleError as exc:
+                raise _BadRequest(str(exc)) from None
+
     else:
         raise _NotFound(f"no API route /api/{route}")
     conn = store.connect(path, readonly=True)
@@ -227,6 +252,22 @@ def _api(path: str, route: str, query: str) -> Any:
         return ask(conn)
     finally:
         conn.close()
+
+
+def _configured_schedules() -> Any:
+    """The scheduled tasks of the config ``check`` would find (SPEC section 3), read per
+    request so that an edit shows at once.
+
+    Raises:
+        _BadRequest: the config cannot be used (its problems, in the message).
+    """
+    from tasktrace.admin.liveness import configured_schedules
+    from tasktrace.exceptions import ConfigurationError
+
+    try:
+        return configured_schedules(None, None)
+    except ConfigurationError as exc:
+        raise _BadRequest("; ".join(exc.problems or [str(exc)])) from None
 
 
 def _document(document: Any) -> bytes:

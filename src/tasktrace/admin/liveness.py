@@ -30,6 +30,7 @@ __all__ = [
     "add_check_arguments",
     "add_running_arguments",
     "check_document",
+    "configured_schedules",
     "format_check",
     "format_running",
     "run_check",
@@ -184,22 +185,33 @@ def run_running(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configured(args: argparse.Namespace) -> Tuple[int, List[Any]]:
-    """(status, scheduled tasks of the config found); status 2 once stderr says why."""
+def configured_schedules(path: Optional[str], environment: Optional[str]) -> List[Any]:
+    """The scheduled tasks (:class:`tasktrace.store.ScheduledTask`) of the config at
+    ``path``, or of the one found as SPEC section 3 says.
+
+    Raises:
+        tasktrace.exceptions.ConfigurationError: the config cannot be used.
+    """
+    from tasktrace import schedules
     from tasktrace.config import load
     from tasktrace.exceptions import ConfigurationError
     from tasktrace.store import ScheduledTask
 
     overrides: Dict[str, Any] = {}
-    if args.environment:
-        overrides["environment"] = args.environment
-    try:
-        settings = load(args.config, environment=args.environment, overrides=overrides)
-    except ConfigurationError as exc:
-        for problem in exc.problems or [str(exc)]:
-            sys.stderr.write(f"tasktrace-admin check: {problem}\n")
-        return 2, []
-    tasks = [
+    if environment:
+        overrides["environment"] = environment
+    settings = load(path, environment=environment, overrides=overrides)
+    problems = []
+    for target in settings.background_tasks:
+        if target.schedule and target.enabled:
+            try:
+                schedules.parse(target.schedule, target.grace, target.timezone)
+            except schedules.ScheduleError as exc:
+                key = "timezone" if "time zone" in str(exc) else "schedule"
+                problems.append(f"{target.source}.{key}: {exc}")
+    if problems:
+        raise ConfigurationError(problems)
+    return [
         ScheduledTask(
             target.application or settings.app_name,
             target.task_name,
@@ -212,7 +224,18 @@ def _configured(args: argparse.Namespace) -> Tuple[int, List[Any]]:
         for target in settings.background_tasks
         if target.schedule and target.enabled
     ]
-    return 0, tasks
+
+
+def _configured(args: argparse.Namespace) -> Tuple[int, List[Any]]:
+    """(status, scheduled tasks of the config found); status 2 once stderr says why."""
+    from tasktrace.exceptions import ConfigurationError
+
+    try:
+        return 0, configured_schedules(args.config, args.environment)
+    except ConfigurationError as exc:
+        for problem in exc.problems or [str(exc)]:
+            sys.stderr.write(f"tasktrace-admin check: {clean(problem)}\n")
+        return 2, []
 
 
 def check_document(

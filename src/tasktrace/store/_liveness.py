@@ -390,8 +390,11 @@ def check_tasks(
             status = entry["status"]
             next_due = schedule.next_after(_epoch(entry["started"]))
         else:
-            reference = last_start
-            if reference is None:
+            if last is not None:
+                # ``every``: due a period after the last run ended (a loop that sleeps
+                # between runs); cron: the first fire time after the last start.
+                reference = last[0] + last[1] if schedule.period is not None else last[0]
+            else:
                 reference = task.first_recorded if task.first_recorded is not None else now
             next_due = schedule.next_after(reference)
             failed = last is not None and last[2] is not None

@@ -241,9 +241,10 @@
     form.addEventListener("submit", () => {
       for (const input of form.querySelectorAll("input")) if (!input.value) input.disabled = true;
     });
-    const current = { overview: "nav-overview", errors: "nav-errors" }[page];
+    const current = { overview: "nav-overview", errors: "nav-errors", jobs: "nav-jobs" }[page];
     if (current) document.getElementById(current).classList.add("current");
-    for (const id of ["nav-overview", "nav-errors"]) {
+    if (page === "jobs") document.getElementById("f-since").closest("label").classList.add("hidden");
+    for (const id of ["nav-overview", "nav-errors", "nav-jobs"]) {
       const link = document.getElementById(id);
       link.setAttribute("href", link.getAttribute("href") + query({ app: params.get("app"), since: since() }));
     }
@@ -254,8 +255,9 @@
   async function overview() {
     document.title = "tasktrace: tasks";
     const filters = { app: params.get("app"), since: since(), name: params.get("name") };
-    const rows = await api("report", filters);
+    const [rows, warning] = await Promise.all([api("report", filters), attention()]);
     main.replaceChildren(el("h1", {}, "Tasks"), windowNote());
+    if (warning) main.append(warning);
     if (!rows.length) {
       main.append(notice("No tasks in the store match these filters."));
       return;
@@ -363,6 +365,86 @@
     main.replaceChildren(el("h1", {}, "Errors"), windowNote(), ...errorGroups(groups, true));
   }
 
+  // -- liveness: scheduled jobs and running tasks (SPEC section 7) -------------------------
+
+  const FAILING = new Set(["missed", "failed", "overdue", "lost"]);
+
+  function statusBadge(status) {
+    const kind = FAILING.has(status) ? "bad" : status === "late" ? "warn" : status === "new" ? "idle" : "good";
+    return el("span", { class: "status status-" + kind }, status);
+  }
+
+  function duration(msValue) {
+    if (msValue === null || msValue === undefined) return "-";
+    const s = msValue / 1000;
+    if (s < 1) return Math.round(msValue) + " ms";
+    if (s < 120) return s.toFixed(1) + " s";
+    if (s < 7200) return (s / 60).toFixed(1) + " min";
+    if (s < 172800) return (s / 3600).toFixed(1) + " h";
+    return (s / 86400).toFixed(1) + " d";
+  }
+
+  function checkTable(tasks) {
+    if (!tasks.length) return el("p", { class: "muted" }, "No scheduled tasks: add schedule = \"...\" to a [[background_task]] in the config.");
+    const head = el("tr", {}, ...["Status", "App", "Name", "Schedule", "Last start (UTC)", "Took", "Last error", "Next due (UTC)"]
+      .map((h, i) => el("th", { class: i === 5 ? "num" : "" }, h)));
+    const body = el("tbody", {}, ...tasks.map((t) => el("tr", { class: "check-row" },
+      el("td", {}, statusBadge(t.status)),
+      el("td", {}, t.app),
+      el("td", { class: "name" }, el("a", { href: taskHref(t.app, t.name), class: "task-link" }, t.name)),
+      el("td", {}, t.schedule + (t.timezone ? " (" + t.timezone + ")" : "")),
+      el("td", {}, t.last_start ? when(t.last_start) : "never"),
+      el("td", { class: "num" }, duration(t.last_duration_ms)),
+      el("td", { class: t.last_error ? "error-text" : "muted" }, t.last_error ? errorType(t.last_error) : "-"),
+      el("td", {}, when(t.next_due)))));
+    return el("table", { id: "check" }, el("thead", {}, head), body);
+  }
+
+  function runningTable(entries) {
+    if (!entries.length) return el("p", { class: "muted" }, "Nothing is running longer than a harvest interval, and no task was lost.");
+    const head = el("tr", {}, ...["Status", "App", "Name", "Host", "PID", "Started (UTC)", "Elapsed", "Limit", "Trace"]
+      .map((h, i) => el("th", { class: i === 4 || i === 6 || i === 7 ? "num" : "" }, h)));
+    const body = el("tbody", {}, ...entries.map((r) => el("tr", { class: "running-row" },
+      el("td", {}, statusBadge(r.status)),
+      el("td", {}, r.app),
+      el("td", { class: "name" }, el("a", { href: taskHref(r.app, r.name), class: "task-link" }, r.name)),
+      el("td", {}, r.host),
+      el("td", { class: "num" }, String(r.pid)),
+      el("td", {}, when(r.started)),
+      el("td", { class: "num" }, duration(r.elapsed_ms)),
+      el("td", { class: "num" }, duration(r.max_duration_ms)),
+      el("td", {}, el("span", { class: "muted" }, r.trace_id.slice(0, 12))))));
+    return el("table", { id: "running" }, el("thead", {}, head), body);
+  }
+
+  async function jobsPage() {
+    document.title = "tasktrace: jobs";
+    const filters = { app: params.get("app"), name: params.get("name") };
+    const [tasks, entries] = await Promise.all([api("check", filters), api("running", filters)]);
+    main.replaceChildren(
+      el("h1", {}, "Jobs"),
+      el("h2", {}, "Scheduled"),
+      checkTable(tasks),
+      el("h2", {}, "Running now"),
+      runningTable(entries),
+      el("p", { class: "muted" }, "Lost: the process ended (or stopped reporting) while the task ran. Overdue: running past its max_duration. Missed: due, and not started within its grace."));
+  }
+
+  // A line over the tasks table when a job needs attention (the API may be absent on old stores).
+  async function attention() {
+    try {
+      const [tasks, entries] = await Promise.all([api("check", {}), api("running", {})]);
+      const bad = tasks.filter((t) => FAILING.has(t.status)).map((t) => t.name + " (" + t.status + ")")
+        .concat(entries.filter((r) => FAILING.has(r.status) && !tasks.some((t) => t.app === r.app && t.name === r.name))
+          .map((r) => r.name + " (" + r.status + ")"));
+      if (!bad.length) return null;
+      return el("p", { class: "notice attention" }, "Needs attention: " + cut(bad.join(", "), 300) + " ",
+        el("a", { href: "/jobs" + query({ app: params.get("app") }) }, "see Jobs"));
+    } catch (err) {
+      return null;
+    }
+  }
+
   async function tracePage(traceId) {
     document.title = "tasktrace: trace " + traceId.slice(0, 12);
     const trace = await api("trace/" + encodeURIComponent(traceId));
@@ -447,6 +529,7 @@
     if (path === "/" || path === "") [page, draw] = ["overview", overview];
     else if (path === "/task") [page, draw] = ["task", taskPage];
     else if (path === "/errors") [page, draw] = ["errors", errorsPage];
+    else if (path === "/jobs") [page, draw] = ["jobs", jobsPage];
     else if (path.startsWith("/trace/")) {
       const id = decodeURIComponent(path.slice("/trace/".length));
       [page, draw] = ["trace", () => tracePage(id)];
