@@ -273,3 +273,22 @@ def test_config_schedules_merge_with_stored_ones() -> None:
         ("y", "@hourly", 6.0, "store"),
         ("z", "@weekly", None, "config"),
     ]
+
+
+def test_retention_removes_lost_tasks_but_keeps_last_runs_and_schedules(
+    conn: sqlite3.Connection,
+) -> None:
+    """prune() deletes running entries last seen before the cutoff; the per-task rows
+    check needs (last run, schedule) stay, so a monthly job outlives a 7-day retention."""
+    store.replace_running(conn, _report(_task(), now=NOW - 30 * 86400))
+    store.replace_running(conn, _report(_task("jobs:fresh", span=9), pid=77, now=NOW))
+    _ran(conn, NOW - 30 * 86400)
+    store.record_schedules(
+        conn,
+        [ScheduleEntry("billing", "jobs:nightly", "@monthly", None, None, None)],
+        NOW - 40 * 86400,
+    )
+    store.prune(conn, retention=7 * 86400, max_size=1 << 30, now=NOW)
+    assert [e["name"] for e in _running(conn, now=NOW, include_superseded=True)] == ["jobs:fresh"]
+    assert conn.execute("SELECT COUNT(*) FROM last_runs").fetchone()[0] == 1
+    assert len(store.stored_schedules(conn)) == 1

@@ -94,6 +94,11 @@ def _when(rfc3339: Optional[str]) -> str:
     return "-" if rfc3339 is None else rfc3339[:19].replace("T", " ")
 
 
+def _short(rfc3339: Optional[str]) -> str:
+    """``2026-12-01T21:54:57.785Z`` as ``12-01 21:54`` (UTC, to the minute)."""
+    return "-" if rfc3339 is None else rfc3339[5:16].replace("T", " ")
+
+
 def _type(error_type: Optional[str]) -> str:
     if error_type is None:
         return "-"
@@ -133,30 +138,34 @@ def format_running(entries: Sequence[Dict[str, Any]], *, width: int) -> str:
 
 def format_check(tasks: Sequence[Dict[str, Any]], *, width: int) -> str:
     """``check``'s table: status, app, name, schedule, last start and duration, last error,
-    next due (times in UTC)."""
+    next due (times in UTC, to the minute). With one app only, its name heads the table
+    instead of filling a column."""
     from tasktrace.admin.views import _table
 
+    apps = {task["app"] for task in tasks}
+    one_app = len(apps) == 1
     rows = [
         [
             task["status"],
-            clean(task["app"]),
+            *([] if one_app else [clean(task["app"])]),
             clean(task["name"]),
             clean(task["schedule"]),
-            _when(task["last_start"]),
+            _short(task["last_start"]),
             _elapsed(task["last_duration_ms"]),
             clean(_type(task["last_error"])),
-            _when(task["next_due"]),
+            _short(task["next_due"]),
         ]
         for task in tasks
     ]
-    lines = _table(
-        ["STATUS", "APP", "NAME", "SCHEDULE", "LAST START", "TOOK", "ERROR", "NEXT DUE"],
-        rows,
-        right=[False, False, False, False, False, True, False, False],
-        shrink=[(2, 12), (6, 8), (1, 8), (3, 9)],
-        width=width,
-    )
-    return "\n".join(lines) + "\n"
+    headings = ["STATUS", "APP", "NAME", "SCHEDULE", "LAST START", "TOOK", "ERROR", "NEXT DUE"]
+    right = [False, False, False, False, False, True, False, False]
+    shrink = [(6, 8), (3, 9), (1, 8), (2, 12)]
+    if one_app:
+        del headings[1], right[1]
+        shrink = [(index - 1, fewest) for index, fewest in shrink if index != 1]
+    lines = _table(headings, rows, right=right, shrink=shrink, width=width)
+    title = f"app {clean(next(iter(apps)))}, times in UTC" if one_app else "times in UTC"
+    return title + "\n" + "\n".join(lines) + "\n"
 
 
 # -- commands ----------------------------------------------------------------------------------

@@ -159,6 +159,9 @@ def prune(
         lambda: _delete_old_blocks(conn, cutoff, step_rows),
         lambda: _delete_old_rows(conn, "metrics", "window_end", cutoff, small_rows),
         lambda: _delete_old_rows(conn, "drops", "time", cutoff, small_rows),
+        # Lost tasks last seen before the cutoff (last_runs and schedules stay: a row per
+        # task, which check needs for a monthly job whatever the retention).
+        lambda: _delete_old_rows(conn, "running", "last_seen", cutoff, small_rows),
         lambda: _roll_up(conn, _FINE, 60, now - minute_after, small_rows),
         lambda: _roll_up(conn, _MINUTE, 3600, now - hour_after, small_rows),
     )
@@ -238,7 +241,8 @@ def _delete_old_blocks(
 def _delete_old_rows(
     conn: sqlite3.Connection, table: str, column: str, cutoff: float, step_rows: int
 ) -> Tuple[bool, PruneReport]:
-    """The oldest rows of ``table`` (``metrics`` or ``drops``) older than ``cutoff``."""
+    """The oldest rows of ``table`` (``metrics``, ``drops`` or ``running``) older than
+    ``cutoff``."""
     removed = 0
 
     def work() -> PruneReport:
