@@ -44,6 +44,7 @@ def _fresh_agent() -> Iterator[None]:
 #: Modules with global state and a ``_reset_for_tests()``, reset only once imported (the
 #: fixture must not import what a test never used: the recorder, hooks, the OTLP reporter).
 _REGISTRIES = (
+    "tasktrace._running",
     "tasktrace.hooks",
     "tasktrace._logging",
     "tasktrace.recorder",

@@ -29,3 +29,8 @@ scanner: Optional[Callable[[], List[OpenTask]]] = None
 #: ``max_duration`` in seconds per task name, entered when a target that sets one is
 #: applied (its name, or each name a glob resolves to); the harvest thread reads it.
 MAX_DURATIONS: Dict[str, float] = {}
+
+
+def _reset_for_tests() -> None:
+    """Forget the limits entered by applied targets."""
+    MAX_DURATIONS.clear()
