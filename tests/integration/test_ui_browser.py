@@ -165,3 +165,51 @@ def _quote(text: str) -> str:
     from urllib.parse import quote
 
     return quote(text, safe="")
+
+
+def test_jobs_page_shows_scheduled_and_running_tasks(browser: Any, tmp_path: Path) -> None:
+    """The Jobs page draws check's and running's tables with status badges (a hostile name
+    as text), and the Tasks page says a job needs attention, linking there."""
+    import time
+
+    from tasktrace import store as tt_store
+    from tasktrace.records import RunningReport, RunningTask, ScheduleEntry
+
+    shots = Path(SHOTS or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    db = store(tmp_path)
+    conn = tt_store.connect(db)
+    now = time.time()
+    tt_store.record_schedules(
+        conn,
+        [
+            ScheduleEntry("billing", HOSTILE, "every 1h", 60.0, None, None),
+            ScheduleEntry("billing", "jobs:a", "every 1h", 60.0, None, None),
+        ],
+        now - 7200,
+    )
+    task = RunningTask("billing", HOSTILE, "Function", 1, 9, 9, now - 300, None)
+    tt_store.replace_running(conn, RunningReport("elsewhere", 99, None, now - 200, 1.0, (task,)))
+    conn.close()
+    server = Server(db)
+    ui = _Page(browser, f"http://127.0.0.1:{server.port}", shots)
+    try:
+        page = ui.open("/jobs", "jobs")
+        statuses = page.locator("#check tbody tr td:first-child").all_text_contents()
+        assert sorted(statuses) == ["lost", "missed"]
+        assert page.locator("#running tbody tr").count() == 1
+        assert page.locator("#running .status-bad").text_content() == "lost"
+        assert HOSTILE in page.locator("#running a.task-link").text_content()
+        page = ui.open("/", "overview-attention")
+        attention = page.locator("p.attention")
+        assert (
+            "Needs attention" in attention.text_content() and "(lost)" in attention.text_content()
+        )
+        attention.locator("a").click()
+        page.wait_for_selector("body[data-ready]")
+        assert page.url.endswith("/jobs")
+        assert page.locator("img").count() == 0 and page.locator("main script").count() == 0
+        assert ui.dialogs == [] and ui.problems == []
+    finally:
+        ui.page.close()
+        server.close()
