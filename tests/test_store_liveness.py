@@ -292,3 +292,35 @@ def test_retention_removes_lost_tasks_but_keeps_last_runs_and_schedules(
     assert [e["name"] for e in _running(conn, now=NOW, include_superseded=True)] == ["jobs:fresh"]
     assert conn.execute("SELECT COUNT(*) FROM last_runs").fetchone()[0] == 1
     assert len(store.stored_schedules(conn)) == 1
+
+
+def test_a_version_4_store_learns_its_last_runs_on_upgrade(tmp_path: Path) -> None:
+    """Upgrading to version 5 fills last_runs from the newest stored transaction of each
+    task (its error type included), so check knows what ran before the upgrade."""
+    from _views_store import write
+
+    path = write(
+        str(tmp_path / "v4.db"),
+        [
+            record("jobs:a", start=NOW - 100, duration=1.0),
+            record("jobs:b", start=NOW - 50, duration=2.0),
+        ],
+        [
+            record(
+                "jobs:a", start=NOW - 10, duration=4.0, error=("builtins:KeyError", "k"), span_id=9
+            )
+        ],
+    )
+    conn = sqlite3.connect(path)
+    for table in ("running", "last_runs", "schedules"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("UPDATE schema_version SET version = 4")
+    conn.commit()
+    conn.close()
+    upgraded = store.connect(path, readonly=True)
+    assert upgraded.execute(
+        "SELECT name, start, duration, error FROM last_runs ORDER BY name"
+    ).fetchall() == [
+        ("jobs:a", NOW - 10, 4.0, "builtins:KeyError"),
+        ("jobs:b", NOW - 50, 2.0, None),
+    ]

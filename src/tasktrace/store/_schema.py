@@ -383,6 +383,50 @@ CREATE TABLE IF NOT EXISTS schedules (
 """
 
 
+def _floats(blob: bytes) -> List[float]:
+    from array import array
+
+    values = array("d")
+    values.frombytes(blob)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Version 5 (only adds): the liveness tables, with ``last_runs`` filled in from the
+    newest stored transaction of every background task, so ``check`` knows what ran
+    before the upgrade."""
+    for statement in _statements(_V5):
+        conn.execute(statement)
+    newest = conn.execute(
+        "SELECT app, name, grp, id, start, duration, host, pid, trace_id, MAX(last_start) "
+        "FROM transaction_blocks WHERE background = 1 GROUP BY app, name"
+    ).fetchall()
+    for app, name, grp, block_id, starts, durations, host, pid, trace_ids, _ in newest:
+        start_values = _floats(starts)
+        index = max(range(len(start_values)), key=start_values.__getitem__)
+        error = conn.execute(
+            "SELECT type FROM errors WHERE block_id = ? AND txn = ? ORDER BY rowid DESC LIMIT 1",
+            (block_id, index),
+        ).fetchone()
+        conn.execute(
+            "INSERT OR IGNORE INTO last_runs (app, name, grp, start, duration, error, host, "
+            "pid, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                app,
+                name,
+                grp,
+                start_values[index],
+                _floats(durations)[index],
+                None if error is None else error[0],
+                host,
+                pid,
+                bytes(trace_ids[16 * index : 16 * index + 16]),
+            ),
+        )
+
+
 #: A migration step: a SQL script, or a function run inside the migration's transaction.
 _Step = Union[str, Callable[[sqlite3.Connection], None]]
 
@@ -393,7 +437,7 @@ _MIGRATIONS: Dict[int, _Step] = {
     2: _migrate_1_to_2,
     3: _V3,
     4: _migrate_3_to_4,
-    5: _V5,
+    5: _migrate_4_to_5,
 }
 
 
