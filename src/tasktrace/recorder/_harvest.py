@@ -435,12 +435,13 @@ class HarvestRecorder:
         """Tell the reporters that keep them which tasks are running, and (once) which
         targets are scheduled: SPEC section 7. Never fails the harvest."""
         try:
+            # (The scan runs whatever the reporters: it also warns about overdue tasks.)
+            report = self._liveness.report(self._interval, final=final)
             reporters = [r for r in self._reporters or [] if hasattr(r, "report_running")]
             if not reporters:
                 return
             left = self._timeout_until(deadline)
             timeout = 1.0 if left is None else min(1.0, left)
-            report = self._liveness.report(self._interval, final=final)
             schedules = self._liveness.schedules(self._settings)
             for reporter in reporters:
                 # Optional reporter methods (see SqliteReporter.report_running).
