@@ -153,6 +153,10 @@ type = "sqlite"
 # group = "Task"                # default: "Function"
 # application = "my-batch"      # default: app_name
 # enabled = true
+# max_duration = "30m"          # past it the task is overdue: a warning; check fails
+# schedule = "0 3 * * *"        # cron (5 fields), "@daily", "@hourly", ... or "every 10m"
+# grace = "5m"                  # how late a run may start and still be on time
+# timezone = "Europe/Berlin"    # the zone the cron fields are read in (default: local)
 
 # Each [[function_trace]] records a segment inside the current transaction.
 # [[function_trace]]
