@@ -63,8 +63,16 @@ def describe(settings: Settings) -> List[Tuple[str, str, str]]:
         for index, target in enumerate(targets, start=1):
             options = [
                 f"{name}={getattr(target, name)!r}"
-                for name in ("name", "group", "application")
-                if getattr(target, name) is not None
+                for name in (
+                    "name",
+                    "group",
+                    "application",
+                    "schedule",
+                    "grace",
+                    "timezone",
+                    "max_duration",
+                )
+                if getattr(target, name, None) is not None
             ]
             if not target.enabled:
                 options.append("enabled=False")
