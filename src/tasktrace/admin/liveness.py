@@ -59,8 +59,18 @@ def add_running_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_CHECK_EPILOG = """\
+exit status:
+  0  every task is new, ok, running or late
+  1  a task is missed, failed, overdue or lost (stderr names it), or the store cannot be read
+  2  bad arguments, or a config or schedule that cannot be used
+"""
+
+
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``check``."""
+    parser.epilog = _CHECK_EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     _common(parser)
     parser.add_argument(
         "--config",
@@ -236,11 +246,21 @@ def configured_schedules(path: Optional[str], environment: Optional[str]) -> Lis
 
 
 def _configured(args: argparse.Namespace) -> Tuple[int, List[Any]]:
-    """(status, scheduled tasks of the config found); status 2 once stderr says why."""
+    """(status, scheduled tasks of the config found); status 2 once stderr says why.
+
+    Without ``--db`` (nor ``TASKTRACE_DB``), the store is the one ``--config`` names in
+    ``[reporter] path``, where its programs write.
+    """
+    import os
+
+    from tasktrace.config import load
     from tasktrace.exceptions import ConfigurationError
 
     try:
-        return 0, configured_schedules(args.config, args.environment)
+        tasks = configured_schedules(args.config, args.environment)
+        if args.config and not args.db and not os.environ.get("TASKTRACE_DB"):
+            args.db = load(args.config, environment=args.environment).reporter.path
+        return 0, tasks
     except ConfigurationError as exc:
         for problem in exc.problems or [str(exc)]:
             sys.stderr.write(f"tasktrace-admin check: {clean(problem)}\n")
