@@ -45,6 +45,7 @@ def _fresh_agent() -> Iterator[None]:
 #: fixture must not import what a test never used: the recorder, hooks, the OTLP reporter).
 _REGISTRIES = (
     "tasktrace.hooks",
+    "tasktrace.integrations",
     "tasktrace._logging",
     "tasktrace.recorder",
     "tasktrace.reporters.otlp",

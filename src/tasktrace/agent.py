@@ -59,6 +59,10 @@ def initialize(
         from tasktrace import hooks
 
         hooks.install(settings)
+    if settings.enabled:
+        from tasktrace import integrations
+
+        integrations.install(settings)
     return settings
 
 

@@ -1,0 +1,274 @@
+"""Celery with no targets: tasktrace's Celery integration against a real Redis broker and
+real workers (solo, threads, prefork with and without ``max_tasks_per_child=1``).
+
+Every task a worker runs is one transaction named ``task.name`` in group ``Celery``, with
+the ``job.*`` attributes, its outcome (ok, error, retry, rejected, soft and hard time
+limits) and the producer's trace context: a producer run under the launcher enqueues
+inside a transaction, and each job's transaction continues its trace.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections import Counter
+from typing import Any, Dict, List
+
+import pytest
+from _launcher import Launcher
+from _services import fresh_db, stop, wait_until
+
+pytest.importorskip("celery", reason="celery is not installed (it is in the test extra)")
+pytest.importorskip("redis", reason="redis-py is not installed (celery[redis], the test extra)")
+
+#: A Celery app as a new user writes it: ``@app.task`` on plain functions, no tasktrace.
+TASKS = """
+import os
+import time
+
+from celery import Celery
+from celery.exceptions import Reject
+
+app = Celery("tasks", broker=os.environ["CELERY_BROKER_URL"])
+app.conf.broker_connection_retry_on_startup = True
+app.conf.result_backend = os.environ.get("CELERY_RESULT_BACKEND")
+
+
+@app.task
+def add(x, y):
+    return x + y
+
+
+@app.task
+def fails(n):
+    raise KeyError(f"no {n}")
+
+
+@app.task(bind=True, max_retries=1, default_retry_delay=0)
+def retried(self):
+    if self.request.retries == 0:
+        raise self.retry(exc=ValueError("first attempt"), countdown=0)
+    return "second attempt"
+
+
+@app.task
+def rejects():
+    raise Reject("unwanted", requeue=False)
+
+
+@app.task(soft_time_limit=0.3)
+def soft_limit():
+    time.sleep(3)
+
+
+@app.task(time_limit=0.5)
+def hard_limit():
+    time.sleep(5)
+"""
+
+#: Runs under the launcher: enqueues inside one transaction, waits for every result.
+PRODUCER = """
+import sys
+import tasktrace
+import tasks
+
+names = sys.argv[1].split(",")
+with tasktrace.BackgroundTask(name="producer", group="Producer"):
+    results = []
+    for i in range(3):
+        results.append(tasks.add.delay(i, 1))
+    if "fails" in names:
+        results.append(tasks.fails.delay(7))
+    if "retried" in names:
+        results.append(tasks.retried.delay())
+    if "rejects" in names:
+        tasks.rejects.delay()
+    if "soft_limit" in names:
+        results.append(tasks.soft_limit.delay())
+    if "hard_limit" in names:
+        results.append(tasks.hard_limit.delay())
+    done = [r.get(timeout=60, propagate=False) for r in results]
+print(f"{len(done)} results")
+"""
+
+
+def _worker(pool: str, *options: str) -> List[str]:
+    return [
+        sys.executable,
+        "-m",
+        "tasktrace",
+        "run-program",
+        "celery",
+        "-A",
+        "tasks",
+        "worker",
+        "--pool",
+        pool,
+        "--loglevel",
+        "warning",
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+        *options,
+    ]
+
+
+def _run(
+    launcher: Launcher, redis_url: str, worker: List[str], names: str, env: Dict[str, str]
+) -> List[Dict[str, Any]]:
+    """Start ``worker``, run the producer, stop the worker (SIGTERM) and return the records."""
+    launcher.write("tasks.py", TASKS)
+    launcher.write("producer.py", PRODUCER)
+    full = dict(launcher.env, CELERY_BROKER_URL=fresh_db(redis_url), **env)
+    full["CELERY_RESULT_BACKEND"] = fresh_db(redis_url)
+    full["TASKTRACE_APP_NAME"] = "celery-zero"
+    log_path = launcher.cwd / "worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            worker,
+            cwd=launcher.cwd,
+            env=full,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        sent = subprocess.run(
+            [sys.executable, "-m", "tasktrace", "run-program", "python", "producer.py", names],
+            cwd=launcher.cwd,
+            env=full,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert sent.returncode == 0, sent.stderr[-2000:] + log_path.read_text()[-2000:]
+        if "rejects" in names:  # no result to wait for: wait for its record
+            assert wait_until(
+                lambda: any(r["name"] == "tasks.rejects" for r in launcher.records()), 20
+            ), log_path.read_text()[-2000:]
+        proc.send_signal(signal.SIGTERM)  # warm shutdown
+        status = proc.wait(60)
+    finally:
+        stop(proc)
+    worker_log = log_path.read_text(errors="replace")
+    assert status == 0, worker_log[-3000:]
+    assert "dropped" not in worker_log
+    return launcher.records()
+
+
+def _jobs(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [r for r in records if r["group"] == "Celery"]
+
+
+@pytest.mark.parametrize(
+    ("pool", "options"),
+    [
+        pytest.param("solo", (), id="solo"),
+        pytest.param("threads", ("--concurrency", "2"), id="threads"),
+        pytest.param("prefork", ("--concurrency", "2"), id="prefork"),
+        pytest.param(
+            "prefork", ("--concurrency", "2", "--max-tasks-per-child", "1"), id="prefork-recycled"
+        ),
+    ],
+)
+def test_every_task_recorded_once_by_name_with_no_config(
+    launcher: Launcher, redis_url: str, pool: str, options: tuple
+) -> None:
+    """No config at all: each task run is one transaction named task.name, group Celery."""
+    records = _run(launcher, redis_url, _worker(pool, *options), "fails", {})
+    jobs = _jobs(records)
+    assert Counter(r["name"] for r in jobs) == {"tasks.add": 3, "tasks.fails": 1}
+    assert len({r["attributes"]["job.id"] for r in jobs}) == 4
+    for job in jobs:
+        attributes = job["attributes"]
+        assert attributes["job.system"] == "Celery"
+        assert attributes["job.queue"] == "celery"
+        assert attributes["job.retries"] == 0
+        assert attributes["job.queue_wait_ms"] >= 0
+    failed = next(r for r in jobs if r["name"] == "tasks.fails")
+    assert [(e["type"], e["message"]) for e in failed["errors"]] == [
+        ("builtins:KeyError", "'no 7'")
+    ]
+    assert failed["attributes"]["job.outcome"] == "error"
+    assert {r["attributes"]["job.outcome"] for r in jobs if r["name"] == "tasks.add"} == {"ok"}
+    if pool == "prefork" and "--max-tasks-per-child" in options:
+        # A child per task: each delivered its one task before it was recycled.
+        assert len({r["pid"] for r in jobs}) == len(jobs)
+
+
+def test_jobs_continue_the_producers_trace(launcher: Launcher, redis_url: str) -> None:
+    """Each job's transaction has the producer's trace id and its span as parent; the
+    producer records an ``enqueue <task>`` function trace per message."""
+    records = _run(launcher, redis_url, _worker("solo"), "", {})
+    (producer,) = [r for r in records if r["name"] == "producer"]
+    enqueues = [s["name"] for s in producer["segments"]]
+    assert enqueues == ["enqueue tasks.add"] * 3
+    jobs = _jobs(records)
+    assert len(jobs) == 3
+    for job in jobs:
+        assert job["trace_id"] == producer["trace_id"]
+        assert job["parent_span_id"] == producer["span_id"]
+        assert job["span_id"] != producer["span_id"]
+
+
+@pytest.mark.parametrize("mode", ["link", "none"])
+def test_propagate_link_and_none(launcher: Launcher, redis_url: str, mode: str) -> None:
+    """``propagate = "link"``: own trace, a link to the producer; ``"none"``: nothing."""
+    launcher.write("tasktrace.toml", f'[integrations]\npropagate = "{mode}"\n')
+    records = _run(launcher, redis_url, _worker("solo"), "", {})
+    (producer,) = [r for r in records if r["name"] == "producer"]
+    jobs = _jobs(records)
+    assert len(jobs) == 3
+    for job in jobs:
+        assert job["trace_id"] != producer["trace_id"]
+        assert job["parent_span_id"] is None
+        link = (
+            job["attributes"].get("tasktrace.link.trace_id"),
+            job["attributes"].get("tasktrace.link.span_id"),
+        )
+        if mode == "link":
+            assert link == (producer["trace_id"], producer["span_id"])
+        else:
+            assert link == (None, None)
+
+
+def test_integration_can_be_switched_off(launcher: Launcher, redis_url: str) -> None:
+    """``[integrations] celery = false``: the worker records nothing, the producer no
+    enqueue traces."""
+    launcher.write("tasktrace.toml", "[integrations]\ncelery = false\n")
+    records = _run(launcher, redis_url, _worker("solo"), "", {})
+    assert [(r["name"], r["segments"]) for r in records] == [("producer", [])]
+
+
+def test_outcomes_retry_reject_and_time_limits(launcher: Launcher, redis_url: str) -> None:
+    """A retry is an error of the attempt; a rejection, a soft and a hard time limit are
+    recorded with their outcome (the hard one by the pool's supervisor)."""
+    records = _run(
+        launcher,
+        redis_url,
+        _worker("prefork", "--concurrency", "2"),
+        "retried,rejects,soft_limit,hard_limit",
+        {},
+    )
+    jobs = _jobs(records)
+    by_name: Dict[str, List[Dict[str, Any]]] = {}
+    for job in jobs:
+        by_name.setdefault(job["name"], []).append(job)
+    attempts = sorted(by_name["tasks.retried"], key=lambda r: r["attributes"]["job.retries"])
+    assert [a["attributes"]["job.outcome"] for a in attempts] == ["retry", "ok"]
+    assert [(e["type"], e["message"]) for e in attempts[0]["errors"]] == [
+        ("builtins:ValueError", "first attempt")
+    ]
+    assert attempts[1]["errors"] == []
+    (rejected,) = by_name["tasks.rejects"]
+    assert rejected["attributes"]["job.outcome"] == "rejected"
+    assert [e["type"] for e in rejected["errors"]] == ["celery.exceptions:Reject"]
+    (soft,) = by_name["tasks.soft_limit"]
+    assert soft["attributes"]["job.outcome"] == "error"
+    assert [e["type"] for e in soft["errors"]] == ["billiard.exceptions:SoftTimeLimitExceeded"]
+    (hard,) = by_name["tasks.hard_limit"]
+    assert hard["attributes"]["job.outcome"] == "timeout"
+    assert [e["type"] for e in hard["errors"]] == ["billiard.exceptions:TimeLimitExceeded"]
+    assert hard["duration"] >= 0.4
