@@ -118,7 +118,7 @@ def _check_target(target: TargetSettings, settings: Optional[Settings] = None) -
 def _task_object_lines(label: str, resolved: Sequence[Resolved], settings: Settings) -> List[str]:
     """For a target naming job systems' task objects (a Celery ``@app.task``): what each is
     and whether it will be recorded; empty when it names none."""
-    from tasktrace import integrations
+    from tasktrace.integrations import _targets as integrations
 
     found = [(r, integrations.task_object(r.value)) for r in resolved]
     if not any(task for _, task in found):

@@ -187,8 +187,8 @@ def _apply_task_object(
     """Hand a match that is a job system's task object (a Celery ``@app.task``) to its
     integration instead of wrapping it: its worker calls it through the broker's registry,
     never through this attribute. True if ``match`` was one (handed on, or failed)."""
-    from tasktrace import integrations
     from tasktrace._state import STATE
+    from tasktrace.integrations import _targets as integrations
 
     found = integrations.task_object(match.value, describe=False)
     if found is None:
