@@ -1,5 +1,6 @@
-"""Celery with no targets: tasktrace's Celery integration against a real Redis broker and
-real workers (solo, threads, prefork with and without ``max_tasks_per_child=1``).
+"""Celery with no targets: tasktrace's Celery integration against real brokers (Redis, and
+RabbitMQ, the usual production broker) and real workers (solo, threads, prefork with and
+without ``max_tasks_per_child=1``).
 
 Every task a worker runs is one transaction named ``task.name`` in group ``Celery``, with
 the ``job.*`` attributes, its outcome (ok, error, retry, rejected, soft and hard time
@@ -17,6 +18,7 @@ from typing import Any, Dict, List
 
 import pytest
 from _launcher import Launcher
+from _rabbitmq import queue_name
 from _services import fresh_db, stop, wait_until
 
 pytest.importorskip("celery", reason="celery is not installed (it is in the test extra)")
@@ -33,6 +35,7 @@ from celery.exceptions import Reject
 app = Celery("tasks", broker=os.environ["CELERY_BROKER_URL"])
 app.conf.broker_connection_retry_on_startup = True
 app.conf.result_backend = os.environ.get("CELERY_RESULT_BACKEND")
+app.conf.task_default_queue = os.environ.get("CELERY_QUEUE", "celery")
 
 
 @app.task
@@ -115,12 +118,20 @@ def _worker(pool: str, *options: str) -> List[str]:
 
 
 def _run(
-    launcher: Launcher, redis_url: str, worker: List[str], names: str, env: Dict[str, str]
+    launcher: Launcher,
+    redis_url: str,
+    worker: List[str],
+    names: str,
+    env: Dict[str, str],
+    broker: str = "",
 ) -> List[Dict[str, Any]]:
-    """Start ``worker``, run the producer, stop the worker (SIGTERM) and return the records."""
+    """Start ``worker``, run the producer, stop the worker (SIGTERM) and return the records.
+
+    The broker is a fresh Redis database unless ``broker`` is given; results go to Redis.
+    """
     launcher.write("tasks.py", TASKS)
     launcher.write("producer.py", PRODUCER)
-    full = dict(launcher.env, CELERY_BROKER_URL=fresh_db(redis_url), **env)
+    full = dict(launcher.env, CELERY_BROKER_URL=broker or fresh_db(redis_url), **env)
     full["CELERY_RESULT_BACKEND"] = fresh_db(redis_url)
     full["TASKTRACE_APP_NAME"] = "celery-zero"
     log_path = launcher.cwd / "worker.log"
@@ -272,3 +283,39 @@ def test_outcomes_retry_reject_and_time_limits(launcher: Launcher, redis_url: st
     assert hard["attributes"]["job.outcome"] == "timeout"
     assert [e["type"] for e in hard["errors"]] == ["billiard.exceptions:TimeLimitExceeded"]
     assert hard["duration"] >= 0.4
+
+
+@pytest.mark.parametrize(
+    ("pool", "options"),
+    [
+        pytest.param("solo", (), id="solo"),
+        pytest.param(
+            "prefork", ("--concurrency", "2", "--max-tasks-per-child", "1"), id="prefork-recycled"
+        ),
+    ],
+)
+def test_rabbitmq_broker(
+    launcher: Launcher, redis_url: str, rabbitmq_url: str, pool: str, options: tuple
+) -> None:
+    """Over a real RabbitMQ: every task once, named, in the producer's trace, the queue
+    from the delivery's routing key."""
+    queue = queue_name()
+    records = _run(
+        launcher,
+        redis_url,
+        _worker(pool, "--queues", queue, *options),
+        "fails",
+        {"CELERY_QUEUE": queue},
+        broker=rabbitmq_url,
+    )
+    (producer,) = [r for r in records if r["name"] == "producer"]
+    jobs = _jobs(records)
+    assert Counter(r["name"] for r in jobs) == {"tasks.add": 3, "tasks.fails": 1}
+    for job in jobs:
+        assert job["attributes"]["job.queue"] == queue
+        assert (job["trace_id"], job["parent_span_id"]) == (
+            producer["trace_id"],
+            producer["span_id"],
+        )
+    (failed,) = [r for r in jobs if r["name"] == "tasks.fails"]
+    assert failed["attributes"]["job.outcome"] == "error"
