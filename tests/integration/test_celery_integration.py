@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 import pytest
 from _launcher import Launcher
 from _rabbitmq import queue_name
-from _services import fresh_db, stop, wait_until
+from _services import copy_example, fresh_db, stop, wait_until
 
 pytest.importorskip("celery", reason="celery is not installed (it is in the test extra)")
 pytest.importorskip("redis", reason="redis-py is not installed (celery[redis], the test extra)")
@@ -319,3 +319,41 @@ def test_rabbitmq_broker(
         )
     (failed,) = [r for r in jobs if r["name"] == "tasks.fails"]
     assert failed["attributes"]["job.outcome"] == "error"
+
+
+def test_celery_app_example(launcher: Launcher, redis_url: str) -> None:
+    """config-examples/celery_app as its README line runs it: every task by name, the
+    targeted task object under its target's name and group, all in the checkout's trace."""
+    copy_example("celery_app", launcher.cwd)
+    env = dict(launcher.env, CELERY_BROKER_URL=fresh_db(redis_url))
+    log_path = launcher.cwd / "worker.log"
+    worker = _worker("solo")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            worker,
+            cwd=launcher.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        sent = launcher.admin("run-program", "python", "enqueue.py", env=env, timeout=60)
+        assert sent.returncode == 0 and sent.stdout.strip() == "sent 9 tasks", sent.stderr
+        # 9 tasks, one retried once (charge(1)), and the checkout.
+        assert wait_until(lambda: len(launcher.records()) >= 11, 30), log_path.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log_path.read_text()[-3000:]
+    finally:
+        stop(proc)
+    records = launcher.records()
+    names = Counter((r["group"], r["name"]) for r in records)
+    assert names == {
+        ("Shop", "checkout"): 1,
+        ("Celery", "tasks.add"): 3,
+        ("Images", "Resize image"): 3,
+        ("Celery", "tasks.charge"): 4,
+    }
+    (checkout,) = [r for r in records if r["name"] == "checkout"]
+    assert {r["trace_id"] for r in records} == {checkout["trace_id"]}
+    assert {r["app"] for r in records} == {"celery-shop"}
