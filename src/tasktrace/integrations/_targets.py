@@ -47,6 +47,14 @@ def task_object(value: Any, describe: bool = True) -> Optional[TaskObject]:
             except Exception:  # noqa: BLE001 - an unconfigured app: still a Celery task
                 pass
         return TaskObject("celery", f"Celery task {name}")
+    if ("dramatiq.actor", "Actor") in names:
+        name = "?"
+        if describe:
+            try:
+                name = str(value.actor_name)
+            except Exception:  # noqa: BLE001 - an odd actor: still an actor
+                pass
+        return TaskObject("dramatiq", f"Dramatiq actor {name}")
     for module, qualname, system in _UNSUPPORTED:
         if (module, qualname) in names:
             return TaskObject("", f"{system} {qualname}")
@@ -55,10 +63,7 @@ def task_object(value: Any, describe: bool = True) -> Optional[TaskObject]:
 
 #: Task objects of job systems tasktrace has no integration for yet: the worker calls
 #: them through the broker's registry, so wrapping the attribute would record nothing.
-_UNSUPPORTED = (
-    ("dramatiq.actor", "Actor", "Dramatiq actor"),
-    ("huey.api", "TaskWrapper", "Huey task"),
-)
+_UNSUPPORTED = (("huey.api", "TaskWrapper", "Huey task"),)
 
 
 def unsupported_reason(found: TaskObject, settings: Settings) -> Optional[str]:
