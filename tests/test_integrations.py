@@ -448,3 +448,52 @@ def test_otlp_plain_transaction_stays_internal() -> None:
     root = _spans(_record(attributes={}, segments=(), parent_span_id=None), lambda bits: 99)[0]
     assert root["kind"] == 1 and "parentSpanId" not in root
     assert not any(a["key"].startswith("messaging.") for a in root["attributes"])
+
+
+# -- Dramatiq, in process (its own StubBroker and a real Worker) ---------------------------
+
+
+def test_dramatiq_actor_target_and_messages(
+    records: List[TransactionRecord], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each processed message is a Dramatiq transaction by actor name; a target naming an
+    actor gives it the target's name and group."""
+    dramatiq = pytest.importorskip("dramatiq", reason="dramatiq is not installed (test extra)")
+    import types
+
+    from dramatiq.brokers.stub import StubBroker
+
+    agent._install_integrations(Settings())
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+
+    @dramatiq.actor(broker=broker)
+    def plain() -> None:
+        pass
+
+    @dramatiq.actor(broker=broker)
+    def named() -> None:
+        pass
+
+    module = types.ModuleType("unit_dramatiq_actors")
+    module.named = named  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "unit_dramatiq_actors", module)
+    hooks.install(
+        parse(
+            {"background_task": [{"function": "unit_dramatiq_actors:named", "group": "Mine"}]},
+            "t.toml",
+        )
+    )
+    assert module.named is named
+    worker = dramatiq.Worker(broker, worker_timeout=50)
+    worker.start()
+    try:
+        plain.send()
+        named.send()
+        broker.join(plain.queue_name)
+        worker.join()
+    finally:
+        worker.stop()
+        hooks._reset_for_tests()
+    assert sorted((r.group, r.name) for r in records) == [("Dramatiq", "plain"), ("Mine", "named")]
+    assert {r.attributes["job.outcome"] for r in records} == {"ok"}

@@ -72,6 +72,7 @@ _INTEGRATIONS = (
     ("celery", "celery.signals", "tasktrace.integrations._celery"),
     ("rq", "rq.queue", "tasktrace.integrations._rq"),
     ("dramatiq", "dramatiq.middleware", "tasktrace.integrations._dramatiq"),
+    ("huey", "huey.api", "tasktrace.integrations._huey"),
 )
 
 

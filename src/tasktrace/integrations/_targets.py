@@ -55,6 +55,14 @@ def task_object(value: Any, describe: bool = True) -> Optional[TaskObject]:
             except Exception:  # noqa: BLE001 - an odd actor: still an actor
                 pass
         return TaskObject("dramatiq", f"Dramatiq actor {name}")
+    if ("huey.api", "TaskWrapper") in names:
+        name = "?"
+        if describe:
+            try:
+                name = str(value.name or value.func.__name__)
+            except Exception:  # noqa: BLE001 - an odd task: still a Huey task
+                pass
+        return TaskObject("huey", f"Huey task {name}")
     for module, qualname, system in _UNSUPPORTED:
         if (module, qualname) in names:
             return TaskObject("", f"{system} {qualname}")
@@ -63,7 +71,7 @@ def task_object(value: Any, describe: bool = True) -> Optional[TaskObject]:
 
 #: Task objects of job systems tasktrace has no integration for yet: the worker calls
 #: them through the broker's registry, so wrapping the attribute would record nothing.
-_UNSUPPORTED = (("huey.api", "TaskWrapper", "Huey task"),)
+_UNSUPPORTED: Tuple[Tuple[str, str, str], ...] = ()
 
 
 def unsupported_reason(found: TaskObject, settings: Settings) -> Optional[str]:
