@@ -10,8 +10,9 @@ import sys
 if len(sys.argv) > 1:
     os.environ["CELERY_BROKER_URL"] = sys.argv[1]
 
-import tasktrace  # noqa: E402
-import tasks  # noqa: E402 - after the assignment above: it reads CELERY_BROKER_URL
+import tasks  # after the assignment above: it reads CELERY_BROKER_URL
+
+import tasktrace
 
 with tasktrace.BackgroundTask(name="checkout", group="Shop"):
     for i in range(3):

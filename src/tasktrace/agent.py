@@ -71,7 +71,7 @@ def initialize(
 _INTEGRATIONS = (
     ("celery", "celery.signals", "tasktrace.integrations._celery"),
     ("rq", "rq.queue", "tasktrace.integrations._rq"),
-    ("dramatiq", "dramatiq.middleware", "tasktrace.integrations._dramatiq"),
+    ("dramatiq", "dramatiq.broker", "tasktrace.integrations._dramatiq"),
     ("huey", "huey.api", "tasktrace.integrations._huey"),
 )
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 import pytest
 from _launcher import Launcher
 from _rabbitmq import queue_name
-from _services import fresh_db, stop, wait_until
+from _services import copy_example, fresh_db, stop, wait_until
 
 pytest.importorskip("dramatiq", reason="dramatiq is not installed (it is in the test extra)")
 
@@ -135,3 +135,47 @@ def test_every_message_recorded_once_over_rabbitmq(launcher: Launcher, rabbitmq_
         launcher, broker, ["--processes", "1", "--threads", "2"], {"DRAMATIQ_QUEUE": queue}
     )
     _check(records, queue)
+
+
+def test_dramatiq_app_example(launcher: Launcher, redis_url: str) -> None:
+    """config-examples/dramatiq_app as its README line runs it: every message by actor,
+    the targeted actor under its target's name and group, all in the batch's trace."""
+    copy_example("dramatiq_app", launcher.cwd)
+    env = dict(launcher.env, DRAMATIQ_BROKER_URL=fresh_db(redis_url))
+    log_path = launcher.cwd / "worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tasktrace",
+                "run-program",
+                "dramatiq",
+                "actors",
+                "--processes",
+                "1",
+                "--threads",
+                "2",
+            ],
+            cwd=launcher.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        sent = launcher.admin("run-program", "python", "enqueue.py", env=env, timeout=60)
+        assert sent.returncode == 0 and sent.stdout.strip() == "sent 10 messages", sent.stderr
+        # 5 welcome mails, 5 CRM syncs and a retry of user 3's, and the batch.
+        assert wait_until(lambda: len(launcher.records()) >= 12, 60), log_path.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log_path.read_text()[-3000:]
+    finally:
+        stop(proc)
+    records = launcher.records()
+    assert Counter((r["group"], r["name"]) for r in records) == {
+        ("Signup", "signup batch"): 1,
+        ("Mail", "Welcome mail"): 5,
+        ("Dramatiq", "sync_crm"): 6,
+    }
+    assert len({r["trace_id"] for r in records}) == 1

@@ -67,6 +67,8 @@ REQUIRES = {
     "rq_worker": ("rq",),
     "celery_worker": ("celery", "redis"),
     "celery_app": ("celery", "redis"),
+    "dramatiq_app": ("dramatiq", "redis"),
+    "huey_app": ("huey", "redis"),
 }
 
 

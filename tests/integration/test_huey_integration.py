@@ -17,7 +17,7 @@ from typing import Any, Dict, List
 
 import pytest
 from _launcher import Launcher
-from _services import fresh_db, stop, wait_until
+from _services import copy_example, fresh_db, stop, wait_until
 
 pytest.importorskip("huey", reason="huey is not installed (it is in the test extra)")
 
@@ -135,3 +135,50 @@ def test_every_task_recorded_once(launcher: Launcher, redis_url: str, kind: str)
             assert [e["type"] for e in job["errors"]] == ["builtins:KeyError"]
         else:
             assert job["errors"] == [] and job["attributes"]["job.outcome"] == "ok"
+
+
+def test_huey_app_example(launcher: Launcher, redis_url: str) -> None:
+    """config-examples/huey_app as its README line runs it: every task by name, the
+    targeted task under its target's name and group, a retried attempt an error."""
+    copy_example("huey_app", launcher.cwd)
+    env = dict(launcher.env, HUEY_REDIS_URL=fresh_db(redis_url))
+    log_path = launcher.cwd / "worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tasktrace",
+                "run-program",
+                "huey_consumer",
+                "tasks.huey",
+                "-k",
+                "thread",
+                "-w",
+                "2",
+                "-d",
+                "0.05",
+            ],
+            cwd=launcher.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        sent = launcher.admin("run-program", "python", "enqueue.py", env=env, timeout=60)
+        assert sent.returncode == 0 and sent.stdout.strip() == "enqueued 6 tasks", sent.stderr
+        # 3 reports, 3 uploads and a retry of upload 2, and the producer.
+        assert wait_until(lambda: len(launcher.records()) >= 8, 60), log_path.read_text()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        stop(proc)
+    records = launcher.records()
+    assert Counter((r["group"], r["name"]) for r in records) == {
+        ("Reports", "nightly reports"): 1,
+        ("Reports", "Render report"): 3,
+        ("Huey", "upload"): 4,
+    }
+    uploads = [r for r in records if r["name"] == "upload"]
+    assert sorted(r["attributes"]["job.outcome"] for r in uploads) == ["error", "ok", "ok", "retry"]

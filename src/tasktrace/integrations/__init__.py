@@ -1,4 +1,4 @@
-"""Job systems instrumented with no targets to list: Celery, RQ (more to come).
+"""Job systems instrumented with no targets to list: Celery, RQ, Dramatiq and Huey.
 
 ``tasktrace.initialize()`` registers one post-import hook per enabled integration
 (``[integrations] <name> = true``, the default; the table is ``tasktrace.agent``'s), on the
@@ -11,7 +11,10 @@ Each integration uses the job system's own extension points (see its module):
 * :mod:`._celery` -- Celery's signals (``task_prerun``/``task_postrun``/``task_failure``/
   ``task_retry`` in the worker, ``before_task_publish``/``after_task_publish`` in the
   producer);
-* :mod:`._rq` -- RQ's ``Job.perform`` and ``Queue.enqueue_job``.
+* :mod:`._rq` -- RQ's ``Job.perform`` and ``Queue.enqueue_job``;
+* :mod:`._dramatiq` -- a Dramatiq middleware, added to every broker as it is built;
+* :mod:`._huey` -- Huey's ``pre_execute``/``post_execute`` hooks and signals, connected as
+  each ``Huey`` is built, and ``Huey.enqueue``.
 
 What they share (opening a job's transaction, trace context, the enqueue trace) is in
 :mod:`._jobs` and :mod:`._context`. A config target may name a job system's task object

@@ -1,10 +1,10 @@
 """Dramatiq: every message a worker processes is a background-task transaction, named by
 its actor in group ``Dramatiq``, through Dramatiq's middleware API.
 
-When ``dramatiq.middleware`` is imported, tasktrace's :class:`Middleware` subclass joins
-``dramatiq.middleware.default_middleware``, the list every broker built without an explicit
-``middleware=`` instantiates (a broker given its own list gets it with
-``broker.add_middleware(...)``; see the README). Its hooks:
+When ``dramatiq.broker`` is imported, ``Broker.__init__`` is wrapped so that every broker
+(its own middleware list or the default one) ends its construction with
+``broker.add_middleware(...)`` of tasktrace's ``Middleware`` subclass, last in the list.
+Its hooks:
 
 * ``before_process_message`` opens the job's transaction in the worker thread (threads of
   every worker process), ``after_process_message`` closes it with the actor's exception,
@@ -20,6 +20,7 @@ Dramatiq 2.2 (Redis and RabbitMQ brokers, worker processes and threads).
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any, Dict, Optional
 
@@ -35,11 +36,30 @@ _scopes: Dict[Any, Any] = {}
 _lock = threading.Lock()
 
 
-def install(middleware_module: Any) -> None:
-    """Add tasktrace's middleware to ``dramatiq.middleware.default_middleware`` (once)."""
-    defaults = middleware_module.default_middleware
-    if not any(getattr(m, "_tasktrace", False) for m in defaults):
-        defaults.append(_middleware_class(middleware_module.Middleware))
+_MARK = "__tasktrace_dramatiq__"
+
+
+def install(broker_module: Any) -> None:
+    """Make every broker built from now on add tasktrace's middleware (once)."""
+    from dramatiq.middleware import Middleware
+
+    broker_class = broker_module.Broker
+    if getattr(broker_class.__init__, _MARK, False):
+        return
+    middleware_class = _middleware_class(Middleware)
+    init = broker_class.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        try:
+            if not any(getattr(m, "_tasktrace", False) for m in self.middleware):
+                self.add_middleware(middleware_class())
+        except Exception:  # noqa: BLE001 - never break the program's broker (logged)
+            _log.debug("tasktrace: could not add the Dramatiq middleware", exc_info=True)
+
+    setattr(__init__, _MARK, True)
+    broker_class.__init__ = __init__
 
 
 def _queue_of(message: Any) -> Optional[str]:
