@@ -10,6 +10,7 @@ inside a transaction, and each job's transaction continues its trace.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -357,3 +358,66 @@ def test_celery_app_example(launcher: Launcher, redis_url: str) -> None:
     (checkout,) = [r for r in records if r["name"] == "checkout"]
     assert {r["trace_id"] for r in records} == {checkout["trace_id"]}
     assert {r["app"] for r in records} == {"celery-shop"}
+
+
+@pytest.mark.parametrize(
+    ("pool", "options"),
+    [
+        pytest.param("solo", (), id="solo"),
+        pytest.param("prefork", ("--concurrency", "2"), id="prefork"),
+    ],
+)
+def test_cold_shutdown_delivers_what_finished(
+    launcher: Launcher, redis_url: str, pool: str, options: tuple
+) -> None:
+    """SIGQUIT (Celery's cold shutdown) after the tasks finished: each delivered once,
+    though the harvest interval is never reached."""
+    launcher.write("tasks.py", TASKS)
+    launcher.write("producer.py", PRODUCER)
+    env = dict(launcher.env, CELERY_BROKER_URL=fresh_db(redis_url))
+    env["CELERY_RESULT_BACKEND"] = fresh_db(redis_url)
+    env["TASKTRACE_HARVEST_INTERVAL"] = "60"  # only the exit paths deliver
+    log_path = launcher.cwd / "worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            _worker(pool, *options),
+            cwd=launcher.cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        sent = launcher.admin("run-program", "python", "producer.py", "", env=env, timeout=60)
+        assert sent.returncode == 0 and sent.stdout.strip() == "3 results", sent.stderr
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(60)
+    finally:
+        stop(proc)
+    worker_log = log_path.read_text(errors="replace")
+    jobs = _jobs(launcher.records())
+    assert Counter(r["name"] for r in jobs) == {"tasks.add": 3}, worker_log[-3000:]
+    assert len({r["attributes"]["job.id"] for r in jobs}) == 3
+
+
+def test_trace_view_shows_producer_and_jobs(launcher: Launcher, redis_url: str) -> None:
+    """With the SQLite store, ``tasktrace-admin trace ID`` shows the producer and its three
+    jobs as one tree."""
+    db = str(launcher.cwd / "trace.db")
+    records = _run(
+        launcher,
+        redis_url,
+        _worker("solo"),
+        "",
+        {"TASKTRACE_REPORTER": "sqlite,jsonl", "TASKTRACE_DB": db},
+    )
+    assert records == []  # jsonl goes beside the store when both are on
+    lines = (launcher.cwd / "trace.jsonl").read_text().splitlines()
+    producer = next(json.loads(line) for line in lines if '"producer"' in line)
+    shown = launcher.admin("trace", producer["trace_id"], "--db", db, "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    tree = json.loads(shown.stdout)
+    transactions = tree["transactions"]
+    assert sorted(t["name"] for t in transactions) == ["producer"] + ["tasks.add"] * 3
+    children = [t for t in transactions if t["name"] == "tasks.add"]
+    assert {t["parent_span_id"] for t in children} == {producer["span_id"]}
