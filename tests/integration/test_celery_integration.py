@@ -421,3 +421,46 @@ def test_trace_view_shows_producer_and_jobs(launcher: Launcher, redis_url: str) 
     assert sorted(t["name"] for t in transactions) == ["producer"] + ["tasks.add"] * 3
     children = [t for t in transactions if t["name"] == "tasks.add"]
     assert {t["parent_span_id"] for t in children} == {producer["span_id"]}
+
+
+def test_celery_multi_daemonised_worker(launcher: Launcher, redis_url: str) -> None:
+    """``celery multi start`` (a detached, daemonised worker) and ``stopwait``: each task
+    once, delivered by the daemon before it exits."""
+    launcher.write("tasks.py", TASKS)
+    launcher.write("producer.py", PRODUCER)
+    env = dict(launcher.env, CELERY_BROKER_URL=fresh_db(redis_url))
+    env["CELERY_RESULT_BACKEND"] = fresh_db(redis_url)
+    env["TASKTRACE_HARVEST_INTERVAL"] = "60"
+    common = [
+        "w1",
+        "-A",
+        "tasks",
+        f"--pidfile={launcher.cwd}/%n.pid",
+        f"--logfile={launcher.cwd}/%n%I.log",
+    ]
+    started = launcher.admin(
+        "run-program",
+        "celery",
+        "multi",
+        "start",
+        *common,
+        "--pool=prefork",
+        "--concurrency=2",
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel=warning",
+        env=env,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        sent = launcher.admin("run-program", "python", "producer.py", "fails", env=env, timeout=60)
+        assert sent.returncode == 0 and sent.stdout.strip() == "4 results", sent.stderr
+    finally:
+        stopped = launcher.admin(
+            "run-program", "celery", "multi", "stopwait", *common, env=env, timeout=60
+        )
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert wait_until(lambda: len(_jobs(launcher.records())) >= 4, 10)
+    jobs = _jobs(launcher.records())
+    assert Counter(r["name"] for r in jobs) == {"tasks.add": 3, "tasks.fails": 1}
