@@ -73,6 +73,8 @@ _INTEGRATIONS = (
     ("rq", "rq.queue", "tasktrace.integrations._rq"),
     ("dramatiq", "dramatiq.broker", "tasktrace.integrations._dramatiq"),
     ("huey", "huey.api", "tasktrace.integrations._huey"),
+    ("arq", "arq.worker", "tasktrace.integrations._arq"),
+    ("arq", "arq.connections", "tasktrace.integrations._arq"),
 )
 
 

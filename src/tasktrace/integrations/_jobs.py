@@ -184,21 +184,43 @@ def record_lost_job(
 _publishing = threading.local()
 
 
-def start_enqueue(system: str, task_name: str, carrier: MutableMapping[str, Any]) -> None:
+def open_enqueue(
+    system: str, task_name: str, carrier: MutableMapping[str, Any]
+) -> Optional[_Scope]:
     """Put the enqueue time and trace context in ``carrier`` (the message's headers, meta,
-    options) and, inside a transaction, open the ``enqueue <task_name>`` function trace."""
+    options) and, inside a transaction, open the ``enqueue <task_name>`` function trace
+    (not made current), for :func:`close_enqueue`; None outside a transaction."""
     try:
         carrier[_context.ENQUEUED_AT] = time.time()
         node = current_node()
         if node is None:
-            return
+            return None
         txn = node.txn
         if STATE.settings.integrations.propagate != "none" and not txn.ignored:
             carrier[_context.TRACEPARENT] = _context.format_traceparent(txn.trace_id, txn.span_id)
             state = txn.tracestate
             if state:
                 carrier[_context.TRACESTATE] = state
-        scope = open_trace_scope(f"enqueue {task_name}", system)
+        return open_trace_scope(f"enqueue {task_name}", system)
+    except Exception:  # noqa: BLE001 - enqueueing must never fail because of tasktrace (logged)
+        _log.debug("tasktrace: could not annotate the enqueueing of %r", task_name, exc_info=True)
+        return None
+
+
+def close_enqueue(scope: Optional[_Scope], error: Optional[BaseException] = None) -> None:
+    """End an ``enqueue`` function trace from :func:`open_enqueue`."""
+    if scope is not None:
+        try:
+            scope.close(error)
+        except Exception:  # noqa: BLE001 - never fail the producer (logged)
+            _log.debug("tasktrace: could not close an enqueue trace", exc_info=True)
+
+
+def start_enqueue(system: str, task_name: str, carrier: MutableMapping[str, Any]) -> None:
+    """:func:`open_enqueue`, for a job system whose end hook (:func:`end_enqueue`) gets no
+    handle back: the trace is kept on this thread's stack until then."""
+    try:
+        scope = open_enqueue(system, task_name, carrier)
         if scope is not None:
             # Not made current: nothing tasktrace traces runs inside a publish, and a
             # publish that raises before its end hook would leave it current otherwise.
@@ -226,12 +248,12 @@ def end_enqueue(error: Optional[BaseException] = None) -> None:
 def enqueue(
     system: str, task_name: str, carrier: MutableMapping[str, Any], send: Callable[[], Any]
 ) -> Any:
-    """``send()`` inside ``start_enqueue``/``end_enqueue`` (for systems with one call)."""
-    start_enqueue(system, task_name, carrier)
+    """``send()`` inside the ``enqueue <task_name>`` function trace (systems with one call)."""
+    scope = open_enqueue(system, task_name, carrier)
     try:
         result = send()
     except BaseException as exc:
-        end_enqueue(exc)
+        close_enqueue(scope, exc)
         raise
-    end_enqueue()
+    close_enqueue(scope)
     return result

@@ -94,7 +94,7 @@ def _wrap_enqueue_job(enqueue_job: Callable[..., Any]) -> Callable[..., Any]:
             name = str(job.func_name)
         except Exception:  # noqa: BLE001 - a job without a function: still enqueued
             name = "?"
-        _jobs.start_enqueue(SYSTEM, name, carrier)
+        scope = _jobs.open_enqueue(SYSTEM, name, carrier)
         try:
             carrier.pop(_context.ENQUEUED_AT, None)  # RQ keeps its own enqueued_at
             meta = getattr(job, "meta", None)
@@ -105,9 +105,9 @@ def _wrap_enqueue_job(enqueue_job: Callable[..., Any]) -> Callable[..., Any]:
         try:
             result = enqueue_job(self, job, *args, **kwargs)
         except BaseException as exc:
-            _jobs.end_enqueue(exc)
+            _jobs.close_enqueue(scope, exc)
             raise
-        _jobs.end_enqueue()
+        _jobs.close_enqueue(scope)
         return result
 
     setattr(enqueue, _MARK, True)
