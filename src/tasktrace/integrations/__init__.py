@@ -1,4 +1,4 @@
-"""Job systems instrumented with no targets to list: Celery, RQ, Dramatiq and Huey.
+"""Job systems instrumented with no targets to list: Celery, RQ, Dramatiq, Huey and arq.
 
 ``tasktrace.initialize()`` registers one post-import hook per enabled integration
 (``[integrations] <name> = true``, the default; the table is ``tasktrace.agent``'s), on the
@@ -14,7 +14,9 @@ Each integration uses the job system's own extension points (see its module):
 * :mod:`._rq` -- RQ's ``Job.perform`` and ``Queue.enqueue_job``;
 * :mod:`._dramatiq` -- a Dramatiq middleware, added to every broker as it is built;
 * :mod:`._huey` -- Huey's ``pre_execute``/``post_execute`` hooks and signals, connected as
-  each ``Huey`` is built, and ``Huey.enqueue``.
+  each ``Huey`` is built, and ``Huey.enqueue``;
+* :mod:`._arq` -- each job function's coroutine, wrapped as an arq ``Worker`` is built,
+  and ``ArqRedis.enqueue_job``.
 
 What they share (opening a job's transaction, trace context, the enqueue trace) is in
 :mod:`._jobs` and :mod:`._context`. A config target may name a job system's task object
