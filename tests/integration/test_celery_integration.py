@@ -284,6 +284,10 @@ def test_outcomes_retry_reject_and_time_limits(launcher: Launcher, redis_url: st
     assert hard["attributes"]["job.outcome"] == "timeout"
     assert [e["type"] for e in hard["errors"]] == ["billiard.exceptions:TimeLimitExceeded"]
     assert hard["duration"] >= 0.4
+    # Recorded by the supervisor, from its request: still in the producer's trace.
+    (producer,) = [r for r in records if r["name"] == "producer"]
+    assert (hard["trace_id"], hard["parent_span_id"]) == (producer["trace_id"], producer["span_id"])
+    assert hard["attributes"]["job.queue"] == "celery"
 
 
 @pytest.mark.parametrize(

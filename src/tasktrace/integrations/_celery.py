@@ -173,6 +173,12 @@ def _lost(task: Any, task_id: Any, exception: BaseException, outcome: str) -> No
         _recorded_lost.popitem(last=False)
     request = _requests.get(task_id)
     started = None if request is None else getattr(request, "time_start", None)
+    # The supervisor's request knows the message: its queue, headers and retries.
+    message: Dict[str, Any] = {}
+    delivery: Any = {}
+    if request is not None:
+        message = getattr(request, "request_dict", None) or {}
+        delivery = getattr(request, "delivery_info", None) or {}
     _jobs.record_lost_job(
         SYSTEM,
         str(getattr(task, "name", "?")),
@@ -180,6 +186,16 @@ def _lost(task: Any, task_id: Any, exception: BaseException, outcome: str) -> No
         exception,
         outcome,
         job_id=task_id,
+        queue=delivery.get("routing_key") if isinstance(delivery, dict) else None,
+        retries=message.get("retries") if isinstance(message, dict) else None,
+        enqueued_at=_context.parse_timestamp(message.get(_context.ENQUEUED_AT))
+        if isinstance(message, dict)
+        else None,
+        context=_context.read_context(
+            message.get(_context.TRACEPARENT), message.get(_context.TRACESTATE)
+        )
+        if isinstance(message, dict)
+        else None,
         override=_override(task),
     )
 
