@@ -497,3 +497,20 @@ def test_dramatiq_actor_target_and_messages(
         hooks._reset_for_tests()
     assert sorted((r.group, r.name) for r in records) == [("Dramatiq", "plain"), ("Mine", "named")]
     assert {r.attributes["job.outcome"] for r in records} == {"ok"}
+
+
+def test_celery_eager_task_inside_a_transaction_is_a_segment(
+    app: Any, records: List[TransactionRecord]
+) -> None:
+    """An eager task run inside a transaction is a segment of it; its failure, which
+    Celery keeps in the result, is not an error of the enclosing transaction."""
+
+    @app.task(name="unit.inner_fails")
+    def inner_fails() -> None:
+        raise ValueError("kept in the result")
+
+    with tasktrace.BackgroundTask(name="outer"):
+        assert inner_fails.delay().failed()
+    (outer,) = records
+    assert outer.name == "outer" and outer.errors == ()
+    assert [s.name for s in outer.segments] == ["unit.inner_fails"]

@@ -137,8 +137,7 @@ def _on_failure(sender: Any = None, task_id: Any = None, exception: Any = None, 
     try:
         scope = _scope_of(sender)
         if scope is not None:
-            if isinstance(exception, BaseException):
-                scope.node.txn._record_exception(exception)
+            _jobs.record_error(scope, exception)
             return
         outcome = _LOST.get(type(exception).__name__)
         if outcome is not None:
@@ -208,8 +207,7 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
         # ``reason`` is Celery's Retry; what made the task retry is its ``exc``, if any.
         cause = getattr(reason, "exc", None)
         error = cause if isinstance(cause, BaseException) else reason
-        if isinstance(error, BaseException):
-            scope.node.txn._record_exception(error)
+        _jobs.record_error(scope, error)
     except Exception:  # noqa: BLE001 - never fail a task (logged)
         _log.debug("tasktrace: celery task_retry failed", exc_info=True)
 

@@ -147,12 +147,20 @@ def end_job(
         txn = scope.node.txn
         if scope.txn is not None:
             txn.add_custom_attribute("job.outcome", outcome)
-        if error is not None and isinstance(error, BaseException):
-            txn._record_exception(error)
+        if error is not None:
+            record_error(scope, error)
         scope.deactivate()
         scope.close(None)
     except Exception:  # noqa: BLE001 - never fail the job (logged)
         _log.debug("tasktrace: could not finish a job", exc_info=True)
+
+
+def record_error(scope: Optional[_Scope], error: Any) -> None:
+    """Record ``error`` as an error of the job ``scope`` opened, when it is a transaction
+    of its own: a job run inside another task (Celery's eager mode) is a segment of it,
+    and the job system did not let the exception reach that task."""
+    if scope is not None and scope.txn is not None and isinstance(error, BaseException):
+        scope.txn._record_exception(error)
 
 
 def record_lost_job(
