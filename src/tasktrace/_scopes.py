@@ -129,6 +129,14 @@ def open_task_scope(app: Optional[str], name: str, group: str) -> Optional[_Scop
         txn.background = True
         txn.name = name
         txn.group = group
+    elif node is txn and txn._rare is not None and txn._rare.named_by_job:
+        # A job system's job running a configured task: the target's name, group and
+        # application win over the job system's defaults (SPEC 8).
+        txn._rare.named_by_job = False
+        txn.name = name
+        txn.group = group
+        if app is not None:
+            txn.app = app
     seg = open_segment(node, name, group)
     return None if seg is None else _Scope(seg, None)
 

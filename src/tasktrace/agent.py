@@ -59,7 +59,54 @@ def initialize(
         from tasktrace import hooks
 
         hooks.install(settings)
+    if settings.enabled:
+        _install_integrations(settings)
     return settings
+
+
+#: ``[integrations]`` name -> the module whose import means that job system is in use, and
+#: tasktrace's module for it (in :mod:`tasktrace.integrations`, imported only then). Kept
+#: here rather than in that package so that start-up, in every process the bootstrap runs
+#: in, imports no module for them.
+_INTEGRATIONS = (
+    ("celery", "celery.signals", "tasktrace.integrations._celery"),
+    ("rq", "rq.queue", "tasktrace.integrations._rq"),
+    ("dramatiq", "dramatiq.broker", "tasktrace.integrations._dramatiq"),
+    ("huey", "huey.api", "tasktrace.integrations._huey"),
+    ("arq", "arq.worker", "tasktrace.integrations._arq"),
+    ("arq", "arq.connections", "tasktrace.integrations._arq"),
+)
+
+
+class _IntegrationHook:
+    """The post-import hook of one integration: import it, let it instrument ``module``."""
+
+    __slots__ = ("integration",)
+
+    def __init__(self, integration: str) -> None:
+        self.integration = integration
+
+    def __call__(self, module: Any) -> None:
+        import importlib
+
+        importlib.import_module(self.integration).install(module)
+
+    def __repr__(self) -> str:
+        return f"<tasktrace integration {self.integration}>"
+
+
+def _install_integrations(settings: Settings) -> None:
+    """Register the post-import hook of every integration ``settings`` enables."""
+    enabled = settings.integrations
+    hooks = [
+        (module, _IntegrationHook(integration))
+        for name, module, integration in _INTEGRATIONS
+        if getattr(enabled, name, False)
+    ]
+    if hooks:
+        from tasktrace._importlib_bootstrap import register_post_import_hooks
+
+        register_post_import_hooks(hooks)
 
 
 def flush(timeout: Optional[float] = None) -> bool:

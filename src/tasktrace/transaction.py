@@ -120,7 +120,10 @@ class _Rare:
         "dropped_segments",
         "errors",
         "ignored",
+        "named_by_job",
         "noticed",
+        "parent_span_id",
+        "tracestate",
     )
 
     def __init__(self) -> None:
@@ -130,9 +133,16 @@ class _Rare:
         self.dropped_segments = 0
         self.errors: Optional[List[ErrorRecord]] = None
         self.ignored = False
+        #: Named by a job system's integration by default: the first task target run
+        #: directly inside it names it instead (see ``tasktrace._scopes``).
+        self.named_by_job = False
         #: The exceptions recorded so far, kept (not their ids, which the interpreter
         #: reuses once an exception is freed) until the transaction finishes.
         self.noticed: Optional[List[BaseException]] = None
+        #: The span this transaction continues (trace context carried in by a job system).
+        self.parent_span_id: Optional[int] = None
+        #: The W3C ``tracestate`` that came with that context, passed on to what it enqueues.
+        self.tracestate: Optional[str] = None
 
 
 class Transaction:
@@ -243,6 +253,23 @@ class Transaction:
     def dropped_segments(self) -> int:
         """Function traces not kept because the transaction reached ``max_segments``."""
         return 0 if self._rare is None else self._rare.dropped_segments
+
+    def _continue_trace(
+        self, trace_id: int, parent_span_id: int, tracestate: Optional[str] = None
+    ) -> None:
+        """Make this transaction a child of span ``parent_span_id`` in trace ``trace_id``
+        (trace context a job system carried from the code that enqueued the job)."""
+        if self.finished:
+            return
+        rare = self._more()
+        self.trace_id = trace_id
+        rare.parent_span_id = parent_span_id
+        rare.tracestate = tracestate
+
+    @property
+    def tracestate(self) -> Optional[str]:
+        """The W3C ``tracestate`` this transaction continued with, if any."""
+        return None if self._rare is None else self._rare.tracestate
 
     def _drop_segment(self) -> None:
         """Count a function trace not kept because of ``max_segments``."""
@@ -365,6 +392,7 @@ class Transaction:
             errors: Tuple[ErrorRecord, ...] = ()
             attributes = EMPTY_ATTRIBUTES
             dropped_segments = 0
+            parent_span_id = None
         else:
             cpu0 = rare.cpu0
             # (Clamped at zero: a generator stepped from several threads reads the clock
@@ -382,6 +410,7 @@ class Transaction:
             attrs = rare.attributes
             attributes = MappingProxyType(dict(attrs)) if attrs else EMPTY_ATTRIBUTES
             dropped_segments = rare.dropped_segments
+            parent_span_id = rare.parent_span_id
         try:
             duration = t1 - self._t0
             segments = self.segments
@@ -413,7 +442,7 @@ class Transaction:
                         self.trace_id,
                         self.span_id,
                         dropped_segments,
-                        None,  # parent_span_id: set once trace context is carried in
+                        parent_span_id,
                     ),
                 )
             )

@@ -7,6 +7,7 @@ from typing import List
 
 import pytest
 from _launcher import Launcher
+from _rabbitmq import rabbitmq_url  # noqa: F401 - the RabbitMQ tests' broker
 from _services import redis_url, rotel  # noqa: F401 - fixtures shared by the modules here
 
 

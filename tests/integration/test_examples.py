@@ -63,7 +63,13 @@ def test_example_program_is_reported(launcher: Launcher, example: str) -> None:
 
 
 #: What validate-config needs importable for each example beyond tasktrace itself.
-REQUIRES = {"rq_worker": ("rq",), "celery_worker": ("celery", "redis")}
+REQUIRES = {
+    "rq_worker": ("rq",),
+    "celery_worker": ("celery", "redis"),
+    "celery_app": ("celery", "redis"),
+    "dramatiq_app": ("dramatiq", "redis"),
+    "huey_app": ("huey", "redis"),
+}
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()))

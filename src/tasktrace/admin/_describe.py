@@ -37,6 +37,8 @@ def describe(settings: Settings) -> List[Tuple[str, str, str]]:
     sources = settings.sources
     for key, field in _FIELDS.items():
         owner: Any = settings.reporter if key.startswith("reporter.") else settings
+        if key.startswith("integrations."):
+            owner = settings.integrations
         value = getattr(owner, field.attribute)
         if key == "reporter.headers":
             text = (

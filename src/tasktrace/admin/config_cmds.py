@@ -7,12 +7,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from tasktrace._compat import load_toml
 from tasktrace.admin._describe import STARTER_CONFIG, describe
 from tasktrace.config import Settings, TargetSettings, load, parse
 from tasktrace.exceptions import ConfigurationError, TargetError
+
+if TYPE_CHECKING:
+    from tasktrace.targets import Resolved
 
 
 def add_file_argument(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +77,7 @@ def _print_problems(exc: ConfigurationError) -> None:
         print(f"error: {problem}")
 
 
-def _check_target(target: TargetSettings) -> List[str]:
+def _check_target(target: TargetSettings, settings: Optional[Settings] = None) -> List[str]:
     """Import the target's module and resolve its object path; a line per outcome.
 
     The target string itself was checked when the config was loaded.
@@ -105,6 +108,9 @@ def _check_target(target: TargetSettings) -> List[str]:
         module = sys.modules.get(target.module)
         hint = "" if module is None else no_match_hint(module, target.object_path)
         return [f"FAIL  {label}  the pattern matches nothing in {target.module!r}{hint}"]
+    lines = _task_object_lines(label, resolved, settings or Settings())
+    if lines:
+        return lines
     paths = ", ".join(r.path for r in resolved[:8])
     more = f" and {len(resolved) - 8} more" if len(resolved) > 8 else ""
     return [f"ok    {label}  -> {target.module}:{paths}{more}"]
@@ -125,6 +131,27 @@ def _liveness_lines(target: TargetSettings) -> List[str]:
         except schedules.ScheduleError as exc:
             return [*lines, f"FAIL  {target.kind:15s} {target.function}  schedule: {exc}"]
         lines.append(f"        schedule {schedules.describe(schedule)}: next due {due}")
+    return lines
+
+
+def _task_object_lines(label: str, resolved: Sequence[Resolved], settings: Settings) -> List[str]:
+    """For a target naming job systems' task objects (a Celery ``@app.task``): what each is
+    and whether it will be recorded; empty when it names none."""
+    from tasktrace.integrations import _targets as integrations
+
+    found = [(r, integrations.task_object(r.value)) for r in resolved]
+    if not any(task for _, task in found):
+        return []
+    lines = []
+    for match, task in found:
+        if task is None:
+            lines.append(f"ok    {label}  -> {match.path}")
+            continue
+        reason = integrations.unsupported_reason(task, settings)
+        if reason is None:
+            lines.append(f"ok    {label}  -> {task.description} ({match.path})")
+        else:
+            lines.append(f"FAIL  {label}  {match.path} records nothing: {reason}")
     return lines
 
 
@@ -149,7 +176,7 @@ def validate_config(args: argparse.Namespace) -> int:
         print("no [[background_task]] or [[function_trace]] entries: nothing will be instrumented")
     failures = 0
     for target in targets:
-        for line in _check_target(target) + _liveness_lines(target):
+        for line in _check_target(target, settings) + _liveness_lines(target):
             print(line)
             failures += line.startswith("FAIL")
     print(f"{len(targets)} target(s), {failures} error(s)")

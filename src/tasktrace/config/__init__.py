@@ -32,6 +32,7 @@ from tasktrace.config._redaction import redact_url, redacted_headers
 from tasktrace.config._schema import MAX_SECONDS
 from tasktrace.config._settings import (
     DEFAULT_APP_NAME,
+    IntegrationSettings,
     ReporterSettings,
     Settings,
     TargetSettings,
@@ -42,6 +43,7 @@ __all__ = [
     "DEFAULT_APP_NAME",
     "MAX_SECONDS",
     "ConfigurationError",
+    "IntegrationSettings",
     "ReporterSettings",
     "Settings",
     "TargetSettings",

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from tasktrace import environment as _vars
 from tasktrace.config._schema import (
     _FIELDS,
+    _INTEGRATION_FIELDS,
     _REPORTER_FIELDS,
     _TABLE_KEYS,
     _TARGET_KEYS,
@@ -31,7 +32,12 @@ from tasktrace.config._schema import (
     _suggestion,
     _WrongType,
 )
-from tasktrace.config._settings import ReporterSettings, Settings, TargetSettings
+from tasktrace.config._settings import (
+    IntegrationSettings,
+    ReporterSettings,
+    Settings,
+    TargetSettings,
+)
 from tasktrace.exceptions import ConfigurationError
 
 
@@ -44,6 +50,8 @@ class _Builder:
         self.values: Dict[str, Any] = {}
         for key, field in _FIELDS.items():
             owner: Any = reporter_defaults if key.startswith("reporter.") else settings_defaults
+            if key.startswith("integrations."):
+                owner = settings_defaults.integrations
             self.values[key] = getattr(owner, field.attribute)
         self.sources: Dict[str, str] = dict.fromkeys(_FIELDS, "default")
         self.problems: List[str] = []
@@ -115,6 +123,8 @@ class _Builder:
                 self.set_toml(_TOP_FIELDS[key], value, where, keypath, label)
             elif key == "reporter":
                 self.apply_reporter(value, where, keypath, label)
+            elif key == "integrations":
+                self.apply_integrations(value, where, keypath, label)
             elif key in _TARGET_KEYS:
                 self.targets[key].extend(self.parse_targets(key, value, where, keypath))
             elif key == "env":
@@ -150,6 +160,21 @@ class _Builder:
             else:
                 self.unknown(
                     where, f"{keypath}.{key}", key, list(_REPORTER_FIELDS), "in [reporter]"
+                )
+
+    def apply_integrations(self, value: Any, where: str, keypath: str, label: str) -> None:
+        if not isinstance(value, Mapping):
+            self.problems.append(
+                f"{where}: {keypath}: expected a table, got {_kind(value)}; "
+                f"write it as an [integrations] section with celery = false etc."
+            )
+            return
+        for key, item in value.items():
+            if key in _INTEGRATION_FIELDS:
+                self.set_toml(_INTEGRATION_FIELDS[key], item, where, f"{keypath}.{key}", label)
+            else:
+                self.unknown(
+                    where, f"{keypath}.{key}", key, list(_INTEGRATION_FIELDS), "in [integrations]"
                 )
 
     def parse_targets(
@@ -485,6 +510,9 @@ def _build(
     settings = Settings(
         **{f.attribute: values[f.key] for f in _TOP_FIELDS.values()},
         reporter=reporter,
+        integrations=IntegrationSettings(
+            **{f.attribute: values[f.key] for f in _INTEGRATION_FIELDS.values()},
+        ),
         background_tasks=tuple(builder.targets["background_task"]),
         function_traces=tuple(builder.targets["function_trace"]),
         environment=env_name,

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from tasktrace import environment as _vars
 from tasktrace._suggest import did_you_mean
 from tasktrace.config._redaction import _Headers, redact_url
+from tasktrace.config._settings import DEFAULT_PROPAGATE, INTEGRATIONS, PROPAGATE_MODES
 
 
 class _WrongType(Exception):
@@ -358,12 +359,34 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
     )
 }
 
+_INTEGRATION_FIELDS: Dict[str, _Field] = {
+    f.name: f
+    for f in (
+        *(
+            _Field(
+                f"integrations.{name}", name, "a boolean", "false", _check_bool, _vars.parse_bool
+            )
+            for name in INTEGRATIONS
+        ),
+        _Field(
+            "integrations.propagate",
+            "propagate",
+            f"one of {', '.join(PROPAGATE_MODES)}",
+            f'"{DEFAULT_PROPAGATE}"',
+            _choice_checker(PROPAGATE_MODES),
+            _identity,
+        ),
+    )
+}
+
 _FIELDS: Dict[str, _Field] = {
     **_TOP_FIELDS,
     **{f.key: f for f in _REPORTER_FIELDS.values()},
+    **{f.key: f for f in _INTEGRATION_FIELDS.values()},
 }
 
-_TABLE_KEYS = ("reporter", "background_task", "function_trace", "env")
+#: (``integrations`` last: an ``[env.<name>]`` table takes the first three.)
+_TABLE_KEYS = ("reporter", "background_task", "function_trace", "env", "integrations")
 _TARGET_KEYS = {
     "background_task": (
         "function",

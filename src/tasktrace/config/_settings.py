@@ -83,6 +83,26 @@ class ReporterSettings(NamedTuple):
         )
 
 
+#: The job systems tasktrace instruments when their library is imported (``[integrations]``).
+INTEGRATIONS = ("celery", "rq", "dramatiq", "huey", "arq")
+#: ``[integrations] propagate``: how trace context goes from the enqueueing transaction to
+#: the job's (its parent, a span link, or not at all).
+PROPAGATE_MODES = ("parent", "link", "none")
+DEFAULT_PROPAGATE = "parent"
+
+
+class IntegrationSettings(NamedTuple):
+    """Which job systems are instrumented, and how trace context is carried (``[integrations]``)."""
+
+    celery: bool = True
+    rq: bool = True
+    dramatiq: bool = True
+    huey: bool = True
+    arq: bool = True
+    #: ``"parent"``, ``"link"`` or ``"none"`` (see :data:`PROPAGATE_MODES`).
+    propagate: str = DEFAULT_PROPAGATE
+
+
 class TargetSettings(NamedTuple):
     """One ``[[background_task]]`` or ``[[function_trace]]`` entry."""
 
@@ -142,6 +162,7 @@ class Settings(NamedTuple):
     #: when off). Off by default: the thread CPU clock is a system call, two per task.
     cpu_time: bool = False
     reporter: ReporterSettings = ReporterSettings()
+    integrations: IntegrationSettings = IntegrationSettings()
     background_tasks: Tuple[TargetSettings, ...] = ()
     function_traces: Tuple[TargetSettings, ...] = ()
     #: The ``[env.<name>]`` table applied, if any.

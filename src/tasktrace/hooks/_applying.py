@@ -4,7 +4,7 @@ object and kind (aliases stay identical), and recording every outcome for
 
 from __future__ import annotations
 
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from tasktrace import _importlib_bootstrap
@@ -168,6 +168,10 @@ def _apply_target(target: TargetSettings, strict: bool, module: ModuleType) -> L
 def _apply_match(target: TargetSettings, strict: bool, module: ModuleType, match: Resolved) -> bool:
     """Wrap one resolved match of ``target`` and record the outcome; True if wrapped."""
     module_name = getattr(module, "__name__", target.module)
+    if not isinstance(match.value, FunctionType) and _apply_task_object(
+        target, strict, module_name, match
+    ):
+        return True
     try:
         _wrap(target, module_name, match)
     except Exception as exc:
@@ -177,6 +181,31 @@ def _apply_match(target: TargetSettings, strict: bool, module: ModuleType, match
             raise TargetError(message) from exc
         _log.warning("tasktrace: %s; continuing without it", message)
         return False
+    _record(AppliedTarget(target, module_name, match.path))
+    return True
+
+
+def _apply_task_object(
+    target: TargetSettings, strict: bool, module_name: str, match: Resolved
+) -> bool:
+    """Hand a match that is a job system's task object (a Celery ``@app.task``) to its
+    integration instead of wrapping it: its worker calls it through the broker's registry,
+    never through this attribute. True if ``match`` was one (handed on, or failed)."""
+    from tasktrace._state import STATE
+    from tasktrace.integrations import _targets as integrations
+
+    found = integrations.task_object(match.value, describe=False)
+    if found is None:
+        return False
+    reason = integrations.unsupported_reason(found, STATE.settings)
+    if reason is not None:
+        message = f"{_where(target)}: {match.path!r} records nothing: {reason}"
+        _record(AppliedTarget(target, module_name, match.path, message))
+        if strict:
+            raise TargetError(message)
+        _log.warning("tasktrace: %s", message)
+        return True
+    integrations.apply_target(target, match.value, found)
     _record(AppliedTarget(target, module_name, match.path))
     return True
 

@@ -19,6 +19,15 @@ from tasktrace._version import __version__
 from tasktrace.records import AttributeValue, TransactionRecord
 
 _SPAN_KIND_INTERNAL = 1
+_SPAN_KIND_PRODUCER = 4
+_SPAN_KIND_CONSUMER = 5
+#: The ``job.*`` attributes of a job's transaction (tasktrace.integrations) that the
+#: OpenTelemetry messaging conventions name otherwise, and the link it may carry.
+_MESSAGING = (("job.id", "messaging.message.id"), ("job.queue", "messaging.destination.name"))
+_LINK_TRACE_ID = "tasktrace.link.trace_id"
+_LINK_SPAN_ID = "tasktrace.link.span_id"
+#: Groups of the job systems' ``enqueue <task>`` traces (PRODUCER spans).
+_JOB_GROUPS = frozenset({"Celery", "RQ", "Dramatiq", "Huey", "arq"})
 _STATUS_CODE_ERROR = 2
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _RESERVED_ATTRIBUTES = frozenset(
@@ -31,6 +40,8 @@ _RESERVED_ATTRIBUTES = frozenset(
         "code.function",
         "code.namespace",
         "thread.id",
+        _LINK_TRACE_ID,
+        _LINK_SPAN_ID,
     }
 )
 
@@ -101,6 +112,11 @@ def _spans(record: TransactionRecord, getrandbits: Callable[[int], int]) -> List
         "endTimeUnixNano": str(start_ns + _nanos(record.duration)),
         "attributes": attributes,
     }
+    if record.parent_span_id is not None:
+        root["parentSpanId"] = f"{record.parent_span_id:016x}"
+    system = record.attributes.get("job.system")
+    if isinstance(system, str):
+        _as_job(root, record, system)
     if record.errors:
         last = record.errors[-1]
         root["status"] = {"code": _STATUS_CODE_ERROR, "message": f"{last.type}: {last.message}"}
@@ -123,19 +139,41 @@ def _spans(record: TransactionRecord, getrandbits: Callable[[int], int]) -> List
         parent_index = segment.parent
         parent = ids[parent_index] if 0 <= parent_index < len(ids) else root_id
         seg_start = start_ns + _nanos(segment.start)
+        seg_attributes = [_kv("tasktrace.group", segment.group)]
+        kind = _SPAN_KIND_INTERNAL
+        if segment.group in _JOB_GROUPS and segment.name.startswith("enqueue "):
+            kind = _SPAN_KIND_PRODUCER
+            seg_attributes.append(_kv("messaging.system", segment.group.lower()))
+            seg_attributes.append(_kv("messaging.operation.name", "send"))
         spans.append(
             {
                 "traceId": trace_id,
                 "spanId": span_id,
                 "parentSpanId": parent,
                 "name": segment.name,
-                "kind": _SPAN_KIND_INTERNAL,
+                "kind": kind,
                 "startTimeUnixNano": str(seg_start),
                 "endTimeUnixNano": str(seg_start + _nanos(segment.duration)),
-                "attributes": [_kv("tasktrace.group", segment.group)],
+                "attributes": seg_attributes,
             }
         )
     return spans
+
+
+def _as_job(root: Dict[str, Any], record: TransactionRecord, system: str) -> None:
+    """Make ``root`` a job's span: kind CONSUMER, messaging attributes, the span link."""
+    root["kind"] = _SPAN_KIND_CONSUMER
+    attributes: List[Dict[str, Any]] = root["attributes"]
+    attributes.append(_kv("messaging.system", system.lower()))
+    attributes.append(_kv("messaging.operation.name", "process"))
+    for ours, theirs in _MESSAGING:
+        value = record.attributes.get(ours)
+        if value is not None:
+            attributes.append(_kv(theirs, value))
+    link_trace = record.attributes.get(_LINK_TRACE_ID)
+    link_span = record.attributes.get(_LINK_SPAN_ID)
+    if isinstance(link_trace, str) and isinstance(link_span, str):
+        root["links"] = [{"traceId": link_trace, "spanId": link_span}]
 
 
 def build_request(

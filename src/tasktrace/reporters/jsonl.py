@@ -48,6 +48,7 @@ def record_to_dict(record: TransactionRecord) -> Dict[str, Any]:
         "segments": [segment._asdict() for segment in record.segments],
         "trace_id": record.trace_id_hex,
         "span_id": record.span_id_hex,
+        "parent_span_id": record.parent_span_id_hex,
         "dropped_segments": record.dropped_segments,
     }
 
