@@ -28,6 +28,7 @@ from tasktrace.recorder import HarvestRecorder
 from tasktrace.recorder._aggregation import aggregate
 from tasktrace.records import DropCount, ErrorRecord, TransactionRecord
 from tasktrace.reporters.base import Batch
+from tasktrace.reporters._otlp_metrics import MetricSeries
 from tasktrace.reporters.otlp import OtlpMetricsReporter, OtlpReporter, metrics_url
 
 
@@ -280,3 +281,34 @@ def test_fork_starts_a_new_series() -> None:
     assert int(data[0]) > resource.process_start_ns()
     assert data[1] != parent["service.instance.id"]
     assert int(data[2]) == pid
+
+
+def test_protobuf_encoding_equals_the_json_request() -> None:
+    """http/protobuf: the hand-written wire format decodes into the same message as the
+    JSON form (histogram, negative offsets, drops, resource)."""
+    from tasktrace.reporters._otlp_protobuf import encode_metrics_request
+
+    series = MetricSeries()
+    records = [_record(d) for d in (1e-6, 0.3, 0.3, 4.0)] + [_record(0.02, error=True)]
+    series.add(aggregate(records), (DropCount("fleet", "otlp:export_failed", 12),))
+    request, _ = series.request(resource.process_resource(attributes={"host.name": "h"}))
+    expected = ExportMetricsServiceRequest()
+    json_format.Parse(json.dumps(request), expected)
+    decoded = ExportMetricsServiceRequest.FromString(encode_metrics_request(request))
+    assert decoded == expected
+    assert _points(decoded)[("jobs:run", "ok")].positive.offset < 0
+
+
+def test_protobuf_protocol_from_the_variable() -> None:
+    """OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http/protobuf posts application/x-protobuf."""
+    settings = parse({}, "t.toml", env={"OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf"})
+    seen: List[ExportMetricsServiceRequest] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["content-type"] == "application/x-protobuf"
+        seen.append(ExportMetricsServiceRequest.FromString(gzip.decompress(request.content)))
+        return httpx.Response(200)
+
+    spans = OtlpReporter(settings, endpoint="http://c:4318", transport=httpx.MockTransport(handler))
+    assert spans.metrics.export(_batch([_record(0.01)] * 2)).success
+    assert _points(seen[0])[("jobs:run", "ok")].count == 2

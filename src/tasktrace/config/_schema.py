@@ -67,6 +67,7 @@ class _Field:
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 COMPRESSIONS = ("gzip", "none")
 TEMPORALITIES = ("cumulative", "delta")
+METRICS_PROTOCOLS = ("http/json", "http/protobuf")
 _NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _HEADER_NAME_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 
@@ -388,6 +389,14 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
             _choice_checker(TEMPORALITIES),
             _temporality,
         ),
+        _Field(
+            "reporter.metrics_protocol",
+            "metrics_protocol",
+            'one of "http/json", "http/protobuf"',
+            '"http/json"',
+            _choice_checker(METRICS_PROTOCOLS),
+            _identity,
+        ),
         _seconds_field("reporter.timeout", "10.0"),
         _Field("reporter.ca_bundle", "ca_bundle", "a string", '"ca.pem"', _check_string, _identity),
         _Field(
@@ -493,6 +502,12 @@ _OTEL_VARIABLES: Tuple[Tuple[str, str, Callable[[str], Any], str], ...] = (
         "reporter.metrics_temporality",
         _temporality,
         "delta",
+    ),
+    (
+        _vars.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+        "reporter.metrics_protocol",
+        _identity,
+        "http/protobuf",
     ),
     (_vars.OTEL_EXPORTER_OTLP_TIMEOUT, "reporter.timeout", _otel_timeout, "10000"),
     (_vars.OTEL_EXPORTER_OTLP_COMPRESSION, "reporter.compression", _identity, "gzip"),

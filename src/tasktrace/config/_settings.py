@@ -61,6 +61,8 @@ class ReporterSettings(NamedTuple):
     metrics_endpoint: Optional[str] = None
     #: ``"cumulative"`` (start time: the process's start) or ``"delta"``.
     metrics_temporality: str = "cumulative"
+    #: How metrics are written: ``"http/json"`` (as spans are) or ``"http/protobuf"``.
+    metrics_protocol: str = "http/json"
     #: A CA bundle file for TLS verification of the collector (None: httpx's default).
     ca_bundle: Optional[str] = None
     #: ``"gzip"`` or ``"none"``.
@@ -85,6 +87,7 @@ class ReporterSettings(NamedTuple):
             f"traces_endpoint={_redacted(self.traces_endpoint)!r}, "
             f"metrics_endpoint={_redacted(self.metrics_endpoint)!r}, "
             f"metrics_temporality={self.metrics_temporality!r}, "
+            f"metrics_protocol={self.metrics_protocol!r}, "
             f"headers={redacted_headers(self.headers)!r}, timeout={self.timeout!r}, "
             f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r}, "
             f"max_rows_per_name={self.max_rows_per_name!r}, "

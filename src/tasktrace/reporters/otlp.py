@@ -41,6 +41,7 @@ from tasktrace.config import ReporterSettings, redact_url
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters._otlp_json import _encode, build_request
 from tasktrace.reporters._otlp_metrics import MetricSeries
+from tasktrace.reporters._otlp_protobuf import encode_metrics_request
 from tasktrace.reporters.base import Batch, ExportResult
 from tasktrace.resource import Resource, process_resource
 
@@ -189,7 +190,9 @@ class OtlpReporter:
             else (None, None, {})
         )
         #: The companion that sends this process's metrics (see OtlpMetricsReporter).
-        self.metrics = OtlpMetricsReporter(self, reporter.metrics_temporality)
+        self.metrics = OtlpMetricsReporter(
+            self, reporter.metrics_temporality, reporter.metrics_protocol
+        )
         self._headers: Dict[str, str] = dict(reporter.headers if headers is None else headers)
         self._timeout = float(reporter.timeout if timeout is None else timeout)
         self._ca_bundle = reporter.ca_bundle if ca_bundle is None else ca_bundle
@@ -315,11 +318,18 @@ class OtlpReporter:
             app_version=app_version, environment=environment, attributes=attributes
         )
 
-    def _deliver(self, url: str, body: bytes, batch: Batch, end: float) -> _Answer:
+    def _deliver(
+        self,
+        url: str,
+        body: bytes,
+        batch: Batch,
+        end: float,
+        content_type: str = "application/json",
+    ) -> _Answer:
         """POST ``body`` to ``url``, retried as the specification allows, until ``end`` or
         the batch's deadline, whichever comes first."""
         headers = dict(self._headers)
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type
         if self._gzip:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
@@ -543,13 +553,17 @@ class OtlpMetricsReporter:
     Args:
         spans: The OTLP reporter whose client, headers and timeout it uses.
         temporality: ``"cumulative"`` or ``"delta"``.
+        protocol: ``"http/json"`` (the default) or ``"http/protobuf"``.
     """
 
     name = "otlp_metrics"
     stores_metrics = True
 
-    def __init__(self, spans: OtlpReporter, temporality: str = "cumulative") -> None:
+    def __init__(
+        self, spans: OtlpReporter, temporality: str = "cumulative", protocol: str = "http/json"
+    ) -> None:
         self._spans = spans
+        self._protobuf = protocol == "http/protobuf"
         self.url = spans.metrics_url
         self.series = MetricSeries(temporality)
         self._closed = False
@@ -572,10 +586,13 @@ class OtlpMetricsReporter:
         end = time.monotonic() + self._spans._timeout
         request, now = series.request(self._spans.resource())
         try:
-            body = _encode(request)
-        except (TypeError, ValueError) as exc:
+            if self._protobuf:
+                body, content_type = encode_metrics_request(request), "application/x-protobuf"
+            else:
+                body, content_type = _encode(request), "application/json"
+        except (TypeError, ValueError, KeyError) as exc:
             return self._give_up(f"cannot encode: {exc}", "")
-        answer = self._spans._deliver(self.url, body, batch, end)
+        answer = self._spans._deliver(self.url, body, batch, end, content_type)
         if answer.ok:
             exported = series.unsent
             series.accepted(now)
