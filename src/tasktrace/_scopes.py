@@ -130,13 +130,15 @@ def open_task_scope(app: Optional[str], name: str, group: str) -> Optional[_Scop
         txn.name = name
         txn.group = group
     elif node is txn and txn._rare is not None and txn._rare.named_by_job:
-        # A job system's job running a configured task: the target's name, group and
-        # application win over the job system's defaults (SPEC 8).
+        # A job system's job running a configured task: that call is the job, so it
+        # opens no segment, and the target's name, group and application win over the
+        # job system's defaults (SPEC 8).
         txn._rare.named_by_job = False
         txn.name = name
         txn.group = group
         if app is not None:
             txn.app = app
+        return _Scope(txn, None)
     seg = open_segment(node, name, group)
     return None if seg is None else _Scope(seg, None)
 
