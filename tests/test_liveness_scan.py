@@ -6,7 +6,6 @@ the harvest thread's report (a task older than a harvest interval; overdue warne
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from typing import Any, Iterator, List
 
@@ -109,15 +108,32 @@ def test_a_nested_task_is_part_of_its_outer_one() -> None:
     assert _outer() == ["nested-outer"]
 
 
-def test_the_report_holds_tasks_older_than_an_interval_and_warns_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+class _Warnings:
+    """Stands in for the liveness module's logger: keeps each warning's text (whatever
+    another test did to logging's configuration)."""
+
+    def __init__(self) -> None:
+        self.messages: List[str] = []
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.messages.append(message % args)
+
+
+@pytest.fixture
+def warnings(monkeypatch: pytest.MonkeyPatch) -> _Warnings:
+    from tasktrace.recorder import _liveness
+
+    log = _Warnings()
+    monkeypatch.setattr(_liveness, "_log", log)
+    return log
+
+
+def test_the_report_holds_tasks_older_than_an_interval_and_warns_once(warnings: _Warnings) -> None:
     """Only tasks open for an interval are reported (all of them at exit); past its
     max_duration a task is warned about once, however many harvests see it; a report is
     still sent once the last task has ended, then no more."""
     _running.MAX_DURATIONS["block-task"] = 0.0
     liveness = Liveness()
-    caplog.set_level(logging.WARNING, logger="tasktrace")
     with tasktrace.BackgroundTask(name="block-task"):
         assert liveness.report(3600.0) is None  # warned, but too young to report
         final = liveness.report(3600.0, final=True)
@@ -125,21 +141,19 @@ def test_the_report_holds_tasks_older_than_an_interval_and_warns_once(
         assert final.tasks[0].max_duration == 0.0
         again = liveness.report(0.0)
         assert again is not None and [t.name for t in again.tasks] == ["block-task"]
-    warnings = [r.getMessage() for r in caplog.records if "max_duration" in r.getMessage()]
-    assert len(warnings) == 1
-    assert warnings[0].startswith("task block-task has been running for")
+    assert len(warnings.messages) == 1
+    assert warnings.messages[0].startswith("task block-task has been running for")
     emptied = liveness.report(0.0)
     assert emptied is not None and emptied.tasks == ()
     assert liveness.report(0.0) is None
 
 
-def test_a_hostile_name_is_warned_about_as_text(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_hostile_name_is_warned_about_as_text(warnings: _Warnings) -> None:
     """The overdue warning shows a task name's control characters as escapes."""
     _running.MAX_DURATIONS["evil\x1b[2J\rname"] = 0.0
-    caplog.set_level(logging.WARNING, logger="tasktrace")
     with tasktrace.BackgroundTask(name="evil\x1b[2J\rname"):
         Liveness().report(0.0)
-    (message,) = [r.getMessage() for r in caplog.records if "max_duration" in r.getMessage()]
+    (message,) = warnings.messages
     assert "\x1b" not in message and "\r" not in message and "\\x1b" in message
 
 
