@@ -50,7 +50,6 @@ _REGISTRIES = (
     "tasktrace._logging",
     "tasktrace.recorder",
     "tasktrace.reporters.otlp",
-    "tasktrace.resource",
 )
 
 
