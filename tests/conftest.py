@@ -46,7 +46,7 @@ def _fresh_agent() -> Iterator[None]:
 _REGISTRIES = (
     "tasktrace._running",
     "tasktrace.hooks",
-    "tasktrace.integrations",
+    "tasktrace.integrations._jobs",
     "tasktrace._logging",
     "tasktrace.recorder",
     "tasktrace.reporters.otlp",

@@ -208,8 +208,6 @@ def test_every_registry_is_reset_between_tests() -> None:
     reset |= {"tasktrace.hooks._main", "tasktrace._importlib_bootstrap"}
     # recorder._process is the recorder package's (which re-exports its reset).
     reset |= {"tasktrace.recorder._process"}
-    # integrations._jobs (targets naming task objects) is the integrations package's.
-    reset |= {"tasktrace.integrations._jobs"}
     defining = set()
     for path in ROOT.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -187,17 +187,13 @@ def describe(schedule: Schedule) -> str:
     """``schedule`` in a few words for ``validate-config``: text, zone and grace."""
     zone = schedule.zone_name or "local time"
     if schedule.period is not None:
-        return f"{schedule.text} (grace {_short(schedule.grace)})"
-    return f"{schedule.text} ({zone}, grace {_short(schedule.grace)})"
-
-
-def _short(seconds: float) -> str:
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
+        return f"{schedule.text} (grace {short_duration(schedule.grace)})"
+    return f"{schedule.text} ({zone}, grace {short_duration(schedule.grace)})"
 
 
 def short_duration(seconds: float) -> str:
     """``seconds`` as the shortest exact duration text (``90s``, ``5m``, ``2h``)."""
-    return _short(seconds)
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

@@ -224,8 +224,6 @@ def test_overdue_warns_once_and_fails_check(tmp_path: Path) -> None:
 def test_check_statuses_and_exit_codes_over_a_job_s_life(job: Job) -> None:
     """new before the first run (the config alone), ok after it, late within grace,
     missed after it; failed after a run that raised. Exit 0, 0, 0, 1, 1."""
-    (job.cwd / "tasktrace.db").unlink(missing_ok=True)
-    job.admin("prune")  # (creates nothing: the store does not exist)
     done = job.admin("check", "--format", "json")
     assert done.returncode == 1 and "no tasktrace store" in done.stderr
     assert job.run("long", "0").returncode == 0  # records the schedules, one run of "long"

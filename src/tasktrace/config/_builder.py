@@ -122,9 +122,19 @@ class _Builder:
             if key in _TOP_FIELDS:
                 self.set_toml(_TOP_FIELDS[key], value, where, keypath, label)
             elif key == "reporter":
-                self.apply_reporter(value, where, keypath, label)
+                self.apply_section(
+                    "reporter", _REPORTER_FIELDS, 'type = "sqlite"', value, where, keypath, label
+                )
             elif key == "integrations":
-                self.apply_integrations(value, where, keypath, label)
+                self.apply_section(
+                    "integrations",
+                    _INTEGRATION_FIELDS,
+                    "celery = false",
+                    value,
+                    where,
+                    keypath,
+                    label,
+                )
             elif key in _TARGET_KEYS:
                 self.targets[key].extend(self.parse_targets(key, value, where, keypath))
             elif key == "env":
@@ -147,35 +157,28 @@ class _Builder:
                 else:
                     self.unknown(where, keypath, key, known, where_text)
 
-    def apply_reporter(self, value: Any, where: str, keypath: str, label: str) -> None:
+    def apply_section(
+        self,
+        table: str,
+        fields: Mapping[str, _Field],
+        example: str,
+        value: Any,
+        where: str,
+        keypath: str,
+        label: str,
+    ) -> None:
+        """A ``[reporter]`` or ``[integrations]`` table: each key is one of ``fields``."""
         if not isinstance(value, Mapping):
             self.problems.append(
                 f"{where}: {keypath}: expected a table, got {_kind(value)}; "
-                f'write it as a [reporter] section with type = "sqlite" etc.'
+                f"write it as a [{table}] section, e.g. {example}"
             )
             return
         for key, item in value.items():
-            if key in _REPORTER_FIELDS:
-                self.set_toml(_REPORTER_FIELDS[key], item, where, f"{keypath}.{key}", label)
+            if key in fields:
+                self.set_toml(fields[key], item, where, f"{keypath}.{key}", label)
             else:
-                self.unknown(
-                    where, f"{keypath}.{key}", key, list(_REPORTER_FIELDS), "in [reporter]"
-                )
-
-    def apply_integrations(self, value: Any, where: str, keypath: str, label: str) -> None:
-        if not isinstance(value, Mapping):
-            self.problems.append(
-                f"{where}: {keypath}: expected a table, got {_kind(value)}; "
-                f"write it as an [integrations] section with celery = false etc."
-            )
-            return
-        for key, item in value.items():
-            if key in _INTEGRATION_FIELDS:
-                self.set_toml(_INTEGRATION_FIELDS[key], item, where, f"{keypath}.{key}", label)
-            else:
-                self.unknown(
-                    where, f"{keypath}.{key}", key, list(_INTEGRATION_FIELDS), "in [integrations]"
-                )
+                self.unknown(where, f"{keypath}.{key}", key, list(fields), f"in [{table}]")
 
     def parse_targets(
         self, kind: str, value: Any, where: str, keypath: str

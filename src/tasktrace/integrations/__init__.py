@@ -25,9 +25,3 @@ integration instead of wrapping it.
 """
 
 from __future__ import annotations
-
-
-def _reset_for_tests() -> None:
-    from tasktrace.integrations import _jobs
-
-    _jobs._reset_for_tests()

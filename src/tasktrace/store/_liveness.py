@@ -198,6 +198,18 @@ def running_entries(
     running) is left out unless ``include_superseded``: it stays in the store, as the
     record of that crash, until retention removes it.
     """
+    return [entry for _, entry in _running(conn, app, name_glob, include_superseded, now, host)]
+
+
+def _running(
+    conn: sqlite3.Connection,
+    app: Optional[str],
+    name_glob: Optional[str],
+    include_superseded: bool,
+    now: Optional[float],
+    host: Optional[str],
+) -> List[Tuple[float, Dict[str, Any]]]:
+    """:func:`running_entries`, each with its start in epoch seconds."""
     now = time.time() if now is None else now
     here = hostname() if host is None else host
     clauses, params = [], []
@@ -220,7 +232,7 @@ def running_entries(
     for row in rows:
         key = (row[4], row[5])
         newest_start[key] = max(newest_start.get(key, row[9]), row[9])
-    found: List[Dict[str, Any]] = []
+    found: List[Tuple[float, Dict[str, Any]]] = []
     gone_cache: Dict[Tuple[str, int, Optional[int]], bool] = {}
     for (
         row_host,
@@ -256,21 +268,24 @@ def running_entries(
         else:
             status = "running"
         found.append(
-            {
-                "app": row_app,
-                "name": name,
-                "group": grp,
-                "pid": pid,
-                "host": row_host,
-                "thread": thread,
-                "started": rfc3339(started),
-                "last_seen": rfc3339(last_seen),
-                "elapsed_ms": round(max(0.0, elapsed) * 1000.0, 3),
-                "max_duration_ms": None if max_duration is None else max_duration * 1000.0,
-                "status": status,
-                "trace_id": bytes(trace_id).hex(),
-                "span_id": f"{_unsigned(span):016x}",
-            }
+            (
+                started,
+                {
+                    "app": row_app,
+                    "name": name,
+                    "group": grp,
+                    "pid": pid,
+                    "host": row_host,
+                    "thread": thread,
+                    "started": rfc3339(started),
+                    "last_seen": rfc3339(last_seen),
+                    "elapsed_ms": round(max(0.0, elapsed) * 1000.0, 3),
+                    "max_duration_ms": None if max_duration is None else max_duration * 1000.0,
+                    "status": status,
+                    "trace_id": bytes(trace_id).hex(),
+                    "span_id": f"{_unsigned(span):016x}",
+                },
+            )
         )
     return found
 
@@ -368,11 +383,11 @@ def check_tasks(
     from tasktrace import schedules
 
     now = time.time() if now is None else now
-    current: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    current: Dict[Tuple[str, str], Tuple[float, Dict[str, Any]]] = {}
     if conn is not None:
-        for seen in running_entries(conn, app=app, now=now, host=host):
+        for started, seen in _running(conn, app, None, False, now, host):
             # The newest entry of each task speaks for it.
-            current[(seen["app"], seen["name"])] = seen
+            current[(seen["app"], seen["name"])] = (started, seen)
     found: List[Dict[str, Any]] = []
     for task, source in tasks:
         if (app is not None and task.app != app) or not _matches(task.name, name_glob):
@@ -383,12 +398,12 @@ def check_tasks(
             raise schedules.ScheduleError(f"{task.app} / {task.name}: schedule {exc}") from None
         last = last_run(conn, task.app, task.name) if conn is not None else None
         last_start = last[0] if last else None
-        entry = current.get((task.app, task.name))
-        if entry is not None and last_start is not None and _epoch(entry["started"]) < last_start:
+        started, entry = current.get((task.app, task.name), (0.0, None))
+        if entry is not None and last_start is not None and started < last_start:
             entry = None  # an older run's entry: the newer run finished
         if entry is not None:
             status = entry["status"]
-            next_due = schedule.next_after(_epoch(entry["started"]))
+            next_due = schedule.next_after(started)
         else:
             if last is not None:
                 # ``every``: due a period after the last run ended (a loop that sleeps
@@ -421,10 +436,3 @@ def check_tasks(
             }
         )
     return found
-
-
-def _epoch(rfc: str) -> float:
-    from datetime import datetime, timezone
-
-    moment = datetime.strptime(rfc, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-    return moment.timestamp()

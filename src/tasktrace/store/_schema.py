@@ -295,14 +295,19 @@ CREATE INDEX IF NOT EXISTS errors_by_group ON errors (app, name, type, message, 
 """
 
 
-def _max_float64(blob: bytes) -> float:
+def _floats(blob: bytes) -> List[float]:
+    """A column of little-endian float64 values (``start``, ``duration``) as a list."""
     from array import array
 
     values = array("d")
     values.frombytes(blob)
     if sys.byteorder != "little":
         values.byteswap()
-    return max(values)
+    return values.tolist()
+
+
+def _max_float64(blob: bytes) -> float:
+    return max(_floats(blob))
 
 
 def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
@@ -381,16 +386,6 @@ CREATE TABLE IF NOT EXISTS schedules (
     PRIMARY KEY (app, name)
 );
 """
-
-
-def _floats(blob: bytes) -> List[float]:
-    from array import array
-
-    values = array("d")
-    values.frombytes(blob)
-    if sys.byteorder != "little":
-        values.byteswap()
-    return values.tolist()
 
 
 def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
