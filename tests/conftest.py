@@ -21,17 +21,20 @@ _CLEARED_PREFIXES = ("TASKTRACE_", "OTEL_")
 
 
 @pytest.fixture(autouse=True)
-def _fresh_agent() -> Iterator[None]:
+def _fresh_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Reset the agent's global state and application handles, and restore ``os.environ``.
 
     ``TASKTRACE_*`` and ``OTEL_*`` variables (the config reads ``OTEL_EXPORTER_OTLP_*``) set
     in the shell that runs pytest are removed for the test, so that a developer's own
     settings cannot change what the tests see; they are back once the test ends.
+    ``XDG_DATA_HOME`` points at a fresh folder, so that a test whose tasks reach the default
+    SQLite store writes there, never into the store of the user who runs the tests.
     """
     saved = dict(os.environ)
     for key in list(os.environ):
         if key.startswith(_CLEARED_PREFIXES):
             del os.environ[key]
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("xdg-data"))
     _reset_registries()
     try:
         yield
