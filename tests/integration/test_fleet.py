@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import json
+import os
 import re
 import subprocess
 import sys
@@ -247,6 +248,8 @@ def test_fleet_counts_every_task_through_a_collector_outage(
             (here / "tasktrace.toml").write_text(CONFIG)
             env = {
                 "PATH": "/usr/bin:/bin",
+                # A checkout's tasktrace when the tests run from one (PYTHONPATH=src).
+                **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
                 "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
                 "OTEL_EXPORTER_OTLP_TIMEOUT": "400",
                 # rotel (0.0.1-alpha10) drops every histogram it receives as JSON.
