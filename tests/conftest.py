@@ -53,6 +53,7 @@ _REGISTRIES = (
     "tasktrace._logging",
     "tasktrace.recorder",
     "tasktrace.reporters.otlp",
+    "tasktrace.resource",
 )
 
 

@@ -239,9 +239,15 @@ def test_aggregation_matches_record_by_record_sums(distinct: int) -> None:
     recorder_mod._fold_many(aggs, records[250:])
     assert set(aggs) == set(expected)
     for key, durations in expected.items():
-        count, errors, total, low, high, sumsq, histogram = aggs[key]
+        count, errors, total, low, high, sumsq, histogram, error_total, error_hist = aggs[key]
         assert count == len(durations) == histogram.count
         assert errors == sum(1 for r in records if (r.app, r.name, r.group) == key and r.errors)
+        errored = [r.duration for r in records if (r.app, r.name, r.group) == key and r.errors]
+        assert error_total == pytest.approx(sum(errored), rel=1e-12)
+        assert (0 if error_hist is None else error_hist.count) == errors
+        if error_hist is not None:  # the errorless calls' histogram is the difference
+            ok = [r.duration for r in records if (r.app, r.name, r.group) == key and not r.errors]
+            assert histogram.without(error_hist) == Histogram.of(ok)
         assert total == pytest.approx(sum(durations), rel=1e-12)
         assert (low, high) == (min(durations), max(durations))
         assert sumsq == pytest.approx(sum(d * d for d in durations), rel=1e-12)

@@ -15,9 +15,20 @@ from typing import Any, Dict, List
 
 __all__ = [
     "ALL_VARIABLES",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
     "TASKTRACE_APP_NAME",
+    "TASKTRACE_APP_VERSION",
     "TASKTRACE_CONFIG_FILE",
     "TASKTRACE_CPU_TIME",
     "TASKTRACE_DB",
@@ -99,6 +110,48 @@ TASKTRACE_RETENTION = "TASKTRACE_RETENTION"
 TASKTRACE_DB_MAX_SIZE = "TASKTRACE_DB_MAX_SIZE"
 """Sets ``reporter.max_size``: the SQLite store's size limit, e.g. ``1GiB``, ``500MB``."""
 
+TASKTRACE_APP_VERSION = "TASKTRACE_APP_VERSION"
+"""Sets ``app_version``: the ``service.version`` of the OTLP resource, e.g. ``1.4.2``."""
+
+OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+"""The app name when neither ``TASKTRACE_APP_NAME``, a flag nor the file's ``app_name`` sets
+one (OTLP's ``service.name``)."""
+
+OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+"""Sets ``resource_attributes``: ``key=value`` pairs separated by commas, percent-decoded,
+added to (and overriding) the OTLP resource's detected attributes; malformed pairs are
+skipped with one warning."""
+
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+"""Sets ``reporter.traces_endpoint``: the full URL spans are posted to (used as given)."""
+
+OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+"""Sets ``reporter.metrics_endpoint``: the full URL metrics are posted to (used as given)."""
+
+OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE = (
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
+)
+"""Sets ``reporter.metrics_temporality``: ``cumulative`` (the default) or ``delta``
+(``lowmemory`` means delta for everything tasktrace sends)."""
+
+OTEL_EXPORTER_OTLP_METRICS_PROTOCOL = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"
+"""Sets ``reporter.metrics_protocol``: ``http/json`` (the default) or ``http/protobuf``
+(spans are always ``http/json``)."""
+
+OTEL_EXPORTER_OTLP_TIMEOUT = "OTEL_EXPORTER_OTLP_TIMEOUT"
+"""Milliseconds, sets ``reporter.timeout`` (which is in seconds)."""
+
+OTEL_EXPORTER_OTLP_COMPRESSION = "OTEL_EXPORTER_OTLP_COMPRESSION"
+"""Sets ``reporter.compression``: ``gzip`` or ``none``."""
+
+OTEL_EXPORTER_OTLP_CERTIFICATE = "OTEL_EXPORTER_OTLP_CERTIFICATE"
+"""Sets ``reporter.ca_bundle``: the CA certificate file (PEM) that verifies an https
+collector."""
+
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+"""``true`` disables tasktrace as ``enabled = false`` does (any other value: no effect);
+``TASKTRACE_ENABLED`` wins over it."""
+
 #: Every variable tasktrace reads, in the order ``show-config`` lists them.
 ALL_VARIABLES = (
     TASKTRACE_CONFIG_FILE,
@@ -119,6 +172,17 @@ ALL_VARIABLES = (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     TASKTRACE_OTLP_HEADERS,
     OTEL_EXPORTER_OTLP_HEADERS,
+    TASKTRACE_APP_VERSION,
+    OTEL_SERVICE_NAME,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_COMPRESSION,
+    OTEL_EXPORTER_OTLP_CERTIFICATE,
+    OTEL_SDK_DISABLED,
 )
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -162,6 +162,26 @@ class Histogram:
         result.merge(other)
         return result
 
+    def without(self, other: Histogram) -> Histogram:
+        """A new histogram of this one's values less ``other``'s, bucket by bucket, at the
+        coarser scale of the two (``other`` must hold a subset of this one's values, e.g.
+        the errored calls among all calls; a count that would go negative stays 0)."""
+        result = self.copy()
+        theirs = other.copy()
+        if theirs.scale > result.scale:
+            theirs._downscale(theirs.scale - result.scale)
+        elif theirs.scale < result.scale:
+            result._downscale(result.scale - theirs.scale)
+        counts = result._counts
+        for index, n in theirs._counts.items():
+            left = counts.get(index, 0) - n
+            if left > 0:
+                counts[index] = left
+            else:
+                counts.pop(index, None)
+        result.zero_count = max(0, result.zero_count - theirs.zero_count)
+        return result
+
     def copy(self) -> Histogram:
         """An independent copy."""
         self._settle()

@@ -186,6 +186,12 @@ class MetricStats(NamedTuple):
     #: built without one, or merged with such stats: a histogram of only some of the
     #: calls would give wrong percentiles).
     histogram: Optional[Histogram] = None
+    #: Sum of the durations of the errored calls alone, seconds.
+    error_total: float = 0.0
+    #: The durations of the errored calls alone (None when there were none, or when
+    #: unknown: then ``errors`` is not 0); ``histogram`` minus this one is the errorless
+    #: calls' histogram, so OTLP's ``task.outcome`` splits are exact too.
+    error_histogram: Optional[Histogram] = None
 
     def merged(self, other: MetricStats) -> MetricStats:
         """The aggregates of both windows together (histograms included)."""
@@ -198,7 +204,21 @@ class MetricStats(NamedTuple):
             max(self.max, other.max),
             self.sumsq + other.sumsq,
             None if mine is None or theirs is None else mine.merged(theirs),
+            self.error_total + other.error_total,
+            _merged_errors(self, other),
         )
+
+
+def _merged_errors(first: MetricStats, second: MetricStats) -> Optional[Histogram]:
+    """The error histogram of both, None if either has errors without one."""
+    if (first.errors and first.error_histogram is None) or (
+        second.errors and second.error_histogram is None
+    ):
+        return None
+    mine, theirs = first.error_histogram, second.error_histogram
+    if mine is None or theirs is None:
+        return mine if theirs is None else theirs
+    return mine.merged(theirs)
 
 
 class DropCount(NamedTuple):

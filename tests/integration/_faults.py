@@ -3,8 +3,10 @@
 * :class:`Collector`: an OTLP/HTTP endpoint on 127.0.0.1 whose behaviour a test controls
   (answer, refuse with a status, hang, stream a 100 MB body, answer garbage, go down and
   come back on the same port). It parses every body strictly into an
-  ``ExportTraceServiceRequest`` and remembers the root spans of the requests it accepted
-  (answered 2xx), so a test can check that every task arrived exactly once.
+  ``ExportTraceServiceRequest`` (``/v1/traces``) or an ``ExportMetricsServiceRequest``
+  (``/v1/metrics``) and remembers the root spans of the trace requests it accepted
+  (answered 2xx), so a test can check that every task arrived exactly once, and the
+  metric requests apart, so that a test about spans sees only span requests.
 * :func:`run_python`: run a small program in a real subprocess with a clean environment.
 * :func:`undelivered`: how many transactions a process said (on stderr, at exit) it
   could not deliver (the lines "N of M transactions of process P were not delivered to
@@ -26,11 +28,15 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from google.protobuf import json_format  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tasktrace import store
@@ -62,16 +68,22 @@ class Request:
 class Collector:
     """A controllable OTLP/HTTP collector on 127.0.0.1.
 
-    ``mode`` is the default behaviour; ``script`` holds modes consumed one per request
-    before ``mode`` applies again. Only requests answered 2xx count as delivered
-    (:meth:`delivered_roots`).
+    ``mode`` is the default behaviour; ``script`` holds modes consumed one per trace
+    request before ``mode`` applies again. Only requests answered 2xx count as delivered
+    (:meth:`delivered_roots`). Metric requests (``/v1/metrics``, which every harvest
+    posts next to its spans) are kept in :attr:`metric_requests`, not in
+    :attr:`requests`, and answered by ``metrics_mode`` (``mode`` when None) without
+    taking from the script: what a test scripts is its span requests' answers, while going
+    down or hanging is the whole collector's.
     """
 
     def __init__(self, mode: Mode = "ok") -> None:
         self.mode: Mode = mode
+        self.metrics_mode: Optional[Mode] = None
         self.script: List[Mode] = []
         self.requests: List[Request] = []
-        self.times: List[float] = []
+        self.metric_requests: List[Request] = []
+        self.times: List[float] = []  # when each trace request came
         self._lock = threading.Lock()
         self._release = threading.Event()
         self._httpd: Optional[http.server.ThreadingHTTPServer] = None
@@ -130,8 +142,10 @@ class Collector:
 
     # -- the handler ------------------------------------------------------------------
 
-    def _next_mode(self) -> Mode:
+    def _next_mode(self, metrics: bool) -> Mode:
         with self._lock:
+            if metrics:
+                return self.mode if self.metrics_mode is None else self.metrics_mode
             return self.script.pop(0) if self.script else self.mode
 
     def _handler(self) -> type:
@@ -142,31 +156,28 @@ class Collector:
                 pass
 
             def do_POST(self) -> None:
-                outer.times.append(time.monotonic())
+                now = time.monotonic()
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 request = Request(self.path, dict(self.headers.items()), [], 0, "")
+                metrics = urllib.parse.urlsplit(self.path).path.endswith("/v1/metrics")
+                if not metrics:
+                    outer.times.append(now)
                 try:
                     if self.headers.get("Content-Encoding") == "gzip":
                         body = gzip.decompress(body)
-                    message = ExportTraceServiceRequest()
-                    json_format.Parse(body, message)  # strict: unknown fields fail
-                    for rs in message.resource_spans:
-                        for ss in rs.scope_spans:
-                            for span in ss.spans:
-                                request.spans += 1
-                                if not span.parent_span_id:
-                                    request.roots.append(
-                                        (span.trace_id.hex(), span.span_id.hex(), span.name)
-                                    )
+                    if metrics:
+                        json_format.Parse(body, ExportMetricsServiceRequest())
+                    else:
+                        _parse_spans(body, request)
                 except Exception as exc:  # noqa: BLE001 - a bad body is answered with an error and remembered
                     request.error = f"{type(exc).__name__}: {exc}"
-                mode = outer._next_mode()
+                mode = outer._next_mode(metrics)
                 request.answer = outer._answer_name(mode)
                 if request.error and request.answer.startswith("2"):
                     request.answer = "400"
                     mode = 400
                 with outer._lock:
-                    outer.requests.append(request)
+                    (outer.metric_requests if metrics else outer.requests).append(request)
                 try:
                     outer._respond(self, mode)
                 except (BrokenPipeError, ConnectionResetError):
@@ -226,6 +237,18 @@ class Collector:
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         handler.wfile.write(payload)
+
+
+def _parse_spans(body: bytes, request: Request) -> None:
+    """Parse a trace body strictly (unknown fields fail) and note its spans and roots."""
+    message = ExportTraceServiceRequest()
+    json_format.Parse(body, message)
+    for rs in message.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                request.spans += 1
+                if not span.parent_span_id:
+                    request.roots.append((span.trace_id.hex(), span.span_id.hex(), span.name))
 
 
 def dead_endpoint() -> str:

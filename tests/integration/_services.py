@@ -223,12 +223,21 @@ def rotel_agent() -> Optional[str]:
 class Rotel:
     """A running ``rotel-agent`` that logs the spans it receives in detail."""
 
-    def __init__(self, agent: str, log_path: Path) -> None:
-        self.http_port = free_port()
+    def __init__(
+        self,
+        agent: str,
+        log_path: Path,
+        *,
+        http_port: Optional[int] = None,
+        exporter: Optional[List[str]] = None,
+    ) -> None:
+        """Start rotel; ``http_port`` reuses a port (a collector restarted after an
+        outage); ``exporter`` replaces the blackhole exporter's arguments."""
+        self.http_port = free_port() if http_port is None else http_port
         self.grpc_port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.http_port}"
         self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in close()
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         command: List[str] = [
             agent,
             "start",
@@ -236,12 +245,18 @@ class Rotel:
             f"127.0.0.1:{self.http_port}",
             "--otlp-grpc-endpoint",
             f"127.0.0.1:{self.grpc_port}",
-            "--exporter",
-            "blackhole",
-            "--debug-log",
-            "traces",
-            "--debug-log-verbosity",
-            "detailed",
+            *(
+                exporter
+                if exporter is not None
+                else [
+                    "--exporter",
+                    "blackhole",
+                    "--debug-log",
+                    "traces",
+                    "--debug-log-verbosity",
+                    "detailed",
+                ]
+            ),
         ]
         self.proc = subprocess.Popen(
             command,

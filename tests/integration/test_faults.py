@@ -90,7 +90,9 @@ def test_collector_down_for_the_whole_run(tmp_path: Path) -> None:
     run = run_python([str(prog), str(n)], env)
     _assert_program_unchanged(run, n)
     assert run.elapsed < shutdown + 8, run.elapsed  # start-up included; generous slack
-    assert undelivered(run.stderr) == n, run.stderr
+    assert undelivered(run.stderr, "otlp") == n, run.stderr
+    # The tasks' metrics could not go either, and that is said apart.
+    assert undelivered(run.stderr, "otlp_metrics") == n, run.stderr
 
 
 def test_collector_503_then_recovers(tmp_path: Path, collector: Collector) -> None:
@@ -120,7 +122,8 @@ def test_collector_hangs(tmp_path: Path, collector: Collector) -> None:
     # The exit waited for the hanging export for its shutdown_timeout, and no longer.
     assert shutdown * 0.9 <= run.elapsed < shutdown + 6, run.elapsed
     assert "did not finish within shutdown_timeout" in run.stderr
-    assert undelivered(run.stderr) == n, run.stderr
+    assert undelivered(run.stderr, "otlp") == n, run.stderr
+    assert undelivered(run.stderr, "otlp_metrics") == n, run.stderr
     assert collector.delivered_roots() == []
 
 

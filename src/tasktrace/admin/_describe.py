@@ -6,6 +6,7 @@ instrumented process loads at start-up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, List, Tuple
 
 from tasktrace.config._redaction import _REDACTED, redact_url
@@ -23,6 +24,8 @@ def _display(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, tuple):
         return "[" + ", ".join(_display(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_display(k)} = {_display(v)}" for k, v in value.items()) + "}"
     return repr(value)
 
 

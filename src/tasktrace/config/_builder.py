@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from tasktrace import environment as _vars
 from tasktrace.config._schema import (
     _FIELDS,
     _INTEGRATION_FIELDS,
+    _OTEL_VARIABLES,
     _REPORTER_FIELDS,
     _TABLE_KEYS,
     _TARGET_KEYS,
@@ -74,11 +75,20 @@ class _Builder:
         except _BadValue as exc:
             self.problems.append(f"{where}: {keypath}: {exc.problem}; {exc.fix}")
 
-    def set_text(self, field: _Field, text: str, origin: str, example: str) -> None:
-        """Apply a variable's text; ``origin`` is e.g. ``"environment variable X"``."""
+    def set_text(
+        self,
+        field: _Field,
+        text: str,
+        origin: str,
+        example: str,
+        parse: Optional[Callable[[str], Any]] = None,
+    ) -> None:
+        """Apply a variable's text; ``origin`` is e.g. ``"environment variable X"``;
+        ``parse`` reads the text instead of the field's own parser (OpenTelemetry
+        variables written in other units)."""
         label = origin.rpartition(" ")[2]
         try:
-            self.values[field.key] = field.check(field.from_text(text))
+            self.values[field.key] = field.check((parse or field.from_text)(text))
             self.sources[field.key] = label
         except ValueError as exc:
             self.problems.append(f"{origin}: {exc}; set it like {label}={example}")
@@ -486,7 +496,15 @@ def _build(
             f"choose one of the environments that exist: {existing}"
         )
 
-    # Variables, then flags.
+    # OpenTelemetry variables, then tasktrace's, then flags.
+    for name, key, parse_text, example in _OTEL_VARIABLES:
+        found = _read_variable(env, (name,))
+        if name == _vars.OTEL_SDK_DISABLED and found and found[1].strip().lower() != "true":
+            continue  # only "true" has an effect, as the specification says
+        if found is not None:
+            builder.set_text(
+                _FIELDS[key], found[1], f"environment variable {name}", example, parse_text
+            )
     for names, key, example in _VARIABLES:
         found = _read_variable(env, names)
         if found is not None:
@@ -502,6 +520,9 @@ def _build(
             )
             continue
         builder.set_flag(field, value, _flag_for(key))
+
+    if builder.sources["app_name"] == "default":
+        _app_name_from_otel(builder, env)
 
     values = builder.values
     reporter = ReporterSettings(
@@ -524,6 +545,21 @@ def _build(
         sources=MappingProxyType(sources),
     )
     return settings, builder.problems
+
+
+def _app_name_from_otel(builder: _Builder, env: Mapping[str, str]) -> None:
+    """Name the app from ``OTEL_SERVICE_NAME``, else from ``service.name`` in
+    ``OTEL_RESOURCE_ATTRIBUTES``, as OpenTelemetry would (nothing else named it)."""
+    found = _read_variable(env, (_vars.OTEL_SERVICE_NAME,))
+    if found is not None:
+        builder.set_text(
+            _FIELDS["app_name"], found[1], f"environment variable {found[0]}", "billing-worker"
+        )
+        return
+    service = builder.values["resource_attributes"].get("service.name", "")
+    if service.strip():
+        builder.values["app_name"] = service.strip()
+        builder.sources["app_name"] = builder.sources["resource_attributes"] + " (service.name)"
 
 
 def parse(

@@ -7,6 +7,7 @@ import math
 import re
 from _thread import TIMEOUT_MAX  # (what threading.TIMEOUT_MAX is, without importing threading)
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Callable, Dict, List, Tuple
 
 from tasktrace import environment as _vars
@@ -66,6 +67,8 @@ class _Field:
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 COMPRESSIONS = ("gzip", "none")
+TEMPORALITIES = ("cumulative", "delta")
+METRICS_PROTOCOLS = ("http/json", "http/protobuf")
 _NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _HEADER_NAME_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 
@@ -252,6 +255,46 @@ def _identity(text: str) -> str:
     return text
 
 
+def _check_attributes(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise _WrongType
+    attributes: Dict[str, str] = {}
+    for name, attribute in value.items():
+        if not isinstance(attribute, (str, int, float)) or isinstance(attribute, bool):
+            raise _BadValue(
+                f"the value of {str(name)!r} is {_kind(attribute)}",
+                f'give a string: resource_attributes = {{ "{name}" = "..." }}',
+            )
+        attributes[str(name)] = str(attribute)
+    return MappingProxyType(attributes)
+
+
+def _resource_attributes(text: str) -> Mapping[str, str]:
+    from tasktrace.resource import resource_attributes_from_text
+
+    return resource_attributes_from_text(text)
+
+
+def _temporality(text: str) -> str:
+    # OpenTelemetry's "lowmemory" is delta for counters and histograms: all we send.
+    word = text.strip().lower()
+    return "delta" if word == "lowmemory" else word
+
+
+def _otel_timeout(text: str) -> float:
+    """``OTEL_EXPORTER_OTLP_TIMEOUT``: milliseconds, as the specification says."""
+    milliseconds = _vars.parse_float(text)
+    if milliseconds <= 0:
+        raise ValueError(f"expected a positive number of milliseconds, got {text!r}")
+    return milliseconds / 1000.0
+
+
+def _otel_disabled(text: str) -> bool:
+    """``OTEL_SDK_DISABLED``: only ``true`` (any case) disables, as the specification says;
+    the result is the value of ``enabled``."""
+    return text.strip().lower() != "true"
+
+
 def _seconds_field(key: str, example: str) -> _Field:
     return _Field(
         key,
@@ -282,6 +325,15 @@ _TOP_FIELDS: Dict[str, _Field] = {
         _Field("buffer_size", "buffer_size", "an integer", "10000", _int_checker(1), _parse_int),
         _Field("max_segments", "max_segments", "an integer", "1000", _int_checker(0), _parse_int),
         _Field("cpu_time", "cpu_time", "a boolean", "true", _check_bool, _vars.parse_bool),
+        _Field("app_version", "app_version", "a string", '"1.4.2"', _check_string, _identity),
+        _Field(
+            "resource_attributes",
+            "resource_attributes",
+            "a table of strings",
+            '{ "team" = "billing" }',
+            _check_attributes,
+            _resource_attributes,
+        ),
     )
 }
 
@@ -313,6 +365,38 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
             _check_headers,
             _vars.parse_headers,
             secret=True,
+        ),
+        _Field(
+            "reporter.traces_endpoint",
+            "traces_endpoint",
+            "a URL string",
+            '"http://127.0.0.1:4318/v1/traces"',
+            _check_endpoint,
+            _identity,
+        ),
+        _Field(
+            "reporter.metrics_endpoint",
+            "metrics_endpoint",
+            "a URL string",
+            '"http://127.0.0.1:4318/v1/metrics"',
+            _check_endpoint,
+            _identity,
+        ),
+        _Field(
+            "reporter.metrics_temporality",
+            "metrics_temporality",
+            'one of "cumulative", "delta"',
+            '"cumulative"',
+            _choice_checker(TEMPORALITIES),
+            _temporality,
+        ),
+        _Field(
+            "reporter.metrics_protocol",
+            "metrics_protocol",
+            'one of "http/json", "http/protobuf"',
+            '"http/json"',
+            _choice_checker(METRICS_PROTOCOLS),
+            _identity,
         ),
         _seconds_field("reporter.timeout", "10.0"),
         _Field("reporter.ca_bundle", "ca_bundle", "a string", '"ca.pem"', _check_string, _identity),
@@ -424,6 +508,47 @@ _VARIABLES: Tuple[Tuple[Tuple[str, ...], str, str], ...] = (
         (_vars.TASKTRACE_OTLP_HEADERS, _vars.OTEL_EXPORTER_OTLP_HEADERS),
         "reporter.headers",
         "api-key=...",
+    ),
+    ((_vars.TASKTRACE_APP_VERSION,), "app_version", "1.4.2"),
+)
+
+#: The other OpenTelemetry variables: (variable, key, parser, example). They are applied
+#: over the config file and under every ``TASKTRACE_*`` variable and flag; each parser
+#: turns the variable's text into a value for the field's ``check``.
+_OTEL_VARIABLES: Tuple[Tuple[str, str, Callable[[str], Any], str], ...] = (
+    (_vars.OTEL_SDK_DISABLED, "enabled", _otel_disabled, "true"),
+    (_vars.OTEL_RESOURCE_ATTRIBUTES, "resource_attributes", _resource_attributes, "team=billing"),
+    (
+        _vars.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        "reporter.traces_endpoint",
+        _identity,
+        "http://collector:4318/v1/traces",
+    ),
+    (
+        _vars.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+        "reporter.metrics_endpoint",
+        _identity,
+        "http://collector:4318/v1/metrics",
+    ),
+    (
+        _vars.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+        "reporter.metrics_temporality",
+        _temporality,
+        "delta",
+    ),
+    (
+        _vars.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+        "reporter.metrics_protocol",
+        _identity,
+        "http/protobuf",
+    ),
+    (_vars.OTEL_EXPORTER_OTLP_TIMEOUT, "reporter.timeout", _otel_timeout, "10000"),
+    (_vars.OTEL_EXPORTER_OTLP_COMPRESSION, "reporter.compression", _identity, "gzip"),
+    (
+        _vars.OTEL_EXPORTER_OTLP_CERTIFICATE,
+        "reporter.ca_bundle",
+        _identity,
+        "/etc/ssl/collector-ca.pem",
     ),
 )
 

@@ -54,6 +54,15 @@ class ReporterSettings(NamedTuple):
     headers: Mapping[str, str] = _EMPTY
     #: Seconds one export may take, retries included.
     timeout: float = 10.0
+    #: The full URL spans are posted to, used as given (None: ``endpoint`` + ``/v1/traces``).
+    traces_endpoint: Optional[str] = None
+    #: The full URL metrics are posted to, used as given (None: ``endpoint`` +
+    #: ``/v1/metrics``).
+    metrics_endpoint: Optional[str] = None
+    #: ``"cumulative"`` (start time: the process's start) or ``"delta"``.
+    metrics_temporality: str = "cumulative"
+    #: How metrics are written: ``"http/json"`` (as spans are) or ``"http/protobuf"``.
+    metrics_protocol: str = "http/json"
     #: A CA bundle file for TLS verification of the collector (None: httpx's default).
     ca_bundle: Optional[str] = None
     #: ``"gzip"`` or ``"none"``.
@@ -75,6 +84,10 @@ class ReporterSettings(NamedTuple):
         return (
             f"ReporterSettings(types={self.types!r}, path={self.path!r}, "
             f"endpoint={redact_url(self.endpoint)!r}, "
+            f"traces_endpoint={_redacted(self.traces_endpoint)!r}, "
+            f"metrics_endpoint={_redacted(self.metrics_endpoint)!r}, "
+            f"metrics_temporality={self.metrics_temporality!r}, "
+            f"metrics_protocol={self.metrics_protocol!r}, "
             f"headers={redacted_headers(self.headers)!r}, timeout={self.timeout!r}, "
             f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r}, "
             f"max_rows_per_name={self.max_rows_per_name!r}, "
@@ -101,6 +114,10 @@ class IntegrationSettings(NamedTuple):
     arq: bool = True
     #: ``"parent"``, ``"link"`` or ``"none"`` (see :data:`PROPAGATE_MODES`).
     propagate: str = DEFAULT_PROPAGATE
+
+
+def _redacted(url: Optional[str]) -> Optional[str]:
+    return None if url is None else redact_url(url)
 
 
 class TargetSettings(NamedTuple):
@@ -161,6 +178,10 @@ class Settings(NamedTuple):
     #: Measure each transaction's thread CPU time (``TransactionRecord.cpu_time``; None
     #: when off). Off by default: the thread CPU clock is a system call, two per task.
     cpu_time: bool = False
+    #: ``service.version`` of the OTLP resource (None: not sent).
+    app_version: Optional[str] = None
+    #: Extra OTLP resource attributes (``OTEL_RESOURCE_ATTRIBUTES``), overriding detected ones.
+    resource_attributes: Mapping[str, str] = _EMPTY
     reporter: ReporterSettings = ReporterSettings()
     integrations: IntegrationSettings = IntegrationSettings()
     background_tasks: Tuple[TargetSettings, ...] = ()

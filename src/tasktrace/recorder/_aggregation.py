@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     pass
 
 
-# Aggregates while they are being built: [count, errors, total, min, max, sumsq, histogram].
+# Aggregates while they are being built: [count, errors, total, min, max, sumsq, histogram,
+# error_total, error_histogram] (the last two: of the errored calls alone, so that OTLP's
+# ``task.outcome`` can split the histogram exactly; None until an error is seen).
 # A list is cheaper to update in place than rebuilding a NamedTuple per record.
 _Agg = List[Any]
 _AggMap = Dict[Tuple[str, str, str], _Agg]
@@ -55,7 +57,8 @@ def _fold_many(aggs: _AggMap, records: Sequence[TransactionRecord]) -> None:
     for key, group_records in _by_key(records):
         durations = list(map(duration_of, group_records))
         count = len(durations)
-        errors = count - list(map(errors_of, group_records)).count(())
+        error_lists = list(map(errors_of, group_records))
+        errors = count - error_lists.count(())
         total = sum(durations)
         low = min(durations)
         high = max(durations)
@@ -64,7 +67,9 @@ def _fold_many(aggs: _AggMap, records: Sequence[TransactionRecord]) -> None:
         if agg is None:
             histogram = Histogram()
             histogram.add_later(durations)
-            aggs[key] = [count, errors, total, low, high, sumsq, histogram]
+            agg = aggs[key] = [count, errors, total, low, high, sumsq, histogram, 0.0, None]
+            if errors:
+                _fold_errors(agg, durations, error_lists)
             continue
         agg[0] += count
         agg[1] += errors
@@ -75,6 +80,18 @@ def _fold_many(aggs: _AggMap, records: Sequence[TransactionRecord]) -> None:
             agg[4] = high
         agg[5] += sumsq
         agg[6].add_later(durations)
+        if errors:
+            _fold_errors(agg, durations, error_lists)
+
+
+def _fold_errors(agg: _Agg, durations: List[float], error_lists: List[Any]) -> None:
+    """Add the durations of the errored calls to ``agg``'s error total and histogram
+    (only for chunks with errors, which are rare: errorless chunks pay nothing)."""
+    errored = list(compress(durations, error_lists))  # (a non-empty tuple is truthy)
+    agg[7] += sum(errored)
+    if agg[8] is None:
+        agg[8] = Histogram()
+    agg[8].add_later(errored)
 
 
 def _by_key(
@@ -111,6 +128,12 @@ def _merge_agg(into: _AggMap, other: _AggMap) -> None:
         mine[4] = max(mine[4], agg[4])
         mine[5] += agg[5]
         mine[6].merge(agg[6])
+        mine[7] += agg[7]
+        if agg[8] is not None:
+            if mine[8] is None:
+                mine[8] = agg[8]
+            else:
+                mine[8].merge(agg[8])
 
 
 def aggregate(records: Sequence[TransactionRecord]) -> Dict[MetricKey, MetricStats]:

@@ -12,7 +12,7 @@ import json
 import math
 import socket
 from collections.abc import Sequence
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from tasktrace import _rng
 from tasktrace._version import __version__
@@ -182,6 +182,7 @@ def build_request(
     pid: Optional[int] = None,
     host: Optional[str] = None,
     getrandbits: Callable[[int], int] = _rng.getrandbits,
+    resource: Optional[Sequence[Tuple[str, Union[str, int]]]] = None,
 ) -> Dict[str, Any]:
     """The ``ExportTraceServiceRequest`` for ``records``, as OTLP JSON (a dict).
 
@@ -191,6 +192,9 @@ def build_request(
         host: ``host.name`` (default: ``socket.gethostname()``).
         getrandbits: Source of the segments' span ids (tasktrace's own random source,
             reseeded in forked children; never the program's global ``random``).
+        resource: The process's resource attributes after ``service.name``
+            (:func:`tasktrace.resource.process_resource`); when given, ``pid`` and
+            ``host`` are not used.
     """
     host = socket.gethostname() if host is None else host
     by_app: Dict[str, List[Dict[str, Any]]] = {}
@@ -199,18 +203,22 @@ def build_request(
         by_app.setdefault(record.app, []).extend(_spans(record, getrandbits))
         pids.setdefault(record.app, record.pid)
     resource_spans = []
+    shared = None if resource is None else [_kv(name, value) for name, value in resource]
     for app, spans in by_app.items():
-        resource = [
-            _kv("service.name", app),
-            _kv("process.pid", pids[app] if pid is None else pid),
-            _kv("host.name", host),
-            _kv("telemetry.sdk.name", "tasktrace"),
-            _kv("telemetry.sdk.language", "python"),
-            _kv("telemetry.sdk.version", __version__),
-        ]
+        if shared is not None:
+            attributes = [_kv("service.name", app), *shared]
+        else:
+            attributes = [
+                _kv("service.name", app),
+                _kv("process.pid", pids[app] if pid is None else pid),
+                _kv("host.name", host),
+                _kv("telemetry.sdk.name", "tasktrace"),
+                _kv("telemetry.sdk.language", "python"),
+                _kv("telemetry.sdk.version", __version__),
+            ]
         resource_spans.append(
             {
-                "resource": {"attributes": resource},
+                "resource": {"attributes": attributes},
                 "scopeSpans": [
                     {"scope": {"name": "tasktrace", "version": __version__}, "spans": spans}
                 ],

@@ -30,7 +30,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from tasktrace import _rng
@@ -40,7 +40,10 @@ from tasktrace._version import __version__
 from tasktrace.config import ReporterSettings, redact_url
 from tasktrace.records import TransactionRecord
 from tasktrace.reporters._otlp_json import _encode, build_request
+from tasktrace.reporters._otlp_metrics import MetricSeries
+from tasktrace.reporters._otlp_protobuf import encode_metrics_request
 from tasktrace.reporters.base import Batch, ExportResult
+from tasktrace.resource import Resource, process_resource
 
 if TYPE_CHECKING:
     import httpx
@@ -51,8 +54,10 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "MAX_SPANS_PER_REQUEST",
     "RETRYABLE_STATUS",
+    "OtlpMetricsReporter",
     "OtlpReporter",
     "build_request",
+    "metrics_url",
     "redact_url",
     "traces_url",
 ]
@@ -74,19 +79,34 @@ def traces_url(endpoint: str) -> str:
     """``endpoint`` with ``/v1/traces`` appended to its path, unless it already ends with
     it; a query string (``?token=...``, which some vendors use for keys) is kept after it.
     """
+    return _signal_url(endpoint, "/v1/traces")
+
+
+def metrics_url(endpoint: str) -> str:
+    """``endpoint`` (a base URL, or a traces URL ending ``/v1/traces``) with
+    ``/v1/metrics`` as its path's end; a query string is kept after it."""
+    return _signal_url(endpoint, "/v1/metrics")
+
+
+def _signal_url(endpoint: str, suffix: str) -> str:
     base = endpoint.strip()
     try:
         parts = urlsplit(base)
     except ValueError:
         parts = None
     if parts is not None and (parts.query or parts.fragment):
-        path = parts.path.rstrip("/")
-        if not path.endswith("/v1/traces"):
-            path += "/v1/traces"
-        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-    if base.rstrip("/").endswith("/v1/traces"):
-        return base.rstrip("/")
-    return base.rstrip("/") + "/v1/traces"
+        path = _base_path(parts.path.rstrip("/"), suffix)
+        return urlunsplit((parts.scheme, parts.netloc, path + suffix, parts.query, ""))
+    return _base_path(base.rstrip("/"), suffix) + suffix
+
+
+def _base_path(path: str, suffix: str) -> str:
+    """``path`` without a trailing ``suffix`` (or, for metrics, ``/v1/traces``: an
+    endpoint written as the traces URL still finds the metrics one)."""
+    for end in (suffix, "/v1/traces"):
+        if path.endswith(end):
+            return path[: -len(end)]
+    return path
 
 
 def _retry_after(value: Optional[str], now: float) -> Optional[float]:
@@ -153,8 +173,26 @@ class OtlpReporter:
     ) -> None:
         # Defaults come from ReporterSettings, the one place they are written.
         reporter = settings.reporter if settings is not None else ReporterSettings()
-        self.url = traces_url(reporter.endpoint if endpoint is None else endpoint)
+        # A per-signal endpoint is a full URL, used as given (as the specification says);
+        # an explicit ``endpoint`` argument beats both.
+        if endpoint is None and reporter.traces_endpoint:
+            self.url = reporter.traces_endpoint
+        else:
+            self.url = traces_url(reporter.endpoint if endpoint is None else endpoint)
+        if endpoint is None and reporter.metrics_endpoint:
+            self.metrics_url = reporter.metrics_endpoint
+        else:
+            self.metrics_url = metrics_url(reporter.endpoint if endpoint is None else endpoint)
         _warn_if_unencrypted(self.url)
+        self._resource_inputs: Tuple[Optional[str], Optional[str], Mapping[str, str]] = (
+            (settings.app_version, settings.environment, settings.resource_attributes)
+            if settings is not None
+            else (None, None, {})
+        )
+        #: The companion that sends this process's metrics (see OtlpMetricsReporter).
+        self.metrics = OtlpMetricsReporter(
+            self, reporter.metrics_temporality, reporter.metrics_protocol
+        )
         self._headers: Dict[str, str] = dict(reporter.headers if headers is None else headers)
         self._timeout = float(reporter.timeout if timeout is None else timeout)
         self._ca_bundle = reporter.ca_bundle if ca_bundle is None else ca_bundle
@@ -169,6 +207,13 @@ class OtlpReporter:
 
     def __repr__(self) -> str:
         return f"<OtlpReporter {redact_url(self.url)}>"
+
+    @property
+    def companions(self) -> Tuple[OtlpMetricsReporter, ...]:
+        """Reporters the registry adds with this one: the metrics, delivered first (so
+        that under an exit deadline the metrics, which count every task, go before the
+        spans, which may be dropped)."""
+        return (self.metrics,)
 
     # -- the HTTP client ----------------------------------------------------------------
 
@@ -233,66 +278,86 @@ class OtlpReporter:
         )
 
     def _send(self, records: Sequence[TransactionRecord], batch: Batch, end: float) -> ExportResult:
-        """One request, retried as the specification allows, until ``end`` or the batch's
-        deadline (which the recorder may bring forward), whichever comes first."""
+        """One request of spans, retried as the specification allows, until ``end`` or the
+        batch's deadline (which the recorder may bring forward), whichever comes first."""
         pid = batch.pid or None
         span_count = sum(1 + len(r.segments) for r in records)
         try:
-            body = _encode(build_request(records, pid=pid))
+            body = _encode(build_request(records, pid=pid, resource=self.resource()))
         except (TypeError, ValueError) as exc:
             return ExportResult(False, dropped=len(records), message=f"cannot encode: {exc}")
+        answer = self._deliver(self.url, body, batch, end)
+        if not answer.ok:
+            return ExportResult(
+                False,
+                dropped=len(records),
+                retryable=answer.retryable,
+                message=answer.message,
+                reason=answer.reason,
+            )
+        rejected, why = _rejected(answer.reply)
+        if rejected:
+            # Proportionally, since rejections are per span and a dropped transaction is
+            # the unit counted; at least one.
+            lost = min(len(records), max(1, rejected * len(records) // span_count))
+            return ExportResult(
+                True,
+                exported=len(records) - lost,
+                dropped=lost,
+                message=(
+                    f"collector at {redact_url(self.url)} rejected {rejected} spans"
+                    + (f": {why}" if why else "")
+                ),
+            )
+        return ExportResult(True, exported=len(records))
+
+    def resource(self) -> Resource:
+        """This process's resource attributes (after ``service.name``), computed once."""
+        app_version, environment, attributes = self._resource_inputs
+        return process_resource(
+            app_version=app_version, environment=environment, attributes=attributes
+        )
+
+    def _deliver(
+        self,
+        url: str,
+        body: bytes,
+        batch: Batch,
+        end: float,
+        content_type: str = "application/json",
+    ) -> _Answer:
+        """POST ``body`` to ``url``, retried as the specification allows, until ``end`` or
+        the batch's deadline, whichever comes first."""
         headers = dict(self._headers)
-        headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = content_type
         if self._gzip:
             body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
-        url = redact_url(self.url)
+        shown = redact_url(url)
         attempt = 0
         # After a request whose answer did not come in time, the collector may have taken
-        # the spans after all: what is given up on then is said as a "timeout".
+        # the data after all: what is given up on then is said as a "timeout".
         unanswered = ""
         while True:
             left = batch.time_left(end - time.monotonic())
             if left <= 0:
-                return ExportResult(
-                    False,
-                    dropped=len(records),
-                    retryable=True,
-                    message=f"POST {url}: no time left to retry",
-                    reason=unanswered,
-                )
+                return _Answer(False, b"", f"POST {shown}: no time left to retry", True, unanswered)
             retry_after: Optional[float] = None
             try:
-                status, reply, retry_header = self._post(body, headers, left)
+                status, reply, retry_header = self._post(url, body, headers, left)
             except _Retryable as exc:
-                problem = f"POST {url}: {exc}"
+                problem = f"POST {shown}: {exc}"
                 unanswered = "timeout" if isinstance(exc, _Timeout) else ""
             except _Fatal as exc:
-                return ExportResult(False, dropped=len(records), message=f"POST {url}: {exc}")
+                return _Answer(False, b"", f"POST {shown}: {exc}", False, "")
             else:
                 if 200 <= status < 300:
-                    rejected, why = _rejected(reply)
-                    if rejected:
-                        # Proportionally, since rejections are per span and a dropped
-                        # transaction is the unit counted; at least one.
-                        lost = min(len(records), max(1, rejected * len(records) // span_count))
-                        return ExportResult(
-                            True,
-                            exported=len(records) - lost,
-                            dropped=lost,
-                            message=(
-                                f"collector at {url} rejected {rejected} spans"
-                                + (f": {why}" if why else "")
-                            ),
-                        )
-                    return ExportResult(True, exported=len(records))
+                    return _Answer(True, reply, "", False, "")
                 if status not in RETRYABLE_STATUS:
-                    return ExportResult(
-                        False,
-                        dropped=len(records),
-                        message=f"POST {url}: HTTP {status}{_snippet(reply)}",
+                    return _Answer(
+                        False, reply, f"POST {shown}: HTTP {status}{_snippet(reply)}", False, ""
                     )
-                problem = f"POST {url}: HTTP {status}"
+                problem = f"POST {shown}: HTTP {status}"
                 unanswered = ""
                 retry_after = _retry_after(retry_header, time.time())
             # Retryable: wait as told (Retry-After) or back off, but never past the deadline.
@@ -301,12 +366,12 @@ class OtlpReporter:
                 retry_after *= 0.5 + _rng.random()  # jitter: spread retries of many processes
             attempt += 1
             if retry_after >= batch.time_left(end - time.monotonic()):
-                return ExportResult(
+                return _Answer(
                     False,
-                    dropped=len(records),
-                    retryable=True,
-                    message=f"{problem} (gave up after {attempt} attempts within the timeout)",
-                    reason=unanswered,
+                    b"",
+                    f"{problem} (gave up after {attempt} attempts within the timeout)",
+                    True,
+                    unanswered,
                 )
             if self._sleep is not None:
                 self._sleep(retry_after)
@@ -314,7 +379,7 @@ class OtlpReporter:
                 batch.sleep(retry_after)
 
     def _post(
-        self, body: bytes, headers: Dict[str, str], timeout: float
+        self, url: str, body: bytes, headers: Dict[str, str], timeout: float
     ) -> Tuple[int, bytes, Optional[str]]:
         """POST once; returns status, at most MAX_RESPONSE_BYTES of body, Retry-After."""
         import httpx
@@ -324,7 +389,7 @@ class OtlpReporter:
         try:
             client = self._get_client()
             with client.stream(
-                "POST", self.url, content=body, headers=headers, timeout=timeout
+                "POST", url, content=body, headers=headers, timeout=timeout
             ) as response:
                 if response.is_stream_consumed:
                     # Already in memory (a transport that buffers, e.g. MockTransport).
@@ -455,6 +520,122 @@ def _silence_own_requests() -> None:
 
     for name in _HTTP_LOGGERS:
         logging.getLogger(name).addFilter(_not_our_request)
+
+
+class _Answer(NamedTuple):
+    """What became of one request and its retries."""
+
+    #: A 2xx answer came.
+    ok: bool
+    #: The answer's body (at most MAX_RESPONSE_BYTES).
+    reply: bytes
+    #: What went wrong, for the log (empty when ok).
+    message: str
+    #: The failure was temporary (connection, timeout, 429/502/503/504).
+    retryable: bool
+    #: ``"timeout"`` when the last request went unanswered (the collector may have taken
+    #: it), else empty.
+    reason: str
+
+
+class OtlpMetricsReporter:
+    """The metrics of every task (:mod:`tasktrace.reporters._otlp_metrics`), posted to
+    ``<endpoint>/v1/metrics`` through its :class:`OtlpReporter`'s client, with the same
+    retries, timeout and deadline as the spans but apart from them: a reporter of its own
+    in the recorder's ledger, so spans may be dropped under load while the metrics, which
+    count every transaction (``stores_metrics``), are kept until a collector takes them.
+
+    A failed export keeps its values: a cumulative series carries them in its next totals,
+    a delta one merges them into the next delta; what is still unsent at shutdown is said
+    as dropped (``otlp_metrics:<reason>``). A delta export the collector refuses for good
+    (a non-retryable status) is dropped at once.
+
+    Args:
+        spans: The OTLP reporter whose client, headers and timeout it uses.
+        temporality: ``"cumulative"`` or ``"delta"``.
+        protocol: ``"http/json"`` (the default) or ``"http/protobuf"``.
+    """
+
+    name = "otlp_metrics"
+    stores_metrics = True
+
+    def __init__(
+        self, spans: OtlpReporter, temporality: str = "cumulative", protocol: str = "http/json"
+    ) -> None:
+        self._spans = spans
+        self._protobuf = protocol == "http/protobuf"
+        self.url = spans.metrics_url
+        self.series = MetricSeries(temporality)
+        self._closed = False
+        self._reason = ""
+
+    def __repr__(self) -> str:
+        return f"<OtlpMetricsReporter {redact_url(self.url)}>"
+
+    def export(self, batch: Batch) -> ExportResult:
+        """Add the batch's aggregates and drops to the series and send them."""
+        self.series.add(batch.metrics, batch.drops)
+        return self._push(batch)
+
+    def _push(self, batch: Batch) -> ExportResult:
+        series = self.series
+        if not series.unsent and not series.has_data():
+            return ExportResult(True)
+        if self._closed:
+            return self._give_up("reporter shut down", "shutdown")
+        end = time.monotonic() + self._spans._timeout
+        request, now = series.request(self._spans.resource())
+        try:
+            if self._protobuf:
+                body, content_type = encode_metrics_request(request), "application/x-protobuf"
+            else:
+                body, content_type = _encode(request), "application/json"
+        except (TypeError, ValueError, KeyError) as exc:
+            return self._give_up(f"cannot encode: {exc}", "")
+        answer = self._spans._deliver(self.url, body, batch, end, content_type)
+        if answer.ok:
+            exported = series.unsent
+            series.accepted(now)
+            return ExportResult(True, exported=exported)
+        self._reason = answer.reason
+        if answer.retryable or not series.delta:
+            # Kept: the next export carries these values (a cumulative series even after
+            # a refusal, since its next totals include them anyway).
+            return ExportResult(
+                False,
+                kept=series.unsent,
+                retryable=True,
+                message=answer.message,
+                reason=answer.reason,
+            )
+        return ExportResult(
+            False, dropped=series.discard(now), message=answer.message, reason=answer.reason
+        )
+
+    def _give_up(self, message: str, reason: str) -> ExportResult:
+        lost = self.series.unsent
+        self.series.unsent = 0
+        return ExportResult(False, dropped=lost, message=message, reason=reason)
+
+    def force_flush(self, timeout: Optional[float] = None) -> ExportResult:
+        """Send what is still unsent (within ``timeout`` seconds)."""
+        if not self.series.unsent:
+            return ExportResult(True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._push(Batch(records=(), deadline=deadline))
+
+    def shutdown(self, timeout: Optional[float] = None) -> ExportResult:
+        """Stop; what was never accepted is dropped, under the last failure's reason."""
+        self._closed = True
+        lost = self.series.unsent
+        self.series.unsent = 0
+        return ExportResult(
+            not lost,
+            dropped=lost,
+            retryable=bool(lost),
+            message="metrics not delivered before shutdown" if lost else "",
+            reason=self._reason or ("export_failed" if lost else ""),
+        )
 
 
 class _Retryable(Exception):

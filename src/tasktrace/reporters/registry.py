@@ -96,5 +96,9 @@ def create_reporters(settings: Settings) -> List[Reporter]:
         if name in seen:
             continue
         seen += (name,)
-        reporters.append(create_reporter(name, settings))
+        reporter = create_reporter(name, settings)
+        # A reporter may bring companions that deliver another signal apart (the OTLP
+        # reporter's metrics): each is a reporter of its own in the ledger.
+        reporters.extend(getattr(reporter, "companions", ()))
+        reporters.append(reporter)
     return reporters
