@@ -312,3 +312,79 @@ def test_protobuf_protocol_from_the_variable() -> None:
     spans = OtlpReporter(settings, endpoint="http://c:4318", transport=httpx.MockTransport(handler))
     assert spans.metrics.export(_batch([_record(0.01)] * 2)).success
     assert _points(seen[0])[("jobs:run", "ok")].count == 2
+
+
+def _explicit_points(message: ExportMetricsServiceRequest) -> Dict[Tuple[str, str], Any]:
+    """Explicit-bucket histogram points by (task.name, task.outcome)."""
+    out = {}
+    for rm in message.resource_metrics:
+        for metric in rm.scope_metrics[0].metrics:
+            if metric.name == "tasktrace.task.duration":
+                assert not metric.HasField("exponential_histogram")
+                for point in metric.histogram.data_points:
+                    attrs = {a.key: a.value.string_value for a in point.attributes}
+                    out[(attrs["task.name"], attrs["task.outcome"])] = point
+    return out
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "explicit_bucket_histogram"},
+        {"TASKTRACE_CONFIG_FILE": ""},  # the config key, below
+    ],
+)
+def test_explicit_bucket_histogram_on_request(env: Dict[str, str]) -> None:
+    """The variable's ``explicit_bucket_histogram`` (or ``metrics_histogram = "explicit"``)
+    sends a Histogram with EXPLICIT_BOUNDS: every call in the bucket of its duration (none
+    near a bound here), count, sum, min and max exact, temporality unchanged."""
+    from tasktrace.reporters._otlp_metrics import EXPLICIT_BOUNDS
+
+    data: Dict[str, Any] = {}
+    if "TASKTRACE_CONFIG_FILE" in env:
+        data = {"reporter": {"metrics_histogram": "explicit"}}
+        env = {}
+    settings = parse(data, "t.toml", env=env)
+    assert settings.reporter.metrics_histogram == "explicit"
+    collector = Collector()
+    metrics = _reporters(collector, settings)
+    durations = [0.0, 0.003, 0.004, 0.2, 0.2, 0.2, 42.0, 7200.0]
+    assert metrics.export(_batch([_record(d) for d in durations])).success
+    (message,) = collector.metrics
+    (metric,) = message.resource_metrics[0].scope_metrics[0].metrics
+    assert metric.histogram.aggregation_temporality == 2
+    point = _explicit_points(message)[("jobs:run", "ok")]
+    assert list(point.explicit_bounds) == list(EXPLICIT_BOUNDS)
+    expected = [0] * (len(EXPLICIT_BOUNDS) + 1)
+    for d in durations:
+        expected[next((i for i, b in enumerate(EXPLICIT_BOUNDS) if d <= b), -1)] += 1
+    assert list(point.bucket_counts) == expected
+    assert point.count == len(durations) and point.sum == pytest.approx(sum(durations))
+    assert (point.min, point.max) == (0.0, 7200.0)
+
+
+def test_explicit_histogram_protobuf_equals_json() -> None:
+    """The wire format of an explicit-bucket request (packed fixed64 counts and packed
+    double bounds) decodes into the same message as its JSON form."""
+    from tasktrace.reporters._otlp_protobuf import encode_metrics_request
+
+    series = MetricSeries(explicit=True)
+    records = [_record(d) for d in (0.001, 0.3, 0.3, 4.0)] + [_record(0.02, error=True)]
+    series.add(aggregate(records), (DropCount("fleet", "buffer_full", 3),))
+    request, _ = series.request(resource.process_resource(attributes={"host.name": "h"}))
+    expected = ExportMetricsServiceRequest()
+    json_format.Parse(json.dumps(request), expected)
+    decoded = ExportMetricsServiceRequest.FromString(encode_metrics_request(request))
+    assert decoded == expected
+    assert sum(_explicit_points(decoded)[("jobs:run", "ok")].bucket_counts) == 4
+
+
+def test_a_bad_histogram_choice_is_a_config_error() -> None:
+    """An unknown aggregation names the variable's key and what to use."""
+    from tasktrace.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        parse({}, "t.toml", env={"OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION": "hdr"})
+    text = str(caught.value)
+    assert "metrics_histogram" in text or "HISTOGRAM_AGGREGATION" in text, text
+    assert "explicit" in text, text

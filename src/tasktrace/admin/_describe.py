@@ -139,6 +139,16 @@ type = "sqlite"
 # Prefer the variable TASKTRACE_OTLP_HEADERS="api-key=..." to keep them out of files.
 # headers = { "api-key" = "..." }
 
+# OTLP: full URLs for each signal, used as given (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+# OTEL_EXPORTER_OTLP_METRICS_ENDPOINT); the metrics' temporality ("cumulative" or
+# "delta"), wire format ("http/json" or "http/protobuf") and histogram ("exponential", or
+# "explicit" for the OpenTelemetry Collector's Prometheus scrape exporter).
+# traces_endpoint = "http://127.0.0.1:4318/v1/traces"
+# metrics_endpoint = "http://127.0.0.1:4318/v1/metrics"
+# metrics_temporality = "cumulative"
+# metrics_protocol = "http/json"
+# metrics_histogram = "exponential"
+
 # Seconds one export may take, retries included; a CA bundle for TLS; "gzip" or "none".
 # timeout = 10.0
 # ca_bundle = "/etc/ssl/certs/ca-certificates.crt"

@@ -69,6 +69,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 COMPRESSIONS = ("gzip", "none")
 TEMPORALITIES = ("cumulative", "delta")
 METRICS_PROTOCOLS = ("http/json", "http/protobuf")
+METRICS_HISTOGRAMS = ("exponential", "explicit")
 _NAME_RE = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 _HEADER_NAME_RE = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 
@@ -281,6 +282,16 @@ def _temporality(text: str) -> str:
     return "delta" if word == "lowmemory" else word
 
 
+def _histogram_aggregation(text: str) -> str:
+    """``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``'s two values, as the
+    specification names them, for ``reporter.metrics_histogram`` (its own words pass)."""
+    word = text.strip().lower()
+    return {
+        "base2_exponential_bucket_histogram": "exponential",
+        "explicit_bucket_histogram": "explicit",
+    }.get(word, word)
+
+
 def _otel_timeout(text: str) -> float:
     """``OTEL_EXPORTER_OTLP_TIMEOUT``: milliseconds, as the specification says."""
     milliseconds = _vars.parse_float(text)
@@ -396,6 +407,14 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
             'one of "http/json", "http/protobuf"',
             '"http/json"',
             _choice_checker(METRICS_PROTOCOLS),
+            _identity,
+        ),
+        _Field(
+            "reporter.metrics_histogram",
+            "metrics_histogram",
+            'one of "exponential", "explicit"',
+            '"explicit"',
+            _choice_checker(METRICS_HISTOGRAMS),
             _identity,
         ),
         _seconds_field("reporter.timeout", "10.0"),
@@ -541,6 +560,12 @@ _OTEL_VARIABLES: Tuple[Tuple[str, str, Callable[[str], Any], str], ...] = (
         "reporter.metrics_protocol",
         _identity,
         "http/protobuf",
+    ),
+    (
+        _vars.OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION,
+        "reporter.metrics_histogram",
+        _histogram_aggregation,
+        "explicit_bucket_histogram",
     ),
     (_vars.OTEL_EXPORTER_OTLP_TIMEOUT, "reporter.timeout", _otel_timeout, "10000"),
     (_vars.OTEL_EXPORTER_OTLP_COMPRESSION, "reporter.compression", _identity, "gzip"),

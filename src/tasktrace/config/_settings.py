@@ -63,6 +63,9 @@ class ReporterSettings(NamedTuple):
     metrics_temporality: str = "cumulative"
     #: How metrics are written: ``"http/json"`` (as spans are) or ``"http/protobuf"``.
     metrics_protocol: str = "http/json"
+    #: ``tasktrace.task.duration`` as an ``"exponential"`` histogram (exact to 0.55%) or an
+    #: ``"explicit"`` one (fixed bounds, for the Collector's Prometheus scrape exporter).
+    metrics_histogram: str = "exponential"
     #: A CA bundle file for TLS verification of the collector (None: httpx's default).
     ca_bundle: Optional[str] = None
     #: ``"gzip"`` or ``"none"``.
@@ -88,6 +91,7 @@ class ReporterSettings(NamedTuple):
             f"metrics_endpoint={_redacted(self.metrics_endpoint)!r}, "
             f"metrics_temporality={self.metrics_temporality!r}, "
             f"metrics_protocol={self.metrics_protocol!r}, "
+            f"metrics_histogram={self.metrics_histogram!r}, "
             f"headers={redacted_headers(self.headers)!r}, timeout={self.timeout!r}, "
             f"ca_bundle={self.ca_bundle!r}, compression={self.compression!r}, "
             f"max_rows_per_name={self.max_rows_per_name!r}, "

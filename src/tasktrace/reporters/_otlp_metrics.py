@@ -12,6 +12,13 @@ Two metrics, as SPEC section 9 names them:
   any latency (explicit buckets would need a bucket layout guessed in advance, and be
   coarse wherever the guess is wrong), a collector merges the histograms of many processes
   exactly, and Prometheus stores it as a native histogram.
+  With ``metrics_histogram = "explicit"``
+  (``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION=explicit_bucket_histogram``)
+  it is an explicit-bucket histogram with the bounds of :data:`EXPLICIT_BOUNDS` instead,
+  for the backends that drop exponential ones (the OpenTelemetry Collector's Prometheus
+  scrape exporter): each exact bucket is counted under the explicit bucket holding its
+  representative value, so count, sum, min and max stay exact and only a task within
+  0.55% of a bound may be counted on the wrong side of it.
 * ``tasktrace.dropped`` (a monotonic Sum, attribute ``reason``): the transactions whose
   rows did not reach some reporter (``buffer_full``, ``otlp:export_failed``...), from the
   recorder's ledger, as each batch carries them.
@@ -26,6 +33,7 @@ twice. Delta temporality sends what was added since the last export that was *ac
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Dict, List, Optional, Tuple
@@ -39,6 +47,7 @@ from tasktrace.resource import Resource, process_start_ns
 __all__ = [
     "DROPPED_METRIC",
     "DURATION_METRIC",
+    "EXPLICIT_BOUNDS",
     "MetricSeries",
     "build_metrics_request",
 ]
@@ -46,6 +55,12 @@ __all__ = [
 #: The metric names (SPEC section 9).
 DURATION_METRIC = "tasktrace.task.duration"
 DROPPED_METRIC = "tasktrace.dropped"
+#: The upper bounds (seconds, inclusive) of the explicit-bucket histogram: OpenTelemetry's
+#: advice for durations up to 10 s, continued to an hour for the long tasks of cron jobs.
+EXPLICIT_BOUNDS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
 #: OTLP's AggregationTemporality values.
 _DELTA, _CUMULATIVE = 1, 2
 
@@ -116,10 +131,19 @@ class MetricSeries:
     Args:
         temporality: ``"cumulative"`` or ``"delta"``.
         start_ns: When the series start (default: when this process started).
+        explicit: Send explicit-bucket histograms (:data:`EXPLICIT_BOUNDS`) instead of
+            exponential ones.
     """
 
-    def __init__(self, temporality: str = "cumulative", start_ns: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        temporality: str = "cumulative",
+        start_ns: Optional[int] = None,
+        *,
+        explicit: bool = False,
+    ) -> None:
         self.delta = temporality == "delta"
+        self.explicit = explicit
         #: Where cumulative series start; for delta, where the unsent values start.
         self.start_ns = process_start_ns() if start_ns is None else start_ns
         self._points: Dict[_PointKey, _Point] = {}
@@ -175,13 +199,32 @@ class MetricSeries:
         now = time.time_ns() if time_ns is None else time_ns
         return (
             build_metrics_request(
-                self._points, self._dropped, resource, self.start_ns, now, self.delta
+                self._points,
+                self._dropped,
+                resource,
+                self.start_ns,
+                now,
+                self.delta,
+                explicit=self.explicit,
             ),
             now,
         )
 
 
-def _histogram_point(key: _PointKey, point: _Point, start_ns: int, now_ns: int) -> Dict[str, Any]:
+def explicit_counts(histogram: Histogram) -> List[int]:
+    """The counts of the explicit buckets of :data:`EXPLICIT_BOUNDS` (one more than the
+    bounds: the last is above the highest), each exact bucket counted where its
+    representative value falls; zeros go to the first."""
+    counts = [0] * (len(EXPLICIT_BOUNDS) + 1)
+    counts[0] = histogram.zero_count
+    for index, n in histogram.buckets():
+        counts[bisect.bisect_left(EXPLICIT_BOUNDS, histogram.representative(index))] += n
+    return counts
+
+
+def _histogram_point(
+    key: _PointKey, point: _Point, start_ns: int, now_ns: int, explicit: bool
+) -> Dict[str, Any]:
     _app, name, group, outcome = key
     data: Dict[str, Any] = {
         "attributes": [
@@ -196,10 +239,14 @@ def _histogram_point(key: _PointKey, point: _Point, start_ns: int, now_ns: int) 
     }
     histogram = point.histogram
     if histogram is not None:
-        offset, counts = histogram.positive_buckets()
-        data["scale"] = histogram.scale
-        data["zeroCount"] = str(histogram.zero_count)
-        data["positive"] = {"offset": offset, "bucketCounts": [str(n) for n in counts]}
+        if explicit:
+            data["bucketCounts"] = [str(n) for n in explicit_counts(histogram)]
+            data["explicitBounds"] = list(EXPLICIT_BOUNDS)
+        else:
+            offset, counts = histogram.positive_buckets()
+            data["scale"] = histogram.scale
+            data["zeroCount"] = str(histogram.zero_count)
+            data["positive"] = {"offset": offset, "bucketCounts": [str(n) for n in counts]}
     if point.low is not None and point.high is not None:
         data["min"] = point.low
         data["max"] = point.high
@@ -213,14 +260,17 @@ def build_metrics_request(
     start_ns: int,
     now_ns: int,
     delta: bool = False,
+    *,
+    explicit: bool = False,
 ) -> Dict[str, Any]:
     """The ``ExportMetricsServiceRequest`` (OTLP JSON, a dict): one ``resourceMetrics``
-    per app (``service.name``), each with both metrics' data points of that app."""
+    per app (``service.name``), each with both metrics' data points of that app; the
+    duration is an explicit-bucket histogram if ``explicit``, else an exponential one."""
     temporality = _DELTA if delta else _CUMULATIVE
     by_app: Dict[str, Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]] = {}
     for key, point in points.items():
         by_app.setdefault(key[0], ([], []))[0].append(
-            _histogram_point(key, point, start_ns, now_ns)
+            _histogram_point(key, point, start_ns, now_ns, explicit)
         )
     for (app, reason), count in dropped.items():
         by_app.setdefault(app, ([], []))[1].append(
@@ -241,7 +291,7 @@ def build_metrics_request(
                     "name": DURATION_METRIC,
                     "description": "Duration of every finished task, by outcome",
                     "unit": "s",
-                    "exponentialHistogram": {
+                    "histogram" if explicit else "exponentialHistogram": {
                         "dataPoints": histogram_points,
                         "aggregationTemporality": temporality,
                     },

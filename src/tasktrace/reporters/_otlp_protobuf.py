@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 # Kinds: "msg" (a nested message, its schema named), "str", "u64" (varint), "i64" (int64
 # varint), "s32" (zigzag varint), "f64" (fixed64), "sf64" (sfixed64), "dbl", "bool",
-# "enum", "pu64" (packed varints).
+# "enum", "pu64" (packed varints), "pf64" (packed fixed64), "pdbl" (packed doubles).
 _Field = Tuple[int, str, str]  # (number, kind, nested schema name)
 
 _SCHEMAS: Dict[str, Dict[str, _Field]] = {
@@ -39,6 +39,7 @@ _SCHEMAS: Dict[str, Dict[str, _Field]] = {
         "description": (2, "str", ""),
         "unit": (3, "str", ""),
         "sum": (7, "msg", "sum"),
+        "histogram": (9, "msg", "histogram"),
         "exponentialHistogram": (10, "msg", "exp_histogram"),
     },
     "sum": {
@@ -51,6 +52,21 @@ _SCHEMAS: Dict[str, Dict[str, _Field]] = {
         "timeUnixNano": (3, "f64", ""),
         "asInt": (6, "sf64", ""),
         "attributes": (7, "msg", "kv"),
+    },
+    "histogram": {
+        "dataPoints": (1, "msg", "histogram_point"),
+        "aggregationTemporality": (2, "enum", ""),
+    },
+    "histogram_point": {
+        "startTimeUnixNano": (2, "f64", ""),
+        "timeUnixNano": (3, "f64", ""),
+        "count": (4, "f64", ""),
+        "sum": (5, "dbl", ""),
+        "bucketCounts": (6, "pf64", ""),
+        "explicitBounds": (7, "pdbl", ""),
+        "attributes": (9, "msg", "kv"),
+        "min": (11, "dbl", ""),
+        "max": (12, "dbl", ""),
     },
     "exp_histogram": {
         "dataPoints": (1, "msg", "exp_point"),
@@ -98,7 +114,8 @@ def _message(data: Mapping[str, Any], schema: str, out: bytearray) -> None:
     fields = _SCHEMAS[schema]
     for key, value in data.items():
         number, kind, nested = fields[key]
-        values: List[Any] = value if isinstance(value, list) and kind != "pu64" else [value]
+        packed = kind in ("pu64", "pf64", "pdbl")
+        values: List[Any] = value if isinstance(value, list) and not packed else [value]
         for item in values:
             if kind == "msg":
                 body = bytearray()
@@ -127,10 +144,15 @@ def _message(data: Mapping[str, Any], schema: str, out: bytearray) -> None:
             elif kind == "dbl":
                 _tag(number, 1, out)
                 out += _DOUBLE.pack(_double(item))
-            else:  # "pu64": packed repeated varints
+            else:  # packed repeated varints, fixed64s or doubles
                 body = bytearray()
-                for count in item:
-                    _varint(int(count), body)
+                for element in item:
+                    if kind == "pu64":
+                        _varint(int(element), body)
+                    elif kind == "pf64":
+                        body += _FIXED64.pack(int(element))
+                    else:
+                        body += _DOUBLE.pack(_double(element))
                 _tag(number, 2, out)
                 _varint(len(body), out)
                 out += body

@@ -191,7 +191,10 @@ class OtlpReporter:
         )
         #: The companion that sends this process's metrics (see OtlpMetricsReporter).
         self.metrics = OtlpMetricsReporter(
-            self, reporter.metrics_temporality, reporter.metrics_protocol
+            self,
+            reporter.metrics_temporality,
+            reporter.metrics_protocol,
+            reporter.metrics_histogram,
         )
         self._headers: Dict[str, str] = dict(reporter.headers if headers is None else headers)
         self._timeout = float(reporter.timeout if timeout is None else timeout)
@@ -554,18 +557,23 @@ class OtlpMetricsReporter:
         spans: The OTLP reporter whose client, headers and timeout it uses.
         temporality: ``"cumulative"`` or ``"delta"``.
         protocol: ``"http/json"`` (the default) or ``"http/protobuf"``.
+        histogram: ``"exponential"`` (the default) or ``"explicit"``.
     """
 
     name = "otlp_metrics"
     stores_metrics = True
 
     def __init__(
-        self, spans: OtlpReporter, temporality: str = "cumulative", protocol: str = "http/json"
+        self,
+        spans: OtlpReporter,
+        temporality: str = "cumulative",
+        protocol: str = "http/json",
+        histogram: str = "exponential",
     ) -> None:
         self._spans = spans
         self._protobuf = protocol == "http/protobuf"
         self.url = spans.metrics_url
-        self.series = MetricSeries(temporality)
+        self.series = MetricSeries(temporality, explicit=histogram == "explicit")
         self._closed = False
         self._reason = ""
 
