@@ -5,7 +5,7 @@ The request is built once, as the OTLP JSON dict of
 :func:`tasktrace.reporters._otlp_metrics.build_metrics_request`; this module writes the same
 message in the protobuf wire format, walking the dict with a table of the fields the
 metrics use (field number and wire type from ``opentelemetry-proto``'s ``.proto`` files).
-Some collectors need it: rotel (0.0.1-alpha10) drops every histogram it receives as JSON.
+Some collectors need it: rotel (0.0.1-alpha10 and alpha15) mangles every histogram it receives as JSON.
 """
 
 from __future__ import annotations
