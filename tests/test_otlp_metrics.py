@@ -283,12 +283,14 @@ def test_fork_starts_a_new_series() -> None:
     assert int(data[2]) == pid
 
 
-def test_protobuf_encoding_equals_the_json_request() -> None:
+@pytest.mark.parametrize("explicit", [False, True])
+def test_protobuf_encoding_equals_the_json_request(explicit: bool) -> None:
     """http/protobuf: the hand-written wire format decodes into the same message as the
-    JSON form (histogram, negative offsets, drops, resource)."""
+    JSON form (exponential histogram with negative offsets, or explicit buckets with packed
+    fixed64 counts and packed double bounds; drops; resource)."""
     from tasktrace.reporters._otlp_protobuf import encode_metrics_request
 
-    series = MetricSeries()
+    series = MetricSeries(explicit=explicit)
     records = [_record(d) for d in (1e-6, 0.3, 0.3, 4.0)] + [_record(0.02, error=True)]
     series.add(aggregate(records), (DropCount("fleet", "otlp:export_failed", 12),))
     request, _ = series.request(resource.process_resource(attributes={"host.name": "h"}))
@@ -296,7 +298,10 @@ def test_protobuf_encoding_equals_the_json_request() -> None:
     json_format.Parse(json.dumps(request), expected)
     decoded = ExportMetricsServiceRequest.FromString(encode_metrics_request(request))
     assert decoded == expected
-    assert _points(decoded)[("jobs:run", "ok")].positive.offset < 0
+    if explicit:
+        assert sum(_explicit_points(decoded)[("jobs:run", "ok")].bucket_counts) == 4
+    else:
+        assert _points(decoded)[("jobs:run", "ok")].positive.offset < 0
 
 
 def test_protobuf_protocol_from_the_variable() -> None:
@@ -361,22 +366,6 @@ def test_explicit_bucket_histogram_on_request(env: Dict[str, str]) -> None:
     assert list(point.bucket_counts) == expected
     assert point.count == len(durations) and point.sum == pytest.approx(sum(durations))
     assert (point.min, point.max) == (0.0, 7200.0)
-
-
-def test_explicit_histogram_protobuf_equals_json() -> None:
-    """The wire format of an explicit-bucket request (packed fixed64 counts and packed
-    double bounds) decodes into the same message as its JSON form."""
-    from tasktrace.reporters._otlp_protobuf import encode_metrics_request
-
-    series = MetricSeries(explicit=True)
-    records = [_record(d) for d in (0.001, 0.3, 0.3, 4.0)] + [_record(0.02, error=True)]
-    series.add(aggregate(records), (DropCount("fleet", "buffer_full", 3),))
-    request, _ = series.request(resource.process_resource(attributes={"host.name": "h"}))
-    expected = ExportMetricsServiceRequest()
-    json_format.Parse(json.dumps(request), expected)
-    decoded = ExportMetricsServiceRequest.FromString(encode_metrics_request(request))
-    assert decoded == expected
-    assert sum(_explicit_points(decoded)[("jobs:run", "ok")].bucket_counts) == 4
 
 
 def test_a_bad_histogram_choice_is_a_config_error() -> None:
