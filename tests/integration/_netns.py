@@ -149,7 +149,10 @@ def remove_stale(ip: str, pid: int) -> None:
 
     def stale(name: str) -> bool:
         match = _NAME.match(name)
-        return bool(match) and (int(match.group(1)) == pid or not _alive(int(match.group(1))))
+        if match is None:
+            return False
+        owner = int(match.group(1))
+        return owner == pid or not _alive(owner)
 
     for entry in json.loads(_run(ip, "-j", "netns", "list") or "[]"):
         if stale(entry.get("name", "")):

@@ -4,7 +4,9 @@
   ``.ci/run`` installs it) on a free port, persistence off, stopped when the session ends;
   each test takes its own database with :func:`fresh_db`.
 * :func:`rotel`: a fresh ``rotel-agent`` (the ``rotel`` package from the test extra) per
-  test, logging every span it receives, so a test can read what a real collector got.
+  test, logging every span it receives, so a test can read what a real collector got
+  (:class:`Rotel` can listen on another address of this machine instead: a test bridge's,
+  for workers in network namespaces; see ``_netns``).
 
 A test module uses a fixture by importing it (``from _services import redis_url``). Where
 a server cannot be found or started, the tests that need it skip and say why. On Linux
