@@ -4,7 +4,9 @@
   ``.ci/run`` installs it) on a free port, persistence off, stopped when the session ends;
   each test takes its own database with :func:`fresh_db`.
 * :func:`rotel`: a fresh ``rotel-agent`` (the ``rotel`` package from the test extra) per
-  test, logging every span it receives, so a test can read what a real collector got.
+  test, logging every span it receives, so a test can read what a real collector got
+  (:class:`Rotel` can listen on another address of this machine instead: a test bridge's,
+  for workers in network namespaces; see ``_netns``).
 
 A test module uses a fixture by importing it (``from _services import redis_url``). Where
 a server cannot be found or started, the tests that need it skip and say why. On Linux
@@ -31,6 +33,7 @@ __all__ = [
     "EXAMPLES",
     "Rotel",
     "copy_example",
+    "die_with_parent",
     "free_port",
     "fresh_db",
     "redis_url",
@@ -55,10 +58,10 @@ def copy_example(name: str, dest: Path) -> Path:
     return dest
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` (an address of this machine) that nothing listens on right now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -122,7 +125,7 @@ def _start_redis(binary: str, workdir: Path) -> Tuple[subprocess.Popen[bytes], i
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         # Up at once, or gone at once (the port was taken meanwhile): no need to wait long.
         wait_until(lambda: _redis_ping(port) or proc.poll() is not None, 10)  # noqa: B023
@@ -133,7 +136,7 @@ def _start_redis(binary: str, workdir: Path) -> Tuple[subprocess.Popen[bytes], i
     return proc, 0, log_text
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: get SIGTERM when pytest dies (Linux), so no server outlives it."""
     try:
         import ctypes
@@ -230,21 +233,24 @@ class Rotel:
         *,
         http_port: Optional[int] = None,
         exporter: Optional[List[str]] = None,
+        host: str = "127.0.0.1",
     ) -> None:
         """Start rotel; ``http_port`` reuses a port (a collector restarted after an
-        outage); ``exporter`` replaces the blackhole exporter's arguments."""
-        self.http_port = free_port() if http_port is None else http_port
-        self.grpc_port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.http_port}"
+        outage); ``exporter`` replaces the blackhole exporter's arguments; ``host`` is the
+        address it listens on (a test bridge's, for workers in network namespaces)."""
+        self.host = host
+        self.http_port = free_port(host) if http_port is None else http_port
+        self.grpc_port = free_port(host)
+        self.endpoint = f"http://{host}:{self.http_port}"
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         command: List[str] = [
             agent,
             "start",
             "--otlp-http-endpoint",
-            f"127.0.0.1:{self.http_port}",
+            f"{host}:{self.http_port}",
             "--otlp-grpc-endpoint",
-            f"127.0.0.1:{self.grpc_port}",
+            f"{host}:{self.grpc_port}",
             *(
                 exporter
                 if exporter is not None
@@ -263,13 +269,13 @@ class Rotel:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def listening(self) -> bool:
         """Whether the OTLP/HTTP port accepts connections."""
         try:
-            socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2).close()
+            socket.create_connection((self.host, self.http_port), timeout=0.2).close()
             return True
         except OSError:
             return False

@@ -1,7 +1,21 @@
-"""A fleet for real: several worker processes on simulated hosts (distinct ``host.name``
-through ``OTEL_RESOURCE_ATTRIBUTES``) export over OTLP/HTTP to one real collector (rotel),
-which forwards to a strict OTLP receiver here that parses every body into the official
-``opentelemetry-proto`` messages (unknown fields fail).
+"""A fleet for real: several worker processes on simulated hosts export over OTLP/HTTP to
+one real collector (rotel), which forwards to a strict OTLP receiver here that parses every
+body into the official ``opentelemetry-proto`` messages (unknown fields fail).
+
+The hosts, one of two ways (the test records which as its ``hosts`` property and prints it):
+
+* ``netns`` (as root, where ``ip netns add`` works; :mod:`_netns`): each worker runs in a
+  network namespace of its own, joined by a veth to a private bridge with its own address
+  on a free ``10.x.y.0/24``, and in a UTS namespace whose hostname is ``host-N``; rotel
+  listens on the bridge's address only. ``host.name`` is tasktrace's own detection, with
+  no override; each worker writes down the hostname and addresses it sees, and the test
+  checks they are its own.
+* ``resource attributes`` (otherwise, or with ``TEST_NETNS=0``): every worker
+  runs here, rotel on 127.0.0.1, and ``host.name=host-N`` comes through
+  ``OTEL_RESOURCE_ATTRIBUTES``.
+
+Either way ``OTEL_RESOURCE_ATTRIBUTES`` carries ``team=fleet%20test``, which must arrive
+percent-decoded.
 
 The workers' buffers are small, so most spans are evicted before a harvest; the collector
 goes away in the middle of the run and comes back. Then, per worker: the metrics' totals
@@ -16,14 +30,16 @@ import http.server
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
-from _services import Rotel, free_port, rotel_agent, stop, wait_until
+from _netns import Network, open_network
+from _services import Rotel, die_with_parent, free_port, rotel_agent, stop, wait_until
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -37,7 +53,7 @@ WORKERS = 3
 PER_PHASE = 1500
 
 WORKER = """
-import json, os, pathlib, sys, time
+import json, os, pathlib, socket, sys, time
 import tasktrace
 
 tasktrace.initialize()
@@ -52,6 +68,30 @@ def email(i):
     pass
 
 here = pathlib.Path(sys.argv[1])
+
+
+def ipv4_addresses():
+    # The IPv4 address of every interface this process sees (SIOCGIFADDR), or None.
+    try:
+        import fcntl, struct
+
+        out = []
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _, name in socket.if_nameindex():
+                try:
+                    ifreq = struct.pack("256s", name.encode()[:15])
+                    packed = fcntl.ioctl(sock.fileno(), 0x8915, ifreq)
+                except OSError:  # no IPv4 address on this interface
+                    continue
+                out.append(socket.inet_ntoa(packed[20:24]))
+        return sorted(out)
+    except (ImportError, OSError, AttributeError):  # not Linux
+        return None
+
+
+(here / "identity.json").write_text(
+    json.dumps({"hostname": socket.gethostname(), "addresses": ipv4_addresses()})
+)
 ran = {}
 for phase in (1, 2, 3):
     while not (here / f"go{phase}").exists():
@@ -91,6 +131,7 @@ class Receiver:
         #: (service.instance.id, reason) -> latest cumulative count.
         self.dropped: Dict[Tuple[str, str], Tuple[int, int]] = {}
         self.hosts: Dict[str, str] = {}  # service.instance.id -> host.name
+        self.teams: Set[str] = set()  # every resource's "team"
         self.lock = threading.Lock()
         outer = self
 
@@ -133,7 +174,9 @@ class Receiver:
     def take(self, message: Any) -> None:
         if isinstance(message, ExportTraceServiceRequest):
             for rs in message.resource_spans:
-                host = _attrs(rs.resource.attributes)["host.name"]
+                resource = _attrs(rs.resource.attributes)
+                host = resource["host.name"]
+                self.teams.add(resource.get("team", ""))
                 for ss in rs.scope_spans:
                     for span in ss.spans:
                         self.span_ids.append(span.span_id)
@@ -143,6 +186,7 @@ class Receiver:
             resource = _attrs(rm.resource.attributes)
             instance = resource["service.instance.id"]
             self.hosts[instance] = resource["host.name"]
+            self.teams.add(resource.get("team", ""))
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     if metric.name == "tasktrace.task.duration":
@@ -196,10 +240,22 @@ def receiver() -> Iterator[Receiver]:
     rec.close()
 
 
-def _collector(agent: str, log: Path, port: int, receiver: Receiver) -> Rotel:
+@pytest.fixture
+def network() -> Iterator[Tuple[Optional[Network], str]]:
+    """The simulated hosts' network, or None and why not; always removed afterwards."""
+    net, why = open_network([f"host-{n}" for n in range(WORKERS)])
+    try:
+        yield net, why
+    finally:
+        if net is not None:
+            net.close()
+
+
+def _collector(agent: str, log: Path, host: str, port: int, receiver: Receiver) -> Rotel:
     collector = Rotel(
         agent,
         log,
+        host=host,
         http_port=port,
         exporter=[
             "--exporter",
@@ -228,16 +284,27 @@ def _undelivered(stderr: str, reporter: str) -> int:
 
 
 def test_fleet_counts_every_task_through_a_collector_outage(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path,
+    receiver: Receiver,
+    network: Tuple[Optional[Network], str],
+    record_property: Any,
 ) -> None:
-    """Three workers, one rotel, small buffers, an outage in the middle: metric totals
-    equal the tasks run, spans + said drops equal them, nothing arrives twice."""
+    """Three workers on their own hosts (network and UTS namespaces as root, else
+    ``host.name`` by resource attribute), one rotel, small buffers, an outage in the
+    middle: metric totals equal the tasks run, spans + said drops equal them, nothing
+    arrives twice."""
     agent = rotel_agent()
     if agent is None:
         pytest.skip("rotel is not installed (pip install rotel): no real collector to test")
-    port = free_port()
+    net, why = network
+    path = "netns" if net is not None else f"resource attributes ({why})"
+    record_property("hosts", path)
+    print(f"simulated hosts: {path}")
+    own_hostname = socket.gethostname()
+    listen = net.gateway if net is not None else "127.0.0.1"
+    port = free_port(listen)
     log = tmp_path / "rotel.log"
-    collector = _collector(agent, log, port, receiver)
+    collector = _collector(agent, log, listen, port, receiver)
     script = tmp_path / "worker.py"
     script.write_text(WORKER.replace("PER_PHASE", str(PER_PHASE)))
     workers: List[Tuple[Path, subprocess.Popen[bytes]]] = []
@@ -254,14 +321,19 @@ def test_fleet_counts_every_task_through_a_collector_outage(
                 "OTEL_EXPORTER_OTLP_TIMEOUT": "400",
                 # rotel (0.0.1-alpha10) drops every histogram it receives as JSON.
                 "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
-                "OTEL_RESOURCE_ATTRIBUTES": f"host.name=host-{n},team=fleet%20test",
+                # On a host of its own the worker finds its name; here it is told it.
+                "OTEL_RESOURCE_ATTRIBUTES": "team=fleet%20test"
+                if net is not None
+                else f"host.name=host-{n},team=fleet%20test",
             }
+            argv = [sys.executable, str(script), str(here)]
             proc = subprocess.Popen(
-                [sys.executable, str(script), str(here)],
+                net.hosts[n].command(argv) if net is not None else argv,
                 cwd=here,
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
+                preexec_fn=die_with_parent,  # a killed pytest leaves no worker behind
             )
             workers.append((here, proc))
 
@@ -278,7 +350,7 @@ def test_fleet_counts_every_task_through_a_collector_outage(
             wait_until(lambda: False, 0.5)
         collector.close()  # the outage: connections are refused
         phase(2)  # tasks run; span exports fail, metrics are kept
-        collector = _collector(agent, log, port, receiver)
+        collector = _collector(agent, log, listen, port, receiver)
         phase(3)
         results = []
         for here, proc in workers:
@@ -293,6 +365,19 @@ def test_fleet_counts_every_task_through_a_collector_outage(
                 stop(proc)  # type: ignore[arg-type]
         collector.close()
     assert not receiver.errors, receiver.errors[:3]
+    # Each worker was where the path says: on a host of its own, or here.
+    for n, (here, _) in enumerate(workers):
+        identity = json.loads((here / "identity.json").read_text())
+        if net is not None:
+            assert identity == {
+                "hostname": f"host-{n}",
+                "addresses": sorted(["127.0.0.1", net.hosts[n].address]),
+            }
+        else:
+            assert identity["hostname"] == own_hostname
+    assert socket.gethostname() == own_hostname  # the namespaces' hostnames stayed in them
+    assert set(receiver.hosts.values()) == {f"host-{n}" for n in range(WORKERS)}
+    assert receiver.teams == {"fleet test"}  # percent-decoded, on every resource
     assert receiver.totals() == expected, collector.log()[-2000:]
     assert len(set(receiver.span_ids)) == len(receiver.span_ids)  # nothing twice
     for host, ran, stderr, code in results:
