@@ -377,3 +377,92 @@ def test_a_bad_histogram_choice_is_a_config_error() -> None:
     text = str(caught.value)
     assert "metrics_histogram" in text or "HISTOGRAM_AGGREGATION" in text, text
     assert "explicit" in text, text
+
+
+@pytest.mark.parametrize(
+    ("data", "env"),
+    [({}, {"OTEL_METRICS_EXPORTER": "none"}), ({"reporter": {"metrics": False}}, {})],
+)
+def test_metrics_can_be_turned_off(data: Dict[str, Any], env: Dict[str, str]) -> None:
+    """OTEL_METRICS_EXPORTER=none (or metrics = false): the OTLP reporter brings no metrics
+    companion, so the recorder posts spans only."""
+    from tasktrace.reporters.registry import create_reporters
+
+    settings = parse(
+        {**data, "reporter": {"type": "otlp", **data.get("reporter", {})}}, "t.toml", env=env
+    )
+    assert settings.reporter.metrics is False
+    assert [r.name for r in create_reporters(settings)] == ["otlp"]
+    on = parse({"reporter": {"type": "otlp"}}, "t.toml", env={"OTEL_METRICS_EXPORTER": "otlp"})
+    assert [r.name for r in create_reporters(on)] == ["otlp_metrics", "otlp"]
+
+
+def test_an_exporter_tasktrace_lacks_is_a_config_error() -> None:
+    """OTEL_METRICS_EXPORTER=prometheus names the variable and what to use instead."""
+    from tasktrace.config import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        parse({}, "t.toml", env={"OTEL_METRICS_EXPORTER": "prometheus"})
+    text = str(caught.value)
+    assert "OTEL_METRICS_EXPORTER" in text and "none" in text, text
+
+
+def test_a_collector_without_metrics_is_told_how_to_stop_them() -> None:
+    """A 404 on /v1/metrics (a traces-only collector) says which variable turns them off."""
+    collector = Collector(404)
+    metrics = _reporters(collector)
+    result = metrics.export(_batch([_record(0.01)]))
+    assert not result.success
+    assert "HTTP 404" in result.message and "OTEL_METRICS_EXPORTER=none" in result.message
+
+
+def test_a_refused_export_is_not_said_as_out_of_time(tmp_path: Any) -> None:
+    """A collector answering 404 to /v1/metrics (spans 200): the program's exit says the
+    metrics were not delivered (export_failed) with the hint, and not that delivery ran
+    out of shutdown_timeout."""
+    import http.server
+    import subprocess
+    import sys
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(404 if self.path.endswith("/v1/metrics") else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    program = tmp_path / "job.py"
+    program.write_text(
+        "import tasktrace\n"
+        "@tasktrace.background_task()\n"
+        "def work(i):\n"
+        "    return i\n"
+        "for i in range(5):\n"
+        "    work(i)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTRACE_", "OTEL_"))}
+    env.update(
+        TASKTRACE_REPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+    )
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "tasktrace", "run-python", str(program)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run.returncode == 0 and run.stdout == "", run.stderr
+    assert "OTEL_METRICS_EXPORTER=none" in run.stderr, run.stderr
+    assert "5 of 5 transactions" in run.stderr and "otlp_metrics:export_failed: 5" in run.stderr
+    assert "did not finish within shutdown_timeout" not in run.stderr, run.stderr
+    assert "to otlp " not in run.stderr, run.stderr  # the spans all went

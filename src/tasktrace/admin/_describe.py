@@ -143,6 +143,7 @@ type = "sqlite"
 # OTEL_EXPORTER_OTLP_METRICS_ENDPOINT); the metrics' temporality ("cumulative" or
 # "delta"), wire format ("http/json" or "http/protobuf") and histogram ("exponential", or
 # "explicit" for the OpenTelemetry Collector's Prometheus scrape exporter).
+# metrics = true                                               # (OTEL_METRICS_EXPORTER=none: off)
 # traces_endpoint = "http://127.0.0.1:4318/v1/traces"
 # metrics_endpoint = "http://127.0.0.1:4318/v1/metrics"
 # metrics_temporality = "cumulative"

@@ -282,6 +282,21 @@ def _temporality(text: str) -> str:
     return "delta" if word == "lowmemory" else word
 
 
+def _metrics_exporter(text: str) -> bool:
+    """``OTEL_METRICS_EXPORTER`` (a comma-separated list, as the specification says): the
+    value of ``reporter.metrics``; ``none`` turns the metrics off, ``otlp`` keeps them on,
+    and an exporter tasktrace does not have is an error that says so."""
+    words = {word.strip().lower() for word in text.split(",") if word.strip()}
+    if not words or "none" in words:
+        return False
+    if words == {"otlp"}:
+        return True
+    raise ValueError(
+        f"tasktrace exports metrics over OTLP only (got {text!r}): use otlp, or none to "
+        "send no metrics"
+    )
+
+
 def _histogram_aggregation(text: str) -> str:
     """``OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION``'s two values, as the
     specification names them, for ``reporter.metrics_histogram`` (its own words pass)."""
@@ -393,6 +408,7 @@ _REPORTER_FIELDS: Dict[str, _Field] = {
             _check_endpoint,
             _identity,
         ),
+        _Field("reporter.metrics", "metrics", "a boolean", "false", _check_bool, _vars.parse_bool),
         _Field(
             "reporter.metrics_temporality",
             "metrics_temporality",
@@ -549,6 +565,7 @@ _OTEL_VARIABLES: Tuple[Tuple[str, str, Callable[[str], Any], str], ...] = (
         _identity,
         "http://collector:4318/v1/metrics",
     ),
+    (_vars.OTEL_METRICS_EXPORTER, "reporter.metrics", _metrics_exporter, "none"),
     (
         _vars.OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
         "reporter.metrics_temporality",

@@ -59,6 +59,9 @@ class ReporterSettings(NamedTuple):
     #: The full URL metrics are posted to, used as given (None: ``endpoint`` +
     #: ``/v1/metrics``).
     metrics_endpoint: Optional[str] = None
+    #: OTLP: whether metrics are posted beside the spans (off for a collector that takes
+    #: traces only, such as Jaeger's).
+    metrics: bool = True
     #: ``"cumulative"`` (start time: the process's start) or ``"delta"``.
     metrics_temporality: str = "cumulative"
     #: How metrics are written: ``"http/json"`` (as spans are) or ``"http/protobuf"``.
@@ -89,6 +92,7 @@ class ReporterSettings(NamedTuple):
             f"endpoint={redact_url(self.endpoint)!r}, "
             f"traces_endpoint={_redacted(self.traces_endpoint)!r}, "
             f"metrics_endpoint={_redacted(self.metrics_endpoint)!r}, "
+            f"metrics={self.metrics!r}, "
             f"metrics_temporality={self.metrics_temporality!r}, "
             f"metrics_protocol={self.metrics_protocol!r}, "
             f"metrics_histogram={self.metrics_histogram!r}, "

@@ -189,7 +189,9 @@ class OtlpReporter:
             if settings is not None
             else (None, None, {})
         )
-        #: The companion that sends this process's metrics (see OtlpMetricsReporter).
+        #: The companion that sends this process's metrics (see OtlpMetricsReporter),
+        #: added to the reporters unless ``reporter.metrics`` is off.
+        self._send_metrics = reporter.metrics
         self.metrics = OtlpMetricsReporter(
             self,
             reporter.metrics_temporality,
@@ -215,8 +217,8 @@ class OtlpReporter:
     def companions(self) -> Tuple[OtlpMetricsReporter, ...]:
         """Reporters the registry adds with this one: the metrics, delivered first (so
         that under an exit deadline the metrics, which count every task, go before the
-        spans, which may be dropped)."""
-        return (self.metrics,)
+        spans, which may be dropped); none when ``reporter.metrics`` is off."""
+        return (self.metrics,) if self._send_metrics else ()
 
     # -- the HTTP client ----------------------------------------------------------------
 
@@ -541,6 +543,13 @@ class _Answer(NamedTuple):
     reason: str
 
 
+#: Said when the metrics URL is not found: how to stop posting metrics there.
+_NO_METRICS_HINT = (
+    "if this collector takes no metrics, set OTEL_METRICS_EXPORTER=none "
+    "(or metrics = false under [reporter])"
+)
+
+
 class OtlpMetricsReporter:
     """The metrics of every task (:mod:`tasktrace.reporters._otlp_metrics`), posted to
     ``<endpoint>/v1/metrics`` through its :class:`OtlpReporter`'s client, with the same
@@ -576,6 +585,9 @@ class OtlpMetricsReporter:
         self.series = MetricSeries(temporality, explicit=histogram == "explicit")
         self._closed = False
         self._reason = ""
+        #: Whether the last failure was temporary (a dead or busy collector), as opposed
+        #: to a refusal (HTTP 404 from a collector that takes no metrics).
+        self._temporary = True
 
     def __repr__(self) -> str:
         return f"<OtlpMetricsReporter {redact_url(self.url)}>"
@@ -606,6 +618,10 @@ class OtlpMetricsReporter:
             series.accepted(now)
             return ExportResult(True, exported=exported)
         self._reason = answer.reason
+        self._temporary = answer.retryable
+        if " HTTP 404" in answer.message or " HTTP 405" in answer.message:
+            # The usual answer of a collector that takes traces only (Jaeger's).
+            answer = answer._replace(message=f"{answer.message}; {_NO_METRICS_HINT}")
         if answer.retryable or not series.delta:
             # Kept: the next export carries these values (a cumulative series even after
             # a refusal, since its next totals include them anyway).
@@ -640,7 +656,8 @@ class OtlpMetricsReporter:
         return ExportResult(
             not lost,
             dropped=lost,
-            retryable=bool(lost),
+            # Out of time only if the collector could still have taken them.
+            retryable=bool(lost) and self._temporary,
             message="metrics not delivered before shutdown" if lost else "",
             reason=self._reason or ("export_failed" if lost else ""),
         )
