@@ -3,14 +3,17 @@
 
 Each job is one transaction named by its function in group ``arq``, with ``job.id``,
 ``job.retries`` and ``job.queue_wait_ms``; ``Retry`` makes the attempt an error with
-outcome ``retry``. arq's releases require redis-py < 6 and Celery's Redis transport
-redis-py >= 6.1, so arq is not in the test extra: run these with arq installed in a
-virtualenv of its own (``pip install -e '.[test]' arq`` then ``pip install 'redis<6'``
-breaks Celery's tests, not these).
+outcome ``retry`` while arq will run the job again and ``error`` on its last try; a job
+past its timeout is a ``timeout``. arq's releases require redis-py < 6 and Celery's Redis
+transport redis-py >= 6.1, so arq is not in the test extra but in the extra ``test-arq``:
+``.ci/run`` runs these in a virtualenv of their own (``.ci-venv-arq``, ``pip install -e
+'.[test-arq]'``); by hand, ``python -m venv v && v/bin/pip install -e '.[test-arq]' &&
+v/bin/python -m pytest tests/integration/test_arq_integration.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections import Counter
@@ -21,8 +24,9 @@ from _services import fresh_db
 
 pytest.importorskip(
     "arq",
-    reason="arq is not installed: it requires redis-py < 6, which Celery's Redis transport "
-    "does not accept, so it is not in the test extra (see this module's docstring)",
+    reason="arq is not installed: it requires redis-py < 6, which the test extra's Celery "
+    "does not accept; .ci/run runs this module in a virtualenv of its own with the extra "
+    "test-arq (see this module's docstring)",
 )
 
 JOBS = """
@@ -102,3 +106,84 @@ def test_every_job_recorded_once(launcher: Launcher, redis_url: str) -> None:
     assert [a["attributes"]["job.outcome"] for a in attempts] == ["retry", "error"]
     assert [e["type"] for e in attempts[1]["errors"]] == ["builtins:KeyError"]
     assert {r["attributes"]["job.outcome"] for r in jobs if r["name"] == "add"} == {"ok"}
+
+
+LIMITS = """
+import asyncio
+import os
+
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.worker import func
+
+
+async def stubborn(ctx):
+    raise Retry(defer=0)
+
+
+async def slow(ctx):
+    await asyncio.sleep(60)
+
+
+class WorkerSettings:
+    functions = [stubborn, func(slow, timeout=0.5)]
+    redis_settings = RedisSettings.from_dsn(os.environ["REDIS_URL"])
+    max_tries = 2
+"""
+
+LIMITS_PRODUCER = """
+import asyncio
+
+from arq import create_pool
+
+import limits
+
+
+async def main():
+    pool = await create_pool(limits.WorkerSettings.redis_settings)
+    await pool.enqueue_job("stubborn")
+    await pool.enqueue_job("slow")
+    await pool.aclose()
+    print("enqueued")
+
+
+asyncio.run(main())
+"""
+
+
+def test_last_try_and_timeout(launcher: Launcher, redis_url: str) -> None:
+    """``Retry`` on the last try is an error (arq fails the job), and a job past its
+    timeout is a timeout with arq's ``TimeoutError``, not a silent cancel."""
+    launcher.write("limits.py", LIMITS)
+    launcher.write("limits_producer.py", LIMITS_PRODUCER)
+    env = dict(launcher.env, REDIS_URL=fresh_db(redis_url), TASKTRACE_APP_NAME="arq-limits")
+    sent = launcher.admin("run-program", "python", "limits_producer.py", env=env, timeout=60)
+    assert sent.returncode == 0 and sent.stdout.strip() == "enqueued", sent.stderr
+    worker = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tasktrace",
+            "run-program",
+            "arq",
+            "limits.WorkerSettings",
+            "--burst",
+        ],
+        cwd=launcher.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    jobs = [r for r in launcher.records() if r["group"] == "arq"]
+    stubborn = sorted(
+        (r for r in jobs if r["name"] == "stubborn"), key=lambda r: r["attributes"]["job.retries"]
+    )
+    assert [a["attributes"]["job.outcome"] for a in stubborn] == ["retry", "error"]
+    assert [e["type"] for e in stubborn[1]["errors"]] == ["arq.worker:Retry"]
+    (slow,) = [r for r in jobs if r["name"] == "slow"]
+    assert slow["attributes"]["job.outcome"] == "timeout"
+    timeout_error = f"{asyncio.TimeoutError.__module__}:{asyncio.TimeoutError.__qualname__}"
+    assert [e["type"] for e in slow["errors"]] == [timeout_error]

@@ -8,22 +8,36 @@ the job's id, try and enqueue time in ``ctx``. When ``arq.worker`` is imported,
 entry, ``dataclasses.replace``): the job's transaction opens inside the job's own asyncio
 task, with ``job.id``, ``job.queue`` (the worker's queue), ``job.retries`` (``job_try``
 minus one) and ``job.queue_wait_ms`` from ``enqueue_time``, and ends with ``job.outcome``
-``ok``, ``error``, ``retry`` (``arq.worker.Retry``) or ``cancelled`` (a timeout or an
-abort: arq cancels the task). ``ArqRedis.enqueue_job`` is timed as the ``enqueue
-<function>`` function trace.
+as arq will treat the attempt:
+
+* ``ok``; ``error`` for an exception;
+* ``retry`` for ``arq.worker.Retry`` (or ``RetryJob``) while arq will run the job again:
+  the worker's ``retry_jobs`` is on and the job has tries left (``job_try`` below the
+  function's or the worker's ``max_tries``); on its last try, or with ``retry_jobs`` off,
+  arq fails the job, and the attempt is an ``error``;
+* ``timeout`` when the function's or the worker's ``job_timeout`` ran out (arq cancels the
+  task and records an ``asyncio.TimeoutError``, which is the attempt's error: cancellation
+  is all the task sees, so a cancel once the timeout has run out counts as the timeout);
+* ``cancelled`` for an abort (``Job.abort``: the job is in the worker's
+  ``aborting_tasks``), and for any other cancel (the worker stopping) that arq will not
+  retry; one that it will (``retry_jobs`` and tries left) is a ``retry``.
+
+``ArqRedis.enqueue_job`` is timed as the ``enqueue <function>`` function trace.
 
 Not carried: trace context. An arq job is a fixed tuple (function, arguments, try,
 enqueue time) with no field for metadata, so arq jobs start traces of their own.
 
-Tested with arq 0.28 (its releases require redis-py < 6, so it is not in the test extra
-beside Celery; see tests/integration/test_arq_integration.py).
+Tested with arq 0.28. Its releases require redis-py < 6, so it is not in the test extra
+beside Celery but in the extra ``test-arq``, which ``.ci/run`` installs into a virtualenv of
+its own to run tests/integration/test_arq_integration.py and tests/test_integrations_arq.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional
+import time
+from typing import Any, Callable, Optional, Tuple
 
 from tasktrace._logging import get_logger
 from tasktrace.integrations import _jobs
@@ -32,6 +46,7 @@ _log = get_logger()
 
 SYSTEM = "arq"
 _MARK = "__tasktrace_arq__"
+_CANCELLED = "cancelled"
 
 
 def install(module: Any) -> None:
@@ -50,11 +65,10 @@ def _wrap_init(init: Callable[..., Any]) -> Callable[..., Any]:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         try:
-            queue = getattr(self, "queue_name", None)
             for name, entry in list(self.functions.items()):
                 coroutine = getattr(entry, "coroutine", None)
                 if coroutine is not None and not getattr(coroutine, _MARK, False):
-                    wrapped = _wrap_job(str(getattr(entry, "name", name)), coroutine, queue)
+                    wrapped = _wrap_job(str(getattr(entry, "name", name)), coroutine, self, entry)
                     self.functions[name] = dataclasses.replace(entry, coroutine=wrapped)
         except Exception:  # noqa: BLE001 - never break the program's worker (logged)
             _log.debug("tasktrace: could not instrument an arq worker", exc_info=True)
@@ -71,10 +85,51 @@ def _enqueued_at(ctx: Any) -> Optional[float]:
         return None
 
 
-def _wrap_job(name: str, coroutine: Callable[..., Any], queue: Any) -> Callable[..., Any]:
+def _setting(entry: Any, worker: Any, name: str, worker_name: str) -> Any:
+    """The function's own ``name`` setting, else the worker's ``worker_name`` (arq's rule)."""
+    value = getattr(entry, name, None)
+    return getattr(worker, worker_name, None) if value is None else value
+
+
+def _outcome(
+    exc: BaseException, worker: Any, entry: Any, ctx: Any, elapsed: float
+) -> Tuple[str, Optional[BaseException]]:
+    """The ``job.outcome`` of an attempt that raised ``exc`` and the error to record with
+    it, as arq's ``Worker.run_job`` will treat the attempt (see the module docstring)."""
+    kind = type(exc).__name__
+    job_try = ctx.get("job_try") if isinstance(ctx, dict) else None
+    max_tries = _setting(entry, worker, "max_tries", "max_tries")
+    # arq reschedules a retried job even on its last try, then fails it unrun when it is
+    # picked up again ("max retries exceeded"): this attempt is the job's last.
+    tries_left = not (isinstance(job_try, int) and isinstance(max_tries, int)) or (
+        job_try < max_tries
+    )
+    will_retry = bool(getattr(worker, "retry_jobs", True)) and tries_left
+    if kind in ("Retry", "RetryJob"):
+        return (_jobs.RETRY if will_retry else _jobs.ERROR), exc
+    if kind != "CancelledError":
+        return _jobs.ERROR, exc
+    job_id = ctx.get("job_id") if isinstance(ctx, dict) else None
+    if job_id is not None and job_id in (getattr(worker, "aborting_tasks", None) or ()):
+        return _CANCELLED, None
+    timeout = _setting(entry, worker, "timeout_s", "job_timeout_s")
+    # The job's task starts a moment after arq's timer does: 1% of slack.
+    if isinstance(timeout, (int, float)) and timeout > 0 and elapsed >= timeout * 0.99:
+        import asyncio
+
+        return _jobs.TIMEOUT, asyncio.TimeoutError(f"arq job timeout of {timeout:g} s")
+    return (_jobs.RETRY if will_retry else _CANCELLED), None
+
+
+def _wrap_job(
+    name: str, coroutine: Callable[..., Any], worker: Any, entry: Any
+) -> Callable[..., Any]:
+    queue = getattr(worker, "queue_name", None)
+
     @functools.wraps(coroutine)
     async def job(ctx: Any, *args: Any, **kwargs: Any) -> Any:
         scope = None
+        started = time.monotonic()
         try:
             job_try = ctx.get("job_try") if isinstance(ctx, dict) else None
             scope = _jobs.start_job(
@@ -90,14 +145,12 @@ def _wrap_job(name: str, coroutine: Callable[..., Any], queue: Any) -> Callable[
         try:
             result = await coroutine(ctx, *args, **kwargs)
         except BaseException as exc:
-            kind = type(exc).__name__
-            if kind == "Retry":
-                outcome = _jobs.RETRY
-            elif kind == "CancelledError":
-                outcome = "cancelled"
-            else:
-                outcome = _jobs.ERROR
-            _jobs.end_job(scope, outcome, exc if outcome != "cancelled" else None)
+            try:
+                outcome, error = _outcome(exc, worker, entry, ctx, time.monotonic() - started)
+            except Exception:  # noqa: BLE001 - an odd worker: an error of the attempt (logged)
+                _log.debug("tasktrace: could not tell an arq job's outcome", exc_info=True)
+                outcome, error = _jobs.ERROR, exc
+            _jobs.end_job(scope, outcome, error)
             raise
         _jobs.end_job(scope, _jobs.OK)
         return result
