@@ -20,7 +20,7 @@ from collections import Counter
 
 import pytest
 from _launcher import Launcher
-from _services import fresh_db
+from _services import copy_example, fresh_db
 
 pytest.importorskip(
     "arq",
@@ -187,3 +187,43 @@ def test_last_try_and_timeout(launcher: Launcher, redis_url: str) -> None:
     assert slow["attributes"]["job.outcome"] == "timeout"
     timeout_error = f"{asyncio.TimeoutError.__module__}:{asyncio.TimeoutError.__qualname__}"
     assert [e["type"] for e in slow["errors"]] == [timeout_error]
+
+
+def _arq_worker(launcher: Launcher, env: dict, settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tasktrace", "run-program", "arq", settings, "--burst"],
+        cwd=launcher.cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_arq_app_example(launcher: Launcher, redis_url: str) -> None:
+    """config-examples/arq_app as its README line runs it: validate-config accepts it, the
+    producer's enqueues are its segments, every job is recorded by name with the config's
+    function trace inside, and the retried upload is a retry then ok."""
+    copy_example("arq_app", launcher.cwd)
+    env = dict(launcher.env, ARQ_REDIS_URL=fresh_db(redis_url))
+    checked = launcher.admin("validate-config", "tasktrace.toml", env=env, timeout=60)
+    assert checked.returncode == 0 and " 0 error(s)" in checked.stdout, checked.stdout
+    sent = launcher.admin("run-program", "python", "enqueue.py", env=env, timeout=60)
+    assert sent.returncode == 0 and sent.stdout.strip() == "enqueued 6 jobs", sent.stderr
+    worker = _arq_worker(launcher, env, "jobs.WorkerSettings")
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    records = launcher.records()
+    assert {r["app"] for r in records} == {"arq-reports"}
+    (producer,) = [r for r in records if r["name"] == "nightly reports"]
+    assert [s["name"] for s in producer["segments"]] == [
+        "enqueue build_report",
+        "enqueue upload",
+    ] * 3
+    jobs = [r for r in records if r["group"] == "arq"]
+    assert Counter(r["name"] for r in jobs) == {"build_report": 3, "upload": 4}
+    for job in jobs:
+        if job["name"] == "build_report":
+            assert [s["name"] for s in job["segments"]] == ["jobs:render_pdf"]
+    outcomes = Counter(r["attributes"]["job.outcome"] for r in jobs if r["name"] == "upload")
+    assert outcomes == {"ok": 3, "retry": 1}

@@ -69,6 +69,7 @@ REQUIRES = {
     "celery_app": ("celery", "redis"),
     "dramatiq_app": ("dramatiq", "redis"),
     "huey_app": ("huey", "redis"),
+    "arq_app": ("arq",),  # in the arq suite's virtualenv (test_arq_integration runs it)
 }
 
 
