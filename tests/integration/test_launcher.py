@@ -181,6 +181,45 @@ def test_main_module_targets(launcher: Launcher) -> None:
         assert [r["name"] for r in launcher.records()] == ["__main__:main"], argv
 
 
+def test_target_naming_the_script_itself_is_warned(launcher: Launcher) -> None:
+    """python job.py with a target job:work: job is never imported (the file runs as
+    __main__), so the target would record nothing; one stderr line says so and names the
+    __main__ target to use. Not said when job is an imported module."""
+    launcher.write(
+        "tasktrace.toml",
+        '[[background_task]]\nfunction = "job:work"\n\n'
+        '[[background_task]]\nfunction = "pkg.job:work"\n',
+    )
+    body = "def work():\n    return 7\n\nif __name__ == '__main__':\n    print(work())\n"
+    launcher.write("job.py", body)
+    launcher.write("pkg/__init__.py", "")
+    launcher.write("pkg/job.py", body)
+    # python pkg/job.py puts pkg/ first on sys.path: "import job" would be that file too.
+    for argv, targets in (
+        (["job.py"], ["job:work"]),
+        (["-m", "job"], ["job:work"]),
+        (["pkg/job.py"], ["job:work", "pkg.job:work"]),
+        (["-m", "pkg.job"], ["pkg.job:work"]),
+    ):
+        launcher.out.unlink(missing_ok=True)
+        result = launcher.admin("run-program", "python", *argv)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "7\n", argv
+        if sys.version_info < (3, 10) and argv[0] == "-m":
+            continue  # no sys.orig_argv: the -m module's name is not known at start-up
+        warned = [line for line in result.stderr.splitlines() if "is the script itself" in line]
+        assert len(warned) == len(targets), (argv, result.stderr)
+        for line, target in zip(warned, targets):
+            assert f"{target!r}: " in line and "'__main__:work'" in line, warned
+        assert launcher.records() == [], argv
+    launcher.write("main.py", "import job\nprint(job.work())\n")
+    launcher.out.unlink(missing_ok=True)
+    result = launcher.admin("run-program", "python", "main.py")
+    assert result.returncode == 0, result.stderr
+    assert "is the script itself" not in result.stderr
+    assert [r["name"] for r in launcher.records()] == ["job:work"]
+
+
 def test_bad_config_runs_program_uninstrumented(launcher: Launcher) -> None:
     """A broken config is one line on stderr; the program still runs and exits normally."""
     launcher.write("tasktrace.toml", "app_name = [broken\n")

@@ -172,6 +172,9 @@ def install(settings: Settings) -> None:
     _importlib_bootstrap.register_post_import_hooks(hooks)
     if main:
         install_main_hook()
+    # A target naming the script's own module (job:work for python job.py) would wait for
+    # an import that never comes: say so now rather than record nothing.
+    _main.warn_script_targets(new)
 
 
 def resolve_target(target: TargetSettings) -> List[Resolved]:

@@ -105,6 +105,69 @@ def install_main_hook() -> bool:
     return True
 
 
+def _script_modules() -> Optional[Tuple[Tuple[str, ...], bool]]:
+    """The module-name parts of the running script, and whether only all of them name it.
+
+    ``python /srv/app/job.py`` gives ``((..., "srv", "app", "job"), False)``: ``job``,
+    ``app.job`` and so on may all name the file (its folder comes first on ``sys.path``).
+    ``python -m app.job`` gives ``(("app", "job"), True)``. None for ``-c``, the prompt,
+    and programs that are not a ``.py`` file (console scripts).
+    """
+    argv = sys.argv
+    if not argv:
+        return None
+    first = argv[0]
+    if first.startswith("-m"):
+        # In sitecustomize argv[0] is still "-m": the module name is in the command line.
+        original: List[str] = list(getattr(sys, "orig_argv", ()))
+        for i, arg in enumerate(original):
+            if arg == "-m" and i + 1 < len(original):
+                return tuple(original[i + 1].split(".")), True
+            if arg.startswith("-m") and len(arg) > 2:
+                return tuple(arg[2:].split(".")), True
+        return None
+    if not first.endswith(".py"):
+        return None
+    import os.path
+
+    return tuple(os.path.abspath(first)[:-3].split(os.sep)), False
+
+
+def warn_script_targets(targets: List[TargetSettings]) -> None:
+    """Warn once for each target whose module is the running script itself.
+
+    ``python job.py`` (or ``python -m job``) runs the file as ``__main__``; a target
+    ``job:work`` waits for an import of ``job`` that usually never comes, so it would record
+    nothing without a word. The target is left installed (the script may import itself).
+    """
+    if not targets:
+        return
+    script = _script_modules()
+    if script is None:
+        return
+    parts, exact = script
+    stem = parts[-1]
+    for target in targets:
+        if stem not in target.function:  # (nearly all, for a few tens of nanoseconds)
+            continue
+        module = target.function.partition(":")[0]
+        if module.rpartition(".")[2] != stem or module == _MAIN:
+            continue
+        names = tuple(module.split("."))
+        if names != (parts if exact else parts[-len(names) :]):
+            continue
+        _log.warning(
+            "tasktrace: %s: %s is the script itself, which Python runs as __main__, so this "
+            "target wraps only a separate import of %s; to record the script's own %s, name "
+            "it '__main__:%s'",
+            f"{target.source}: {target.function!r}" if target.source else repr(target.function),
+            target.module,
+            target.module,
+            target.object_path,
+            target.object_path,
+        )
+
+
 _UNSET = object()
 
 
