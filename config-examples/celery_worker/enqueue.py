@@ -1,4 +1,4 @@
-"""Send a few tasks for the Celery example (needs `pip install celery redis` and a Redis server).
+"""Send a few tasks for the Celery example (needs `pip install 'celery[redis]'` and a Redis server).
 
 python enqueue.py [BROKER_URL]      # default: $CELERY_BROKER_URL or redis://127.0.0.1:6379/0
 """
