@@ -15,6 +15,7 @@ the servers also die with pytest, so a killed run leaves none behind.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import shutil
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
@@ -38,6 +40,9 @@ __all__ = [
     "fresh_db",
     "redis_url",
     "rotel",
+    "rotel_agent",
+    "rotel_env",
+    "rotel_skip_reason",
     "stop",
     "wait_until",
 ]
@@ -213,14 +218,60 @@ def fresh_db(redis_url: str) -> str:
     return f"{redis_url}/{number}"
 
 
+def rotel_env() -> Dict[str, str]:
+    """The environment to start ``rotel-agent`` in.
+
+    Some of rotel's wheels (3.13's) link ``libpython`` for their Python processors; a
+    Python built without it on the loader's path (pyenv's) keeps it in its ``LIBDIR``.
+    """
+    env = dict(os.environ)
+    libdir = sysconfig.get_config_var("LIBDIR")
+    if libdir:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            part for part in (libdir, env.get("LD_LIBRARY_PATH")) if part
+        )
+    return env
+
+
+_rotel_problems: List[str] = []
+
+
+@functools.cache
 def rotel_agent() -> Optional[str]:
-    """The ``rotel-agent`` binary shipped inside the ``rotel`` package, or one on PATH."""
+    """A ``rotel-agent`` that runs here: ``TEST_ROTEL_AGENT`` (``.ci/run`` sets
+    it to the main virtualenv's for the other Pythons), else the binary shipped inside the
+    ``rotel`` package, else one on PATH. None (see :func:`rotel_skip_reason`) if none runs:
+    rotel's wheel for 3.9 needs a newer glibc than Debian 12's."""
+    candidates = [os.environ.get("TEST_ROTEL_AGENT")]
     try:
         import rotel  # type: ignore[import-untyped]
+
+        candidates.append(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))
     except ImportError:
-        return shutil.which("rotel-agent")
-    path = os.path.join(os.path.dirname(rotel.__file__), "rotel-agent")
-    return path if os.access(path, os.X_OK) else shutil.which("rotel-agent")
+        _rotel_problems.append("the rotel package is not installed (pip install rotel)")
+    candidates.append(shutil.which("rotel-agent"))
+    for path in dict.fromkeys(c for c in candidates if c):
+        if not os.access(path, os.X_OK):
+            _rotel_problems.append(f"{path} is not executable")
+            continue
+        try:
+            proc = subprocess.run(
+                [path, "--help"], env=rotel_env(), capture_output=True, text=True, timeout=20
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _rotel_problems.append(f"{path}: {exc}")
+            continue
+        if proc.returncode == 0:
+            return path
+        _rotel_problems.append(f"{path} does not run: {proc.stderr.strip()[-300:]}")
+    return None
+
+
+def rotel_skip_reason() -> str:
+    """Why :func:`rotel_agent` found none, for the tests' skip message."""
+    rotel_agent()
+    found = "; ".join(_rotel_problems) or "no rotel-agent found"
+    return f"no real collector to test: {found}"
 
 
 class Rotel:
@@ -269,6 +320,7 @@ class Rotel:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=rotel_env(),
             preexec_fn=die_with_parent,
         )
 
@@ -294,7 +346,7 @@ def rotel(tmp_path: Path) -> Iterator[Rotel]:
     """A real OTLP collector (rotel, blackhole exporter, detailed debug log) for one test."""
     agent = rotel_agent()
     if agent is None:
-        pytest.skip("rotel is not installed (pip install rotel): no real collector to test")
+        pytest.skip(rotel_skip_reason())
     collector = Rotel(agent, tmp_path / "rotel.log")
     try:
         if not wait_until(lambda: collector.listening() or collector.proc.poll() is not None, 10):

@@ -39,7 +39,15 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 from _netns import Network, open_network
-from _services import Rotel, die_with_parent, free_port, rotel_agent, stop, wait_until
+from _services import (
+    Rotel,
+    die_with_parent,
+    free_port,
+    rotel_agent,
+    rotel_skip_reason,
+    stop,
+    wait_until,
+)
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -295,7 +303,7 @@ def test_fleet_counts_every_task_through_a_collector_outage(
     arrives twice."""
     agent = rotel_agent()
     if agent is None:
-        pytest.skip("rotel is not installed (pip install rotel): no real collector to test")
+        pytest.skip(rotel_skip_reason())
     net, why = network
     path = "netns" if net is not None else f"resource attributes ({why})"
     record_property("hosts", path)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from _services import rotel_agent
+from _services import rotel_agent, rotel_env, rotel_skip_reason
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -211,7 +211,7 @@ def test_real_collector_rotel(tmp_path: Path) -> None:
     """A real collector (rotel, debug exporter) accepts the spans and logs their names."""
     agent = rotel_agent()
     if agent is None:
-        pytest.skip("rotel is not installed (pip install rotel): no real collector to test")
+        pytest.skip(rotel_skip_reason())
     http_port, grpc_port = _free_port(), _free_port()
     log = open(tmp_path / "rotel.log", "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
@@ -231,6 +231,7 @@ def test_real_collector_rotel(tmp_path: Path) -> None:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=rotel_env(),
     )
     try:
         deadline = time.monotonic() + 10
