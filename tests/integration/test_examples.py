@@ -78,7 +78,10 @@ def test_example_config_validates(example: str) -> None:
     """`validate-config` accepts every example's config, run from the example's folder."""
     for module in REQUIRES.get(example, ()):
         if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} is not installed (it is in the test extra)")
+            where = (
+                "the extra test-arq, whose suite runs it" if module == "arq" else "the test extra"
+            )
+            pytest.skip(f"{module} is not installed (it is in {where})")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKTRACE_", "OTEL_"))}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # import the example's modules without a trace
     result = subprocess.run(
