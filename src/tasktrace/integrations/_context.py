@@ -8,6 +8,7 @@ counts as no context at all, never as an error.
 
 from __future__ import annotations
 
+import re
 from typing import Any, NamedTuple, Optional
 
 #: The message keys (Celery headers, RQ job meta, ...) tasktrace writes and reads.
@@ -19,7 +20,6 @@ ENQUEUED_AT = "tasktrace_enqueued_at"
 #: The longest ``tracestate`` kept (the W3C limit is 32 members of at most 256 characters;
 #: 512 is what the specification says a vendor must at least propagate).
 MAX_TRACESTATE = 512
-_HEX = frozenset("0123456789abcdef")
 
 
 class TraceContext(NamedTuple):
@@ -35,18 +35,16 @@ def format_traceparent(trace_id: int, span_id: int) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-01"
 
 
-def _hex(text: str, length: int) -> Optional[int]:
-    if len(text) != length or not _HEX.issuperset(text):
-        return None
-    value = int(text, 16)
-    return value or None  # an all-zero id is invalid
+#: version-traceid-parentid-flags, lower-case hex, then (for a version after 00) more
+#: fields, each after a dash. One C-level match per message.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?", re.S)
 
 
 def parse_traceparent(value: Any) -> Optional[TraceContext]:
     """``(trace id, span id)`` of a ``traceparent`` header, or None if it is not a valid one.
 
     Version ``00`` must be exactly four fields; a later version may append fields (W3C
-    forward compatibility); version ``ff`` is invalid.
+    forward compatibility); version ``ff`` is invalid; an all-zero id is invalid.
     """
     if isinstance(value, bytes):
         try:
@@ -55,14 +53,15 @@ def parse_traceparent(value: Any) -> Optional[TraceContext]:
             return None
     if type(value) is not str or len(value) > 512:
         return None
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[0]) != 2 or not _HEX.issuperset(parts[0]):
+    match = _TRACEPARENT.fullmatch(value.strip())
+    if match is None:
         return None
-    if parts[0] == "ff" or (parts[0] == "00" and len(parts) != 4):
+    version, trace_hex, span_hex, rest = match.groups()
+    if version == "ff" or (version == "00" and rest is not None):
         return None
-    trace_id = _hex(parts[1], 32)
-    span_id = _hex(parts[2], 16)
-    if trace_id is None or span_id is None or len(parts[3]) != 2 or not _HEX.issuperset(parts[3]):
+    trace_id = int(trace_hex, 16)
+    span_id = int(span_hex, 16)
+    if not trace_id or not span_id:
         return None
     return TraceContext(trace_id, span_id)
 
@@ -87,7 +86,9 @@ def read_context(traceparent: Any, tracestate: Any) -> Optional[TraceContext]:
         parent = parse_traceparent(traceparent)
         if parent is None:
             return None
-        return parent._replace(tracestate=parse_tracestate(tracestate))
+        if tracestate is None:
+            return parent
+        return TraceContext(parent.trace_id, parent.span_id, parse_tracestate(tracestate))
     except Exception:  # noqa: BLE001 - hostile header objects count as no context
         return None
 

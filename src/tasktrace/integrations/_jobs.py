@@ -17,7 +17,13 @@ from tasktrace._logging import get_logger
 from tasktrace._scopes import _Scope, current_node, open_task_scope, open_trace_scope
 from tasktrace._state import STATE
 from tasktrace.integrations import _context
-from tasktrace.transaction import Transaction
+from tasktrace.transaction import (
+    _INT64_MAX,
+    _INT64_MIN,
+    MAX_ATTRIBUTE_VALUE_LENGTH,
+    MAX_ATTRIBUTES,
+    Transaction,
+)
 
 _log = get_logger()
 
@@ -60,6 +66,8 @@ def add_target(system: str, value: Any, override: Override) -> None:
 
 def targets(system: str) -> List[Tuple[Any, Override]]:
     """The ``(object, override)`` pairs of ``system``'s targets."""
+    if system not in _targets:  # the common case, once per job: no lock, no copy
+        return []
     with _lock:
         return list(_targets.get(system, ()))
 
@@ -108,6 +116,14 @@ def start_job(
         return None
 
 
+def _text(value: Any) -> str:
+    """``value`` as a plain ``str`` within the attribute length limit."""
+    text = value if type(value) is str else str(value)
+    if type(text) is not str:  # a str subclass: store the plain value
+        text = str.__str__(text)
+    return text[:MAX_ATTRIBUTE_VALUE_LENGTH]
+
+
 def _annotate(
     txn: Transaction,
     system: str,
@@ -117,24 +133,32 @@ def _annotate(
     enqueued_at: Optional[float],
     context: Optional[_context.TraceContext],
 ) -> None:
-    add = txn.add_custom_attribute
-    add("job.system", system)
+    # Written straight into the transaction's attributes (a fresh transaction, at most six
+    # keys of ours, values made plain here): this runs once per job, and the checks of
+    # ``add_custom_attribute`` cost more than the job system's own dispatch.
+    rare = txn._more()
+    attrs = rare.attributes
+    if attrs is None:
+        attrs = rare.attributes = {}
+    attrs["job.system"] = system
     if job_id is not None:
-        add("job.id", str(job_id))
+        attrs["job.id"] = _text(job_id)
     if queue is not None:
-        add("job.queue", str(queue))
+        attrs["job.queue"] = _text(queue)
     if isinstance(retries, int) and not isinstance(retries, bool):
-        add("job.retries", retries)
+        retries = int.__index__(retries)
+        if _INT64_MIN <= retries <= _INT64_MAX:
+            attrs["job.retries"] = retries
     if enqueued_at is not None:
         # Clocks of producer and worker differ slightly: never a negative wait.
-        add("job.queue_wait_ms", round(max(txn.start - enqueued_at, 0.0) * 1000.0, 3))
+        attrs["job.queue_wait_ms"] = round(max(txn.start - enqueued_at, 0.0) * 1000.0, 3)
     if context is not None:
         mode = STATE.settings.integrations.propagate
         if mode == "parent":
             txn._continue_trace(context.trace_id, context.span_id, context.tracestate)
         elif mode == "link":
-            add(LINK_TRACE_ID, f"{context.trace_id:032x}")
-            add(LINK_SPAN_ID, f"{context.span_id:016x}")
+            attrs[LINK_TRACE_ID] = f"{context.trace_id:032x}"
+            attrs[LINK_SPAN_ID] = f"{context.span_id:016x}"
 
 
 def end_job(
@@ -145,8 +169,12 @@ def end_job(
         return
     try:
         txn = scope.node.txn
-        if scope.txn is not None:
-            txn.add_custom_attribute("job.outcome", outcome)
+        if scope.txn is not None and not txn.finished:
+            attrs = txn._more().attributes
+            if attrs is None:
+                txn._more().attributes = {"job.outcome": _text(outcome)}
+            elif "job.outcome" in attrs or len(attrs) < MAX_ATTRIBUTES:
+                attrs["job.outcome"] = _text(outcome)
         if error is not None:
             record_error(scope, error)
         scope.deactivate()
