@@ -14,6 +14,8 @@ Celery's default) drains them; the figure is tasks divided by the time from the 
 ``worker_ready`` signal to the end of the last task. The median of the repeats is printed.
 
 * plain: Celery alone;
+* signals: no-op receivers on the seven Celery signals tasktrace connects: what Celery's
+  own signal dispatch costs any integration built on its signals, OpenTelemetry's too;
 * tasktrace: ``tasktrace.initialize()`` before Celery is imported (what ``run-program``
   does), every task a transaction through the Celery integration, delivered by the
   default recorder to a reporter that counts and discards (``benchmarks/_bench.py``);
@@ -40,7 +42,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VARIANTS = ("plain", "tasktrace", "opentelemetry")
+VARIANTS = ("plain", "signals", "tasktrace", "opentelemetry")
+#: Variants that record nothing: their figures need no confirmation.
+UNRECORDED = ("plain", "signals")
 TARGET = 0.1
 
 #: The worker process: one variant, one repeat. argv: variant, broker URL, tasks, out file.
@@ -69,6 +73,15 @@ if variant == "tasktrace":
     tasktrace.initialize()
     recorder = HarvestRecorder(Settings(), reporters=[Counting()], install_process_hooks=False)
     STATE.set_recorder(recorder)
+elif variant == "signals":
+    # The floor of any signal-based integration: no-op receivers on the signals tasktrace
+    # connects, so Celery dispatches them as it does tasktrace's.
+    from celery import signals as _signals
+
+    for _signal in (_signals.task_prerun, _signals.task_postrun, _signals.task_failure,
+                    _signals.task_retry, _signals.task_received, _signals.before_task_publish,
+                    _signals.after_task_publish):
+        _signal.connect(lambda **_: None, weak=False)
 elif variant == "opentelemetry":
     from opentelemetry import trace
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
@@ -239,7 +252,7 @@ def main() -> int:
                     result = _run_one(variant, broker, args.tasks, workdir)
                     rate = args.tasks / result["seconds"]
                     samples[variant].append(rate)
-                    if variant != "plain" and result["recorded"] != args.tasks:
+                    if variant not in UNRECORDED and result["recorded"] != args.tasks:
                         confirmed[variant] = False
                     _log(
                         f"repeat {repeat + 1} {variant:14s} {rate:9.0f} tasks/s "
@@ -255,7 +268,7 @@ def main() -> int:
     )
     per_task = {v: 1e6 / m for v, m in medians.items()}
     for variant in variants:
-        if variant != "plain" and not confirmed[variant]:
+        if variant not in UNRECORDED and not confirmed[variant]:
             _log(f"{variant:14s} not shown: it did not record every task")
             continue
         extra = per_task[variant] - per_task["plain"]
@@ -272,6 +285,12 @@ def main() -> int:
             f"tasktrace slowdown / OpenTelemetry slowdown = {ratio:.3f} "
             f"(target <= {TARGET}): {verdict}"
         )
+        if "signals" in per_task and theirs > 0:
+            floor = (per_task["signals"] - per_task["plain"]) / theirs
+            _log(
+                f"no-op signal receivers' slowdown / OpenTelemetry slowdown = {floor:.3f} "
+                "(Celery's dispatch of the signals alone)"
+            )
     return 0
 
 
